@@ -1,0 +1,146 @@
+//! JSON values, parsing, value equality and JSON Pointers (RFC 6901).
+//!
+//! awf_core works on `serde_json::Value` built with `arbitrary_precision`, so a number keeps
+//! the exact text it was written with. Two consequences everybody in this crate relies on:
+//! `Value == Value` compares number *text* (`1` differs from `1.0`), so semantic comparisons go
+//! through [`value_eq`]; and canonicalization can see (and refuse) numbers an f64 cannot hold.
+
+use crate::error::{Error, Result};
+use serde_json::{Number, Value};
+use std::cmp::Ordering;
+
+pub use serde_json::Map;
+
+/// Parses one JSON text (RFC 8259). Rejects invalid UTF-8, trailing garbage and nesting
+/// deeper than 128 levels, with a message that says where.
+pub fn parse(bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
+}
+
+/// Parses JSON from a string; see [`parse`].
+pub fn parse_str(text: &str) -> Result<Value> {
+    parse(text.as_bytes())
+}
+
+/// Compares two numbers by value: `1`, `1.0` and `1e0` are equal.
+///
+/// Exact for integers that fit i64/u64; other numbers compare as f64, which is what
+/// canonicalization accepts anyway.
+pub fn numbers_equal(a: &Number, b: &Number) -> bool {
+    number_cmp(a, b) == Some(Ordering::Equal)
+}
+
+fn number_cmp(a: &Number, b: &Number) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return Some(x.cmp(&y));
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return Some(x.cmp(&y));
+    }
+    a.as_f64()?.partial_cmp(&b.as_f64()?)
+}
+
+/// Semantic equality of JSON values: numbers by value, objects regardless of key order.
+pub fn value_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => numbers_equal(x, y),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| value_eq(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| value_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Splits a JSON Pointer (RFC 6901) into unescaped reference tokens. `""` is the whole document.
+pub fn pointer_tokens(pointer: &str) -> Result<Vec<String>> {
+    if pointer.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/').ok_or_else(|| {
+        Error::invalid(format!(
+            "JSON pointer {pointer:?} must be empty or start with '/'"
+        ))
+    })?;
+    rest.split('/').map(unescape_token).collect()
+}
+
+fn unescape_token(token: &str) -> Result<String> {
+    let mut out = String::with_capacity(token.len());
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        if c != '~' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('~'),
+            Some('1') => out.push('/'),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "JSON pointer token {token:?} has '~' not followed by 0 or 1"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Escapes one reference token for use in a JSON Pointer (`~` → `~0`, `/` → `~1`).
+pub fn escape_token(token: &str) -> String {
+    if !token.contains(['~', '/']) {
+        return token.to_owned();
+    }
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Appends an escaped token to a pointer: `push_token("/a", "b/c")` is `/a/b~1c`.
+pub fn push_token(pointer: &str, token: &str) -> String {
+    let mut p = String::with_capacity(pointer.len() + token.len() + 1);
+    p.push_str(pointer);
+    p.push('/');
+    p.push_str(&escape_token(token));
+    p
+}
+
+/// Parses an array index token per RFC 6901: digits only, no leading zeros.
+pub fn array_index(token: &str) -> Option<usize> {
+    let ok = !token.is_empty()
+        && token.bytes().all(|b| b.is_ascii_digit())
+        && (token == "0" || !token.starts_with('0'));
+    if ok {
+        token.parse().ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(value_eq(&parse_str("1").unwrap(), &parse_str("1.0").unwrap()));
+        assert!(value_eq(&parse_str("[1e2]").unwrap(), &json!([100])));
+        assert!(!value_eq(&json!(1), &json!(2)));
+        assert!(!value_eq(&json!(1), &json!("1")));
+    }
+
+    #[test]
+    fn pointers_round_trip() {
+        assert_eq!(pointer_tokens("").unwrap(), Vec::<String>::new());
+        assert_eq!(pointer_tokens("/a~1b/~0c/").unwrap(), ["a/b", "~c", ""]);
+        assert_eq!(push_token("/x", "a/b~"), "/x/a~1b~0");
+        assert!(pointer_tokens("a").is_err());
+        assert!(pointer_tokens("/~2").is_err());
+        assert_eq!(array_index("0"), Some(0));
+        assert_eq!(array_index("01"), None);
+        assert_eq!(array_index("-"), None);
+    }
+}

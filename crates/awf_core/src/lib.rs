@@ -1,0 +1,26 @@
+//! awf_core: the pure algorithms of awf_lifecycle. No pgrx, no tokio: the extension, the HTTP
+//! server and the CLI call these and never re-implement them.
+
+pub mod error;
+pub mod json;
+
+/// RFC 8785 canonical bytes and SHA-256 content hashes.
+pub mod canonical;
+/// The hash chain over turns and its verifier.
+pub mod chain;
+/// RFC 6902 JSON Patch apply.
+pub mod patch;
+/// Structural diff producing RFC 6902 patches (arrays aligned by LCS).
+pub mod diff;
+/// RFC 7396 JSON Merge Patch.
+pub mod merge_patch;
+/// Three-way merge with conflict reporting.
+pub mod merge;
+/// Blob codec: zstd, optional AES-256-GCM, versioned header; envelope keys.
+pub mod codec;
+/// Secret and PII redaction with a report.
+pub mod redact;
+/// Deterministic recap composition.
+pub mod recap;
+
+pub use error::{Error, ErrorKind, Result};
