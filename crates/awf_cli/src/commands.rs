@@ -1,0 +1,108 @@
+//! Command definitions and their SQL calls.
+
+use postgres::{Client, NoTls};
+use serde_json::Value;
+use std::io::Read;
+
+/// The `awf` command line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "awf", version, about = "Operate awf_lifecycle sessions and saves")]
+pub struct Cli {
+    /// PostgreSQL connection string of a database with the awf_lifecycle extension.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print the extension version the database runs.
+    ExtensionVersion,
+    /// Print the canonical SHA-256 hash of a JSON document (a file, or - for standard input).
+    Hash {
+        /// Path of the JSON document, or - for standard input.
+        file: String,
+    },
+}
+
+/// A failure, with the exit code scripts can branch on.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments or unreadable input (exit 2).
+    Usage(String),
+    /// The database refused the call; carries the SQLSTATE (exit 1).
+    Sql { code: String, message: String },
+    /// The database could not be reached (exit 3).
+    Connect(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Sql { .. } => 1,
+            CliError::Usage(_) => 2,
+            CliError::Connect(_) => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::Connect(m) => f.write_str(m),
+            CliError::Sql { code, message } => write!(f, "{message} (SQLSTATE {code})"),
+        }
+    }
+}
+
+impl From<postgres::Error> for CliError {
+    fn from(e: postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => CliError::Sql {
+                code: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
+            None => CliError::Connect(format!("database error: {e}")),
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::ExtensionVersion => {
+            let mut db = connect(cli.database_url)?;
+            let v: String = db.query_one("SELECT awf.version()", &[])?.get(0);
+            println!("{v}");
+        }
+        Command::Hash { file } => {
+            let doc = read_json(&file)?;
+            let mut db = connect(cli.database_url)?;
+            let h: String = db
+                .query_one("SELECT awf.canonical_hash($1::jsonb)", &[&doc])?
+                .get(0);
+            println!("{h}");
+        }
+    }
+    Ok(())
+}
+
+fn connect(url: Option<String>) -> Result<Client, CliError> {
+    let url = url.ok_or_else(|| {
+        CliError::Usage("no database: pass --database-url or set DATABASE_URL".into())
+    })?;
+    Client::connect(&url, NoTls).map_err(|e| CliError::Connect(format!("cannot connect: {e}")))
+}
+
+fn read_json(path: &str) -> Result<Value, CliError> {
+    let mut text = String::new();
+    let res = if path == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    res.map_err(|e| CliError::Usage(format!("cannot read {path}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{path}: invalid JSON: {e}")))
+}

@@ -1,0 +1,75 @@
+//! The `awf` binary end to end: real process, real database.
+
+use awf_tests::{TempFile, TestDb};
+use std::io::Write;
+use std::process::{Command, Output};
+
+fn awf(args: &[&str], db: Option<&TestDb>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_awf"));
+    cmd.args(args).env_remove("DATABASE_URL");
+    if let Some(db) = db {
+        cmd.env("DATABASE_URL", db.url());
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn version_flag() {
+    let out = awf(&["--version"], None);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("awf {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn hash_calls_the_database() {
+    let db = TestDb::new();
+    let f = TempFile::with_contents(r#"{"b": 2, "a": [1.0, "x"]}"#);
+    let out = awf(&["hash", f.path()], Some(&db));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected: String = db
+        .client()
+        .query_one(
+            "SELECT encode(sha256(convert_to('{\"a\":[1,\"x\"],\"b\":2}', 'UTF8')), 'hex')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), expected);
+}
+
+#[test]
+fn hash_from_stdin() {
+    let db = TestDb::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_awf"))
+        .args(["hash", "-"])
+        .env("DATABASE_URL", db.url())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"[]").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim().len(), 64);
+}
+
+#[test]
+fn sql_errors_exit_1_with_sqlstate() {
+    let db = TestDb::new();
+    let f = TempFile::with_contents(r#"{"id": 9007199254740993}"#);
+    let out = awf(&["hash", f.path()], Some(&db));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SQLSTATE 22023"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = awf(&["hash", "/nonexistent/file.json"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let f = TempFile::with_contents("{}");
+    let out = awf(&["hash", f.path()], None);
+    assert_eq!(out.status.code(), Some(2), "no database configured");
+}

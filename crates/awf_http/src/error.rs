@@ -1,0 +1,117 @@
+//! One error type for every handler, and the one table from SQLSTATE to HTTP status
+//! (DESIGN §5). The body is always `{"error": {"code": ..., "message": ...}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+/// Maps a PostgreSQL SQLSTATE to the HTTP status the client sees.
+pub fn status_for_sqlstate(code: &str) -> StatusCode {
+    match code {
+        "P0002" => StatusCode::NOT_FOUND,
+        "23505" | "40001" | "40P01" => StatusCode::CONFLICT,
+        "22P02" => StatusCode::BAD_REQUEST,
+        "22023" => StatusCode::UNPROCESSABLE_ENTITY,
+        "54000" => StatusCode::PAYLOAD_TOO_LARGE,
+        "42501" => StatusCode::FORBIDDEN,
+        "28000" | "28P01" => StatusCode::UNAUTHORIZED,
+        c if c.starts_with("22") => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl AppError {
+    /// An error with an explicit status and code, for failures found before SQL runs.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        AppError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// A request the server could not parse (bad JSON, wrong content type).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "22P02", message)
+    }
+
+    /// A startup configuration problem.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "F0000", message)
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl From<tokio_postgres::Error> for AppError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => {
+                let code = db.code().code();
+                let status = status_for_sqlstate(code);
+                if status.is_server_error() {
+                    // Integrity failures and unknown server errors are alerts for operators.
+                    tracing::error!(sqlstate = code, message = db.message(), "database error");
+                }
+                AppError::new(status, code, db.message())
+            }
+            None => {
+                tracing::error!(error = %e, "database connection error");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "08006",
+                    "the database is unavailable",
+                )
+            }
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AppError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(pg) => pg.into(),
+            other => {
+                tracing::error!(error = %other, "connection pool error");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "08006",
+                    "the database is unavailable",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        // Internal details stay in the log; a 5xx other than an SQL error says only that it failed.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR && self.code == "F0000" {
+            "internal error".to_owned()
+        } else {
+            self.message
+        };
+        let body = json!({ "error": { "code": self.code, "message": message } });
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,136 @@
+//! The HTTP API against a real database: in-process through `oneshot`, and once over a socket.
+
+use awf_http::{error::status_for_sqlstate, router, AppState};
+use awf_tests::TestDb;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn app(db: &TestDb) -> axum::Router {
+    router(AppState::connect(&db.url(), 2).unwrap())
+}
+
+async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_reports_the_extension_version() {
+    let db = TestDb::new();
+    let (status, body) = call(app(&db), Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["extension_version"], "0.1.0");
+}
+
+#[tokio::test]
+async fn canonical_hash_goes_through_sql() {
+    let db = TestDb::new();
+    let (status, body) = call(
+        app(&db),
+        post_json("/v1/canonical-hash", r#"{"b": [1.50, true], "a": "é"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["canonical"], r#"{"a":"é","b":[1.5,true]}"#);
+    assert_eq!(
+        body["hash"],
+        awf_core_hash(r#"{"a":"é","b":[1.5,true]}"#),
+        "hash of the canonical bytes"
+    );
+}
+
+/// SHA-256 computed independently of the code under test (by PostgreSQL's own sha256).
+fn awf_core_hash(canonical: &str) -> String {
+    let db = TestDb::new();
+    db.client()
+        .query_one(
+            "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')",
+            &[&canonical],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn bad_json_is_400_in_the_app_error_shape() {
+    let db = TestDb::new();
+    let (status, body) = call(app(&db), post_json("/v1/canonical-hash", "{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "22P02");
+}
+
+#[tokio::test]
+async fn inexact_number_is_422_with_its_sqlstate() {
+    let db = TestDb::new();
+    let (status, body) = call(
+        app(&db),
+        post_json("/v1/canonical-hash", r#"{"id": 9007199254740993}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "22023");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("9007199254740993"));
+}
+
+#[tokio::test]
+async fn unreachable_database_is_503() {
+    let state = AppState::connect("postgres://postgres@127.0.0.1:1/none", 1).unwrap();
+    let (status, body) = call(
+        router(state),
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "08006");
+}
+
+#[tokio::test]
+async fn serves_over_a_real_socket() {
+    let db = TestDb::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app(&db);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/canonical-hash"))
+        .json(&json!({"z": 1, "a": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["canonical"], r#"{"a":null,"z":1}"#);
+    server.abort();
+}
+
+#[test]
+fn sqlstates_map_to_the_design_table() {
+    for (code, status) in [
+        ("P0002", 404),
+        ("23505", 409),
+        ("40001", 409),
+        ("22023", 422),
+        ("22P02", 400),
+        ("54000", 413),
+        ("XX001", 500),
+        ("42501", 403),
+    ] {
+        assert_eq!(status_for_sqlstate(code).as_u16(), status, "{code}");
+    }
+}

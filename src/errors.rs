@@ -1,0 +1,44 @@
+//! Raising awf_core errors as PostgreSQL errors.
+//!
+//! A `#[pg_extern]` returning `Result<_, E>` would report SQLSTATE 22000 for every error, and
+//! a panic reports XX000; callers need to branch on the kind, so every error goes through
+//! [`sqlstate`] and is raised with its own code.
+
+use awf_core::{Error, ErrorKind};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// The SQLSTATE of each error kind; the HTTP server maps these on to statuses.
+pub fn sqlstate(kind: ErrorKind) -> PgSqlErrorCode {
+    match kind {
+        ErrorKind::NotFound => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, // P0002
+        ErrorKind::Conflict => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, // 23505
+        ErrorKind::InvalidInput => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, // 22023
+        ErrorKind::LimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, // 54000
+        ErrorKind::Integrity => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, // XX001
+        ErrorKind::NotAllowed => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
+    }
+}
+
+/// Raises `err` as an ERROR with its SQLSTATE; does not return.
+#[track_caller]
+pub fn raise(err: Error, function: &'static str) -> ! {
+    ErrorReport::new(sqlstate(err.kind), err.message, function).report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
+}
+
+/// Unwraps an awf_core result or raises its error.
+pub trait OrRaise<T> {
+    /// The value, or an ERROR naming `function` as the place it happened.
+    fn or_raise(self, function: &'static str) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, Error> {
+    #[track_caller]
+    fn or_raise(self, function: &'static str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise(e, function),
+        }
+    }
+}
