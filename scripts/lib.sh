@@ -131,5 +131,6 @@ stop_cluster() {
 # psql against a local cluster as the postgres superuser.
 psql_at() {
   local port=$1; shift
-  "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$port" -U postgres "$@"
+  PGOPTIONS="-c client_min_messages=warning" \
+    "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q -h 127.0.0.1 -p "$port" -U postgres "$@"
 }

@@ -146,11 +146,10 @@ mod tests {
 
     #[pg_test]
     fn redact_reports_what_it_replaced() {
-        let got = one::<JsonB>(
-            r#"SELECT awf.redact('{"note": "mail me at ann@example.com", "hp": 3}')"#,
-        )
-        .unwrap()
-        .0;
+        let got =
+            one::<JsonB>(r#"SELECT awf.redact('{"note": "mail me at ann@example.com", "hp": 3}')"#)
+                .unwrap()
+                .0;
         assert_eq!(got["document"]["hp"], json!(3));
         assert!(!got.to_string().contains("ann@example.com"));
         assert_eq!(got["report"]["counts"]["email"], json!(1));
@@ -159,7 +158,10 @@ mod tests {
     #[pg_test]
     fn strict_functions_return_null_on_null() {
         assert_eq!(one::<String>("SELECT awf.canonical_hash(NULL)"), None);
-        assert_eq!(one::<JsonB>("SELECT awf.json_diff(NULL, '{}')").map(|j| j.0), None);
+        assert_eq!(
+            one::<JsonB>("SELECT awf.json_diff(NULL, '{}')").map(|j| j.0),
+            None
+        );
     }
 
     #[pg_test]

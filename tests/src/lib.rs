@@ -41,14 +41,17 @@ impl TestDb {
     pub fn new() -> Self {
         let admin_url = admin_url();
         let name = format!("awf_test_{:016x}", rand::random::<u64>());
-        let mut admin = Client::connect(&admin_url, NoTls).expect("connect to the test cluster");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
         let db = TestDb { name, admin_url };
-        db.client()
-            .batch_execute("CREATE EXTENSION awf_lifecycle")
-            .expect("create extension");
+        off_runtime(|| {
+            let mut admin =
+                Client::connect(&db.admin_url, NoTls).expect("connect to the test cluster");
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", db.name))
+                .expect("create test database");
+            db.client()
+                .batch_execute("CREATE EXTENSION awf_lifecycle")
+                .expect("create extension");
+        });
         db
     }
 
@@ -71,13 +74,23 @@ impl Default for TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        off_runtime(|| {
+            if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
+                let _ = admin.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ));
+            }
+        });
     }
+}
+
+/// Runs blocking client code on a thread of its own.
+///
+/// The synchronous `postgres` client starts (and drops) a tokio runtime of its own, which
+/// panics inside another runtime; async tests (the HTTP server's) call fixtures through this.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("fixture thread panicked"))
 }
 
 /// The third-party conformance suites beside the checkout (`../shared/suites`).

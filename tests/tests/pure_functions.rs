@@ -18,6 +18,21 @@ fn jcs_suite_through_jsonb() {
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         let input: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         let expected = fs::read_to_string(dir.join("output").join(&name)).unwrap();
+        if name == "values.json" {
+            // Its 333333333.33333329 has no exact f64; strict canonicalization refuses it
+            // rather than round it (awf_core's jcs_suite test covers the rounded reading).
+            let err = c
+                .query_one("SELECT awf.canonical_hash($1::jsonb)", &[&input])
+                .unwrap_err();
+            assert_eq!(sqlstate(&err), "22023");
+            assert!(err
+                .as_db_error()
+                .unwrap()
+                .message()
+                .contains("333333333.33333329"));
+            n += 1;
+            continue;
+        }
         let row = c
             .query_one(
                 "SELECT awf.canonical_json($1::jsonb), awf.canonical_hash($1::jsonb)",
@@ -28,14 +43,20 @@ fn jcs_suite_through_jsonb() {
         let hash: String = row.get(1);
         assert_eq!(canonical, expected, "{name}");
         let again: String = c
-            .query_one("SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", &[&expected])
+            .query_one(
+                "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')",
+                &[&expected],
+            )
             .unwrap()
             .get(0);
-        assert_eq!(hash, again, "{name}: hash is SHA-256 of the canonical bytes");
+        assert_eq!(
+            hash, again,
+            "{name}: hash is SHA-256 of the canonical bytes"
+        );
         n += 1;
     }
     assert_eq!(n, 6);
-    println!("jcs through jsonb: {n}/6 files byte-exact");
+    println!("jcs through jsonb: {n}/6 files (5 byte-exact, values.json refused as inexact)");
 }
 
 #[test]
@@ -56,7 +77,11 @@ fn bad_input_gets_its_sqlstate() {
         )
         .unwrap_err();
     assert_eq!(sqlstate(&err), "22023");
-    assert!(err.as_db_error().unwrap().message().contains("123456789012345678901234567890"));
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("123456789012345678901234567890"));
 }
 
 #[test]
@@ -64,7 +89,8 @@ fn diff_and_merge_round_trip_over_the_wire() {
     let db = TestDb::new();
     let mut c = db.client();
     let a: Value = serde_json::json!({"player": {"hp": 10, "inv": ["sword", "rope"]}, "turn": 1});
-    let b: Value = serde_json::json!({"player": {"hp": 8, "inv": ["sword", "lamp", "rope"]}, "turn": 2});
+    let b: Value =
+        serde_json::json!({"player": {"hp": 8, "inv": ["sword", "lamp", "rope"]}, "turn": 2});
     let same: bool = c
         .query_one(
             "SELECT awf.json_patch_apply($1::jsonb, awf.json_diff($1::jsonb, $2::jsonb)) = $2::jsonb",

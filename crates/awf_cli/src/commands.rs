@@ -6,7 +6,11 @@ use std::io::Read;
 
 /// The `awf` command line.
 #[derive(Debug, clap::Parser)]
-#[command(name = "awf", version, about = "Operate awf_lifecycle sessions and saves")]
+#[command(
+    name = "awf",
+    version,
+    about = "Operate awf_lifecycle sessions and saves"
+)]
 pub struct Cli {
     /// PostgreSQL connection string of a database with the awf_lifecycle extension.
     #[arg(long, env = "DATABASE_URL", global = true)]

@@ -28,7 +28,11 @@ fn hash_calls_the_database() {
     let db = TestDb::new();
     let f = TempFile::with_contents(r#"{"b": 2, "a": [1.0, "x"]}"#);
     let out = awf(&["hash", f.path()], Some(&db));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected: String = db
         .client()
         .query_one(
@@ -63,6 +67,14 @@ fn sql_errors_exit_1_with_sqlstate() {
     let out = awf(&["hash", f.path()], Some(&db));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SQLSTATE 22023"));
+}
+
+#[test]
+fn numbers_keep_their_exact_text() {
+    let db = TestDb::new();
+    let f = TempFile::with_contents("[0.10000000000000000001]");
+    let out = awf(&["hash", f.path()], Some(&db));
+    assert_eq!(out.status.code(), Some(1), "must not be rounded to 0.1 on the way");
 }
 
 #[test]

@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn numbers_compare_by_value() {
-        assert!(value_eq(&parse_str("1").unwrap(), &parse_str("1.0").unwrap()));
+        assert!(value_eq(
+            &parse_str("1").unwrap(),
+            &parse_str("1.0").unwrap()
+        ));
         assert!(value_eq(&parse_str("[1e2]").unwrap(), &json!([100])));
         assert!(!value_eq(&json!(1), &json!(2)));
         assert!(!value_eq(&json!(1), &json!("1")));

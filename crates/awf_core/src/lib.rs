@@ -8,19 +8,21 @@ pub mod json;
 pub mod canonical;
 /// The hash chain over turns and its verifier.
 pub mod chain;
-/// RFC 6902 JSON Patch apply.
-pub mod patch;
-/// Structural diff producing RFC 6902 patches (arrays aligned by LCS).
-pub mod diff;
-/// RFC 7396 JSON Merge Patch.
-pub mod merge_patch;
-/// Three-way merge with conflict reporting.
-pub mod merge;
 /// Blob codec: zstd, optional AES-256-GCM, versioned header; envelope keys.
 pub mod codec;
-/// Secret and PII redaction with a report.
-pub mod redact;
+/// Structural diff producing RFC 6902 patches (arrays aligned by LCS).
+pub mod diff;
+/// Three-way merge with conflict reporting.
+pub mod merge;
+/// RFC 7396 JSON Merge Patch.
+pub mod merge_patch;
+/// RFC 6902 JSON Patch apply.
+pub mod patch;
 /// Deterministic recap composition.
 pub mod recap;
+/// Secret and PII redaction with a report.
+pub mod redact;
+/// Deterministic sample session states and turns: a fixture for benchmarks and tests.
+pub mod sample;
 
 pub use error::{Error, ErrorKind, Result};

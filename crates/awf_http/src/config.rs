@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 
 /// Command-line and environment configuration of `awf-http`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "awf-http", version, about = "HTTP companion of the awf_lifecycle extension")]
+#[command(
+    name = "awf-http",
+    version,
+    about = "HTTP companion of the awf_lifecycle extension"
+)]
 pub struct Config {
     /// PostgreSQL connection string of a database with the awf_lifecycle extension.
     #[arg(long, env = "DATABASE_URL")]

@@ -1,7 +1,7 @@
 //! The HTTP API against a real database: in-process through `oneshot`, and once over a socket.
 
 use awf_http::{error::status_for_sqlstate, router, AppState};
-use awf_tests::TestDb;
+use awf_tests::{off_runtime, TestDb};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -29,7 +29,11 @@ fn post_json(uri: &str, body: &str) -> Request<Body> {
 #[tokio::test]
 async fn health_reports_the_extension_version() {
     let db = TestDb::new();
-    let (status, body) = call(app(&db), Request::get("/health").body(Body::empty()).unwrap()).await;
+    let (status, body) = call(
+        app(&db),
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
     assert_eq!(body["extension_version"], "0.1.0");
@@ -47,21 +51,23 @@ async fn canonical_hash_goes_through_sql() {
     assert_eq!(body["canonical"], r#"{"a":"é","b":[1.5,true]}"#);
     assert_eq!(
         body["hash"],
-        awf_core_hash(r#"{"a":"é","b":[1.5,true]}"#),
+        independent_sha256(r#"{"a":"é","b":[1.5,true]}"#),
         "hash of the canonical bytes"
     );
 }
 
 /// SHA-256 computed independently of the code under test (by PostgreSQL's own sha256).
-fn awf_core_hash(canonical: &str) -> String {
+fn independent_sha256(canonical: &str) -> String {
     let db = TestDb::new();
-    db.client()
-        .query_one(
-            "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')",
-            &[&canonical],
-        )
-        .unwrap()
-        .get(0)
+    off_runtime(|| {
+        db.client()
+            .query_one(
+                "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')",
+                &[&canonical],
+            )
+            .unwrap()
+            .get(0)
+    })
 }
 
 #[tokio::test]
@@ -86,6 +92,20 @@ async fn inexact_number_is_422_with_its_sqlstate() {
         .as_str()
         .unwrap()
         .contains("9007199254740993"));
+}
+
+/// The server must pass numbers through with their exact text: a decimal that only rounds to
+/// an f64 is refused by the database, not silently rounded by the server's JSON parser.
+#[tokio::test]
+async fn numbers_reach_sql_with_their_exact_text() {
+    let db = TestDb::new();
+    let (status, body) = call(
+        app(&db),
+        post_json("/v1/canonical-hash", r#"[0.10000000000000000001]"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "22023");
 }
 
 #[tokio::test]
