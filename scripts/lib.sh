@@ -75,15 +75,17 @@ source_stamp() {
     sha256sum | cut -c1-64
 }
 
-# Builds and installs the extension into the system PostgreSQL; skipped when nothing changed.
-# $1: cargo profile flag ("--release" or "").
+# Builds and installs the extension into the system PostgreSQL; skipped when the sources did
+# not change and the installed library is still the one this script installed (`cargo pgrx
+# test` installs a test build of its own over it). $1: cargo profile flag, e.g. "--release".
 install_extension() {
-  local profile=${1:-} stamp_file=$ROOT/.awf/installed.stamp want
-  want="$(source_stamp)${profile}"
-  local libdir sharedir
-  libdir=$("$PG_CONFIG" --pkglibdir); sharedir=$("$PG_CONFIG" --sharedir)
-  if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$want" ] &&
-     [ -f "$libdir/awf_lifecycle.so" ] && [ -f "$sharedir/extension/awf_lifecycle.control" ]; then
+  local profile=${1:-} stamp_file=$ROOT/.awf/installed.stamp
+  local lib sharedir
+  lib=$("$PG_CONFIG" --pkglibdir)/awf_lifecycle.so
+  sharedir=$("$PG_CONFIG" --sharedir)
+  local want="$(source_stamp)${profile}"
+  if [ -f "$stamp_file" ] && [ -f "$lib" ] && [ -f "$sharedir/extension/awf_lifecycle.control" ] &&
+     [ "$(cat "$stamp_file")" = "$want $(sha256sum <"$lib" | cut -c1-64)" ]; then
     log "extension up to date"
     return
   fi
@@ -92,7 +94,7 @@ install_extension() {
   local sudo_flag=()
   is_root || sudo_flag=(--sudo)
   (cd "$ROOT" && cargo pgrx install $profile "${sudo_flag[@]}" --pg-config "$PG_CONFIG") >&2
-  echo "$want" >"$stamp_file"
+  echo "$want $(sha256sum <"$lib" | cut -c1-64)" >"$stamp_file"
 }
 
 # Creates (when needed) and starts a cluster. $1: data dir, $2: port. Idempotent.

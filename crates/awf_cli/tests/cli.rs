@@ -74,7 +74,11 @@ fn numbers_keep_their_exact_text() {
     let db = TestDb::new();
     let f = TempFile::with_contents("[0.10000000000000000001]");
     let out = awf(&["hash", f.path()], Some(&db));
-    assert_eq!(out.status.code(), Some(1), "must not be rounded to 0.1 on the way");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "must not be rounded to 0.1 on the way"
+    );
 }
 
 #[test]
