@@ -2,15 +2,49 @@
 //!
 //! This crate only adapts `awf_core` to SQL. Every algorithm (hashing, diffing, merging,
 //! codecs, redaction, recap) lives in `crates/awf_core`; the modules below turn those calls
-//! into SQL functions and map errors onto SQLSTATEs.
+//! into SQL functions and map errors onto SQLSTATEs. Tables, roles and policies are in
+//! `sql/bootstrap.sql`; grants and SQL-language helpers in `sql/finalize.sql`.
+
+use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+/// Audit rows and metric counters.
+mod audit;
 /// The one table from awf_core error kinds to SQLSTATEs (DESIGN §5).
 mod errors;
+/// Settings under `awf.` and their getters.
+mod gucs;
+/// Row access to sessions, turns and WAL entries.
+mod store;
+
+/// Reconciliation at server start, when loaded through `shared_preload_libraries`.
+mod bgworker;
+/// `awf.session_export`, `awf.session_import`.
+mod bundles;
 /// `awf.canonical_json`, `awf.canonical_hash`, `awf.json_diff`, `awf.json_patch_apply`,
 /// `awf.json_merge`, `awf.redact`, `awf.version`: immutable helpers over jsonb.
 mod pure;
+/// `awf.recap`.
+mod recap;
+/// `awf.wal_reconcile`, `awf.wal_cleanup`.
+mod reconcile;
+/// `awf.session_upsert`.
+mod sessions;
+/// `awf.snapshot_create`, `_restore`, `_delete`, `_prune`.
+mod snapshots;
+/// `awf.turn_submit`, `awf.wal_append`, `awf.wal_apply`: the turn write-ahead log.
+mod wal;
+
+/// Registers settings and, when preloaded, the startup background worker.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+    bgworker::init();
+}
 
 /// Required by `cargo pgrx test`: one-off setup and postgresql.conf settings for the test cluster.
 #[cfg(test)]

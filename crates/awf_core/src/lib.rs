@@ -4,6 +4,10 @@
 pub mod error;
 pub mod json;
 
+/// Turn payloads (`txt` + `acts`) and the default, all-or-nothing act applier.
+pub mod acts;
+/// The self-checking session bundle of export and import: build, redact, checksum, verify.
+pub mod bundle;
 /// RFC 8785 canonical bytes and SHA-256 content hashes.
 pub mod canonical;
 /// The hash chain over turns and its verifier.

@@ -100,11 +100,8 @@ pub fn next_turn(state: &mut Value, turn: i64, seed: u64) {
 
     if let Some(gs) = state.get_mut("game_state").and_then(Value::as_object_mut) {
         gs.insert("turn".into(), json!(turn));
-        gs.insert(
-            "time_of_day".into(),
-            json!(TIMES_OF_DAY[(turn as usize / 3) % TIMES_OF_DAY.len()]),
-        );
-        gs.insert("day".into(), json!(1 + turn / 12));
+        gs.insert("time_of_day".into(), json!(time_of_day(turn)));
+        gs.insert("day".into(), json!(day(turn)));
         if r.chance(1, 10) {
             gs.insert("weather".into(), json!(r.pick(WEATHER)));
         }
@@ -238,6 +235,19 @@ pub fn next_turn(state: &mut Value, turn: i64, seed: u64) {
             }
         }
     }
+}
+
+/// Turns in one in-game day: three per time of day.
+const TURNS_PER_DAY: i64 = 3 * TIMES_OF_DAY.len() as i64;
+
+/// The in-game day of `turn`, from 1.
+fn day(turn: i64) -> i64 {
+    1 + turn.div_euclid(TURNS_PER_DAY)
+}
+
+/// The time of day at `turn`.
+fn time_of_day(turn: i64) -> &'static str {
+    TIMES_OF_DAY[(turn.rem_euclid(TURNS_PER_DAY) / 3) as usize]
 }
 
 /// Adds, removes or restacks one player item; returns what happened, for the memory text.
@@ -562,7 +572,12 @@ impl Builder {
     /// Records the turn (and day) the history reached as the state's current one.
     fn close(&mut self) {
         let turn = self.turn;
-        for (key, value) in [("turn", json!(turn)), ("day", json!(1 + turn / 12))] {
+        let fields = [
+            ("turn", json!(turn)),
+            ("day", json!(day(turn))),
+            ("time_of_day", json!(time_of_day(turn))),
+        ];
+        for (key, value) in fields {
             self.size += canonical_len(&value);
             let old = self.game_state.insert(key.into(), value);
             self.size -= old.as_ref().map_or(0, canonical_len);

@@ -1,0 +1,152 @@
+-- awf_lifecycle schema objects, created before the extension's functions.
+-- The extension lives in schema awf (awf_lifecycle.control), which CREATE EXTENSION creates.
+
+-- Roles (DESIGN §6). Roles are cluster-wide, so a second database reuses them.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'awf_app') THEN
+    CREATE ROLE awf_app NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'awf_admin') THEN
+    CREATE ROLE awf_admin NOLOGIN;
+  END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA awf TO awf_app, awf_admin;
+
+-- The user an awf_app connection acts for (SET awf.user_id_hash = '...'). A function so the
+-- policies read one definition; empty or unset sees nothing.
+CREATE FUNCTION awf.current_user_id_hash() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT nullif(current_setting('awf.user_id_hash', true), '') $$;
+
+-- Phase 10: sessions and their turns.
+CREATE TABLE awf.sessions (
+  session_id   uuid PRIMARY KEY,
+  user_id_hash text NOT NULL CHECK (user_id_hash <> ''),
+  turn_id      bigint NOT NULL DEFAULT 0 CHECK (turn_id >= 0),
+  state        jsonb NOT NULL CHECK (jsonb_typeof(state) = 'object'),
+  state_hash   text NOT NULL CHECK (state_hash ~ '^[0-9a-f]{64}$'),
+  contract_ref text,
+  sandbox_of   uuid,          -- the source session of an imported sandbox
+  source       jsonb,         -- where an imported session came from (bundle checksum, export time)
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX sessions_user_idx ON awf.sessions (user_id_hash);
+
+CREATE TABLE awf.turns (
+  session_id   uuid NOT NULL REFERENCES awf.sessions ON DELETE CASCADE,
+  turn_id      bigint NOT NULL,  -- imported history may be numbered up to 0
+  lines        text[] NOT NULL DEFAULT '{}',   -- the narrative lines (AWF.txt)
+  acts         jsonb NOT NULL DEFAULT '[]',
+  payload_hash text NOT NULL,
+  state_hash   text NOT NULL,                  -- the state after this turn
+  applied_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (session_id, turn_id)
+);
+
+-- The write-ahead log: a turn is recorded here before it is applied, so a crash between the
+-- two leaves evidence that awf.wal_reconcile() can act on.
+CREATE TABLE awf.turn_wal (
+  id                bigserial PRIMARY KEY,
+  session_id        uuid NOT NULL REFERENCES awf.sessions ON DELETE CASCADE,
+  turn_id           bigint NOT NULL,
+  awf_raw           jsonb NOT NULL,
+  payload_hash      text NOT NULL,
+  state_hash_before text NOT NULL,
+  applied           boolean NOT NULL DEFAULT false,
+  attempts          integer NOT NULL DEFAULT 0,
+  last_error        text,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  applied_at        timestamptz,
+  UNIQUE (session_id, turn_id)
+);
+CREATE INDEX turn_wal_unapplied_idx ON awf.turn_wal (session_id, turn_id) WHERE NOT applied;
+
+CREATE TABLE awf.snapshots (
+  id           bigserial PRIMARY KEY,
+  session_id   uuid NOT NULL REFERENCES awf.sessions ON DELETE CASCADE,
+  turn_id      bigint NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  label        text,
+  content_hash text NOT NULL,
+  payload      jsonb NOT NULL,
+  UNIQUE (session_id, content_hash)
+);
+
+-- Every admin action leaves a row here.
+CREATE TABLE awf.audit_log (
+  id         bigserial PRIMARY KEY,
+  at         timestamptz NOT NULL DEFAULT now(),
+  actor      text NOT NULL DEFAULT current_user,
+  action     text NOT NULL,
+  session_id uuid,
+  details    jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_session_idx ON awf.audit_log (session_id, at);
+
+-- Event counters. Sharded by backend so concurrent turns do not queue on one row; the
+-- metrics view sums the shards. Transactional: a rolled-back event is not counted.
+CREATE TABLE awf.metric_counters (
+  name  text NOT NULL,
+  shard integer NOT NULL,
+  value bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (name, shard)
+);
+
+CREATE VIEW awf.metrics AS
+SELECT n.name, coalesce(sum(c.value), 0)::bigint AS value
+FROM unnest(ARRAY[
+  'awf.snapshots.created', 'awf.snapshots.restored', 'awf.recap.generated',
+  'awf.export.sessions', 'awf.import.sessions', 'awf.wal.entries', 'awf.wal.reconciled'
+]) AS n(name)
+LEFT JOIN awf.metric_counters c USING (name)
+GROUP BY n.name
+UNION ALL
+SELECT c.name, sum(c.value)::bigint
+FROM awf.metric_counters c
+WHERE c.name NOT IN ('awf.snapshots.created', 'awf.snapshots.restored', 'awf.recap.generated',
+  'awf.export.sessions', 'awf.import.sessions', 'awf.wal.entries', 'awf.wal.reconciled')
+GROUP BY c.name;
+
+-- Row-level security (DESIGN §6): awf_app sees only the sessions of awf.user_id_hash, and
+-- their turns, WAL and snapshots; awf_admin sees everything. The owner bypasses RLS.
+ALTER TABLE awf.sessions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE awf.turns ENABLE ROW LEVEL SECURITY;
+ALTER TABLE awf.turn_wal ENABLE ROW LEVEL SECURITY;
+ALTER TABLE awf.snapshots ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY sessions_app ON awf.sessions TO awf_app
+  USING (user_id_hash = awf.current_user_id_hash())
+  WITH CHECK (user_id_hash = awf.current_user_id_hash());
+CREATE POLICY turns_app ON awf.turns TO awf_app
+  USING (EXISTS (SELECT FROM awf.sessions s WHERE s.session_id = turns.session_id));
+CREATE POLICY turn_wal_app ON awf.turn_wal TO awf_app
+  USING (EXISTS (SELECT FROM awf.sessions s WHERE s.session_id = turn_wal.session_id));
+CREATE POLICY snapshots_app ON awf.snapshots TO awf_app
+  USING (EXISTS (SELECT FROM awf.sessions s WHERE s.session_id = snapshots.session_id));
+CREATE POLICY sessions_admin ON awf.sessions TO awf_admin USING (true) WITH CHECK (true);
+CREATE POLICY turns_admin ON awf.turns TO awf_admin USING (true) WITH CHECK (true);
+CREATE POLICY turn_wal_admin ON awf.turn_wal TO awf_admin USING (true) WITH CHECK (true);
+CREATE POLICY snapshots_admin ON awf.snapshots TO awf_admin USING (true) WITH CHECK (true);
+
+GRANT SELECT, INSERT, UPDATE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots TO awf_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots TO awf_admin;
+GRANT DELETE ON awf.snapshots TO awf_app;
+GRANT INSERT ON awf.audit_log TO awf_app, awf_admin;
+GRANT SELECT ON awf.audit_log TO awf_admin;
+GRANT SELECT, INSERT, UPDATE ON awf.metric_counters TO awf_app, awf_admin;
+GRANT SELECT ON awf.metrics TO awf_app, awf_admin;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA awf TO awf_app, awf_admin;
+
+-- pg_dump keeps the rows of extension-owned tables only when they are marked.
+SELECT pg_catalog.pg_extension_config_dump('awf.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.turns', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.turn_wal', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.turn_wal_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.snapshots', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.snapshots_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.audit_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.metric_counters', '');

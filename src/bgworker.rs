@@ -1,0 +1,104 @@
+//! Crash recovery without application code: when awf_lifecycle is in
+//! `shared_preload_libraries`, a background worker starts once the server accepts
+//! connections and runs `awf.wal_reconcile()` in every database that has the extension.
+//!
+//! A launcher connects to `postgres`, lists the databases, and starts one short-lived dynamic
+//! worker per database (a worker can only ever connect to one database).
+
+use crate::gucs;
+use crate::reconcile;
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
+};
+use pgrx::prelude::*;
+
+/// Registers the launcher; a no-op unless the library is being preloaded.
+pub fn init() {
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    BackgroundWorkerBuilder::new("awf_lifecycle WAL reconcile launcher")
+        .set_type("awf_lifecycle")
+        .set_library("awf_lifecycle")
+        .set_function("awf_reconcile_launcher")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+        .load();
+}
+
+/// Launcher: one reconcile worker per database that allows connections, one at a time.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn awf_reconcile_launcher(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
+    if !gucs::reconcile_on_start() {
+        log!("awf_lifecycle: awf.reconcile_on_start is off; not reconciling");
+        return;
+    }
+    let databases: Vec<String> = BackgroundWorker::transaction(|| {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT datname::text FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+                None,
+                &[],
+            )
+            .expect("list databases")
+            .filter_map(|row| row.get::<String>(1).ok().flatten())
+            .collect()
+        })
+    });
+    for db in databases {
+        if BackgroundWorker::sigterm_received() {
+            return;
+        }
+        let worker = BackgroundWorkerBuilder::new(&format!("awf_lifecycle WAL reconcile in {db}"))
+            .set_type("awf_lifecycle")
+            .set_library("awf_lifecycle")
+            .set_function("awf_reconcile_database")
+            .enable_spi_access()
+            .set_extra(&db)
+            .set_notify_pid(unsafe { pg_sys::MyProcPid })
+            .set_restart_time(None)
+            .load_dynamic();
+        match worker {
+            Ok(w) => {
+                let _ = w.wait_for_startup();
+                let _ = w.wait_for_shutdown();
+            }
+            Err(_) => log!("awf_lifecycle: could not start a reconcile worker for {db}"),
+        }
+    }
+}
+
+/// Worker: reconciles every unapplied WAL entry of one database, if it has the extension.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn awf_reconcile_database(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let db = BackgroundWorker::get_extra().to_owned();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    let summary = BackgroundWorker::transaction(|| {
+        Spi::connect_mut(|c| {
+            let installed = c
+                .update(
+                    "SELECT 1 FROM pg_extension WHERE extname = 'awf_lifecycle'",
+                    Some(1),
+                    &[],
+                )
+                .expect("check pg_extension");
+            if installed.is_empty() {
+                return None;
+            }
+            let outcomes = reconcile::reconcile(c, None);
+            let applied = outcomes.iter().filter(|o| o.action != "skipped").count();
+            Some((outcomes.len(), applied))
+        })
+    });
+    if let Some((seen, fixed)) = summary {
+        log!(
+            "awf_lifecycle: reconciled database {db}: {seen} unapplied WAL entries, {fixed} fixed"
+        );
+    }
+}

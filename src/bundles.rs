@@ -1,0 +1,235 @@
+//! Export and import of whole sessions as self-checking bundles. The bundle format
+//! (sections, checksums, redaction, size limit, verification) is awf_core's `bundle` module;
+//! this file gathers and restores the rows.
+
+use crate::audit;
+use crate::errors::{raise, OrRaise};
+use crate::gucs;
+use crate::store::col;
+use awf_core::bundle::{self, BundleInput, ExportOptions};
+use awf_core::{canonical, Error};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::{json, Value};
+
+/// One jsonb value from a one-row query.
+fn json_of(c: &mut SpiClient<'_>, sql: &str, sid: Uuid) -> Option<Value> {
+    let t = c.update(sql, Some(1), &[sid.into()]).expect(sql);
+    if t.is_empty() {
+        return None;
+    }
+    t.first().get::<JsonB>(1).expect(sql).map(|j| j.0)
+}
+
+fn json_array(c: &mut SpiClient<'_>, sql: &str, sid: Uuid) -> Vec<Value> {
+    match json_of(c, sql, sid) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    }
+}
+
+/// Exports a session (state, turns, WAL, snapshots, metadata) as a versioned bundle with a
+/// SHA-256 per section and for the whole. `redact` defaults to `awf.export_redact_sensitive`;
+/// the redaction report is part of the bundle. Over `awf.export_max_size_mb`: 54000.
+#[pg_extern(volatile, parallel_unsafe)]
+fn session_export(session_id: Uuid, redact: default!(Option<bool>, "NULL")) -> JsonB {
+    const F: &str = "session_export";
+    let redact = redact.unwrap_or_else(gucs::export_redact_sensitive);
+    Spi::connect_mut(|c| {
+        let Some(session) = json_of(
+            c,
+            "SELECT to_jsonb(s) - 'state' FROM awf.sessions s WHERE session_id = $1",
+            session_id,
+        ) else {
+            raise(
+                Error::not_found(format!("session {session_id} does not exist")),
+                F,
+            )
+        };
+        let state = json_of(
+            c,
+            "SELECT state FROM awf.sessions WHERE session_id = $1",
+            session_id,
+        )
+        .unwrap_or(Value::Null);
+        let turns = json_array(
+            c,
+            "SELECT jsonb_agg(to_jsonb(t) - 'session_id' ORDER BY t.turn_id)
+             FROM awf.turns t WHERE session_id = $1",
+            session_id,
+        );
+        let wal = json_array(
+            c,
+            "SELECT jsonb_agg(to_jsonb(w) - 'session_id' - 'id' ORDER BY w.turn_id)
+             FROM awf.turn_wal w WHERE session_id = $1",
+            session_id,
+        );
+        let snapshots = json_array(
+            c,
+            "SELECT jsonb_agg(to_jsonb(s) - 'session_id' ORDER BY s.id)
+             FROM awf.snapshots s WHERE session_id = $1",
+            session_id,
+        );
+        let metadata = json_of(
+            c,
+            "SELECT jsonb_build_object('exported_at', now(), 'source_database', current_database(),
+                    'extension_version', (SELECT extversion FROM pg_extension WHERE extname = 'awf_lifecycle'),
+                    'session_id', $1::text)",
+            session_id,
+        )
+        .unwrap_or(Value::Null);
+        // A fresh salt per export: tags correlate within one bundle, not across bundles.
+        let salt = json_of(
+            c,
+            "SELECT to_jsonb(gen_random_uuid()::text) WHERE $1 IS NOT NULL",
+            session_id,
+        )
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+        let (n_turns, n_snapshots) = (turns.len(), snapshots.len());
+        let bundle = bundle::build(
+            BundleInput {
+                session,
+                state,
+                turns,
+                wal,
+                snapshots,
+                metadata,
+            },
+            &ExportOptions {
+                redact,
+                salt,
+                max_bytes: Some(gucs::export_max_bytes()),
+            },
+        )
+        .or_raise(F);
+        audit::bump(c, "awf.export.sessions", 1);
+        audit::record(
+            c,
+            "session_export",
+            Some(session_id),
+            json!({"redacted": redact, "turns": n_turns, "snapshots": n_snapshots,
+                   "bundle_checksum": bundle["checksums"]["bundle"],
+                   "redaction_counts": bundle["redaction"]["report"]["counts"]}),
+        );
+        JsonB(bundle)
+    })
+}
+
+/// Imports a bundle as a new sandbox session that records its source; never overwrites.
+/// The bundle's format, version and checksums are checked first (22023 saying what failed).
+/// With `preserve_turn_id` the session keeps the source's turn numbers and counter; without
+/// it the counter starts at 0 and the imported history is numbered up to 0 (the last
+/// imported turn is 0, earlier ones negative), so the sandbox's next turn is 1.
+#[pg_extern(volatile, parallel_unsafe)]
+fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> JsonB {
+    const F: &str = "session_import";
+    let verified = bundle::verify(&bundle.0).or_raise(F);
+    let session = verified.session();
+    let state = Value::Object(verified.state().clone());
+    let state_hash = canonical::content_hash(&state).or_raise(F);
+    let text = |k: &str| session.get(k).and_then(Value::as_str).map(str::to_owned);
+    let Some(user_id_hash) = text("user_id_hash").filter(|u| !u.is_empty()) else {
+        raise(Error::invalid("bundle session has no user_id_hash"), F)
+    };
+    let source_turn = session.get("turn_id").and_then(Value::as_i64).unwrap_or(0);
+    let offset = if preserve_turn_id { 0 } else { -source_turn };
+    let source_id = text("session_id");
+    let source = json!({
+        "bundle_checksum": verified.bundle_checksum,
+        "redacted": verified.redacted,
+        "source_session_id": source_id,
+        "exported_at": verified.metadata().get("exported_at"),
+        "source_database": verified.metadata().get("source_database"),
+        "source_turn_id": source_turn,
+    });
+    // Snapshots of a redacted export hold redacted states: re-address them by what they hold.
+    let mut snapshots = Vec::with_capacity(verified.snapshots().len());
+    for s in verified.snapshots() {
+        let mut payload = s.get("payload").cloned().unwrap_or(Value::Null);
+        if !payload.is_object() {
+            raise(Error::invalid("bundle snapshot has no payload object"), F);
+        }
+        let sh = canonical::content_hash(&payload["state"]).or_raise(F);
+        payload["state_hash"] = json!(sh);
+        let ch = canonical::content_hash(&json!({
+            "version": payload["version"], "contract_ref": payload["contract_ref"], "state": payload["state"],
+        }))
+        .or_raise(F);
+        let mut row = s.clone();
+        row["payload"] = payload;
+        row["content_hash"] = json!(ch);
+        snapshots.push(row);
+    }
+    let turns = Value::Array(verified.turns().to_vec());
+    let wal = Value::Array(verified.wal().to_vec());
+    let snapshots = Value::Array(snapshots);
+    let (n_turns, n_snapshots) = (verified.turns().len(), verified.snapshots().len());
+    let bundle_checksum = verified.bundle_checksum.clone();
+    Spi::connect_mut(|c| {
+        let t = c
+            .update(
+                "INSERT INTO awf.sessions (session_id, user_id_hash, turn_id, state, state_hash,
+                                           contract_ref, sandbox_of, source)
+                 VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6::uuid, $7)
+                 RETURNING session_id",
+                Some(1),
+                &[
+                    user_id_hash.as_str().into(),
+                    (source_turn + offset).into(),
+                    JsonB(state).into(),
+                    state_hash.as_str().into(),
+                    text("contract_ref").into(),
+                    source_id.clone().into(),
+                    JsonB(source).into(),
+                ],
+            )
+            .expect("insert imported session");
+        let new_id: Uuid = col(&t.first(), 1);
+        c.update(
+            "INSERT INTO awf.turns (session_id, turn_id, lines, acts, payload_hash, state_hash, applied_at)
+             SELECT $1, (t->>'turn_id')::bigint + $2,
+                    ARRAY(SELECT jsonb_array_elements_text(coalesce(t->'lines', '[]'))),
+                    coalesce(t->'acts', '[]'), t->>'payload_hash', t->>'state_hash',
+                    coalesce((t->>'applied_at')::timestamptz, now())
+             FROM jsonb_array_elements($3) t",
+            None,
+            &[new_id.into(), offset.into(), JsonB(turns).into()],
+        )
+        .expect("insert imported turns");
+        c.update(
+            "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before,
+                                       applied, attempts, last_error, created_at, applied_at)
+             SELECT $1, (w->>'turn_id')::bigint + $2, w->'awf_raw', w->>'payload_hash',
+                    w->>'state_hash_before', (w->>'applied')::boolean, (w->>'attempts')::int,
+                    w->>'last_error', (w->>'created_at')::timestamptz, (w->>'applied_at')::timestamptz
+             FROM jsonb_array_elements($3) w",
+            None,
+            &[new_id.into(), offset.into(), JsonB(wal).into()],
+        )
+        .expect("insert imported WAL");
+        c.update(
+            "INSERT INTO awf.snapshots (session_id, turn_id, created_at, label, content_hash, payload)
+             SELECT $1, (s->>'turn_id')::bigint + $2, (s->>'created_at')::timestamptz,
+                    s->>'label', s->>'content_hash', s->'payload'
+             FROM jsonb_array_elements($3) s
+             ON CONFLICT (session_id, content_hash) DO NOTHING",
+            None,
+            &[new_id.into(), offset.into(), JsonB(snapshots).into()],
+        )
+        .expect("insert imported snapshots");
+        audit::bump(c, "awf.import.sessions", 1);
+        let result = json!({
+            "session_id": new_id.to_string(),
+            "sandbox_of": source_id,
+            "turn_id": source_turn + offset,
+            "turns": n_turns,
+            "snapshots": n_snapshots,
+            "state_hash": state_hash,
+            "bundle_checksum": bundle_checksum,
+        });
+        audit::record(c, "session_import", Some(new_id), result.clone());
+        JsonB(result)
+    })
+}

@@ -1,0 +1,153 @@
+//! Settings under the `awf.` prefix (DESIGN §7), set like any PostgreSQL setting
+//! (`ALTER SYSTEM`, `ALTER DATABASE ... SET`, `SET`). One static per setting, one `init()`
+//! that registers them all, and a getter per setting for the rest of the crate.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+/// Age after which applied WAL entries may be removed by `awf.wal_cleanup()`.
+static WAL_MAX_AGE_DAYS: GucSetting<i32> = GucSetting::<i32>::new(7);
+/// Age after which `awf.snapshot_prune()` removes snapshots.
+static SNAPSHOT_MAX_AGE_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+/// Snapshots kept per session by `awf.snapshot_prune()` (newest first).
+static SNAPSHOT_MAX_COUNT: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Most sentences in a recap.
+static RECAP_MAX_SENTENCES: GucSetting<i32> = GucSetting::<i32>::new(6);
+/// Most words in one recap sentence.
+static RECAP_MAX_WORDS_PER_SENTENCE: GucSetting<i32> = GucSetting::<i32>::new(24);
+/// Whether `awf.session_export()` redacts secrets and PII unless told otherwise.
+static EXPORT_REDACT_SENSITIVE: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Largest export bundle, in MB.
+static EXPORT_MAX_SIZE_MB: GucSetting<i32> = GucSetting::<i32>::new(50);
+/// A host backend's act applier: a function `(state jsonb, acts jsonb, turn_id bigint) → jsonb`.
+static ACT_APPLIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The user whose rows an `awf_app` caller may see (row-level security).
+static USER_ID_HASH: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// Whether the background worker reconciles the WAL when the server starts.
+static RECONCILE_ON_START: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Registers every setting; called once from `_PG_init`.
+pub fn init() {
+    let int = |name: &'static std::ffi::CStr,
+               short: &'static std::ffi::CStr,
+               setting: &'static GucSetting<i32>,
+               min: i32,
+               max: i32| {
+        GucRegistry::define_int_guc(
+            name,
+            short,
+            c"",
+            setting,
+            min,
+            max,
+            GucContext::Userset,
+            GucFlags::default(),
+        )
+    };
+    int(
+        c"awf.wal_max_age_days",
+        c"Days after which applied WAL entries may be cleaned up.",
+        &WAL_MAX_AGE_DAYS,
+        0,
+        36500,
+    );
+    int(
+        c"awf.snapshot_max_age_days",
+        c"Days after which snapshots are pruned.",
+        &SNAPSHOT_MAX_AGE_DAYS,
+        0,
+        36500,
+    );
+    int(
+        c"awf.snapshot_max_count",
+        c"Snapshots kept per session when pruning.",
+        &SNAPSHOT_MAX_COUNT,
+        0,
+        1_000_000,
+    );
+    int(
+        c"awf.recap_max_sentences",
+        c"Most sentences in a recap.",
+        &RECAP_MAX_SENTENCES,
+        2,
+        100,
+    );
+    int(
+        c"awf.recap_max_words_per_sentence",
+        c"Most words in one recap sentence.",
+        &RECAP_MAX_WORDS_PER_SENTENCE,
+        1,
+        1000,
+    );
+    int(
+        c"awf.export_max_size_mb",
+        c"Largest session export bundle, in MB.",
+        &EXPORT_MAX_SIZE_MB,
+        1,
+        1024,
+    );
+    GucRegistry::define_bool_guc(
+        c"awf.export_redact_sensitive",
+        c"Redact secrets and PII in exports unless the caller says otherwise.",
+        c"",
+        &EXPORT_REDACT_SENSITIVE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"awf.act_applier",
+        c"Function (state jsonb, acts jsonb, turn_id bigint) returning jsonb that applies acts instead of the built-in applier.",
+        c"Empty means the built-in applier. Superuser-only, since every turn runs it.",
+        &ACT_APPLIER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"awf.user_id_hash",
+        c"The user an awf_app connection acts for; row-level security shows it only that user's rows.",
+        c"",
+        &USER_ID_HASH,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"awf.reconcile_on_start",
+        c"Reconcile unapplied WAL entries in a background worker at server start.",
+        c"Needs awf_lifecycle in shared_preload_libraries.",
+        &RECONCILE_ON_START,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+pub fn wal_max_age_days() -> i32 {
+    WAL_MAX_AGE_DAYS.get()
+}
+pub fn snapshot_max_age_days() -> i32 {
+    SNAPSHOT_MAX_AGE_DAYS.get()
+}
+pub fn snapshot_max_count() -> i32 {
+    SNAPSHOT_MAX_COUNT.get()
+}
+pub fn recap_max_sentences() -> usize {
+    RECAP_MAX_SENTENCES.get() as usize
+}
+pub fn recap_max_words_per_sentence() -> usize {
+    RECAP_MAX_WORDS_PER_SENTENCE.get() as usize
+}
+pub fn export_redact_sensitive() -> bool {
+    EXPORT_REDACT_SENSITIVE.get()
+}
+pub fn export_max_bytes() -> usize {
+    EXPORT_MAX_SIZE_MB.get() as usize * 1024 * 1024
+}
+/// The configured act applier, if any (empty counts as none).
+pub fn act_applier() -> Option<String> {
+    ACT_APPLIER
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.trim().is_empty())
+}
+pub fn reconcile_on_start() -> bool {
+    RECONCILE_ON_START.get()
+}

@@ -1,0 +1,212 @@
+//! `awf.wal_reconcile` (crash recovery for WAL entries that were appended but not applied) and
+//! `awf.wal_cleanup` (removing old applied entries).
+
+use crate::audit;
+use crate::gucs;
+use crate::store::{self, col};
+use crate::wal;
+use awf_core::{acts, canonical};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::Uuid;
+use serde_json::json;
+
+/// One reconciled entry: what was found and what was done.
+pub struct Outcome {
+    pub session_id: Uuid,
+    pub turn_id: i64,
+    pub action: &'static str,
+    pub detail: String,
+}
+
+/// Walks every unapplied WAL entry (of one session, or all) in turn order:
+/// - the session is still in the entry's pre-apply state → apply it (`reapplied`);
+/// - the session already reflects it (its turn counter reached the entry) → mark it applied
+///   (`marked_applied`);
+/// - otherwise leave it unapplied, count the attempt, log a WARNING (`skipped`).
+#[pg_extern(volatile, parallel_unsafe)]
+fn wal_reconcile(
+    session_id: default!(Option<Uuid>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(session_id, Uuid),
+        name!(turn_id, i64),
+        name!(action, String),
+        name!(detail, String),
+    ),
+> {
+    let outcomes = Spi::connect_mut(|c| reconcile(c, session_id));
+    TableIterator::new(
+        outcomes
+            .into_iter()
+            .map(|o| (o.session_id, o.turn_id, o.action.to_owned(), o.detail)),
+    )
+}
+
+/// The reconciliation itself, shared with the background worker.
+pub fn reconcile(c: &mut SpiClient<'_>, only: Option<Uuid>) -> Vec<Outcome> {
+    let pending: Vec<(Uuid, i64)> = {
+        let t = c
+            .update(
+                "SELECT session_id, turn_id FROM awf.turn_wal
+                 WHERE NOT applied AND ($1::uuid IS NULL OR session_id = $1)
+                 ORDER BY session_id, turn_id",
+                None,
+                &[only.into()],
+            )
+            .expect("select unapplied WAL entries");
+        t.map(|row| {
+            (
+                row.get::<Uuid>(1).unwrap().unwrap(),
+                row.get::<i64>(2).unwrap().unwrap(),
+            )
+        })
+        .collect()
+    };
+    let mut outcomes = Vec::with_capacity(pending.len());
+    for (sid, turn_id) in pending {
+        outcomes.push(reconcile_one(c, sid, turn_id));
+    }
+    let fixed = outcomes.iter().filter(|o| o.action != "skipped").count() as i64;
+    audit::bump(c, "awf.wal.reconciled", fixed);
+    if !outcomes.is_empty() {
+        let summary: Vec<_> = outcomes
+            .iter()
+            .map(|o| json!({"session_id": o.session_id.to_string(), "turn_id": o.turn_id, "action": o.action}))
+            .collect();
+        audit::record(
+            c,
+            "wal_reconcile",
+            only,
+            json!({"entries": summary, "fixed": fixed}),
+        );
+    }
+    outcomes
+}
+
+fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
+    let session = store::session(c, sid, true);
+    let outcome = |action, detail: String| Outcome {
+        session_id: sid,
+        turn_id,
+        action,
+        detail,
+    };
+    let Some(entry) = store::wal_entry(c, sid, turn_id) else {
+        return outcome("skipped", "entry vanished while reconciling".into());
+    };
+    if entry.applied {
+        return outcome(
+            "marked_applied",
+            "already applied by a concurrent call".into(),
+        );
+    }
+    if session.turn_id >= turn_id {
+        mark_applied(c, sid, turn_id);
+        return outcome(
+            "marked_applied",
+            format!(
+                "session is at turn {}: the state already reflects this entry",
+                session.turn_id
+            ),
+        );
+    }
+    if session.turn_id + 1 == turn_id && session.state_hash == entry.state_hash_before {
+        // Apply only what would apply cleanly; a bad payload is reported, not raised, so one
+        // broken entry does not stop the recovery of every other session.
+        let check = acts::parse_payload(&entry.awf_raw).and_then(|p| {
+            let state = wal::next_state(c, &session.state, &p, turn_id)?;
+            canonical::content_hash(&state)
+        });
+        return match check {
+            Ok(_) => {
+                let res = wal::apply(
+                    c,
+                    sid,
+                    &session,
+                    turn_id,
+                    &entry.awf_raw,
+                    &entry.payload_hash,
+                );
+                outcome(
+                    "reapplied",
+                    format!(
+                        "applied; state hash {}",
+                        res.0["state_hash"].as_str().unwrap_or("")
+                    ),
+                )
+            }
+            Err(e) => skip(c, sid, turn_id, outcome, format!("cannot apply: {e}")),
+        };
+    }
+    let why = if session.turn_id + 1 == turn_id {
+        format!(
+            "session state {} differs from the entry's pre-apply state {}",
+            session.state_hash, entry.state_hash_before
+        )
+    } else {
+        format!(
+            "session is at turn {}; an earlier turn is missing",
+            session.turn_id
+        )
+    };
+    skip(c, sid, turn_id, outcome, why)
+}
+
+fn skip(
+    c: &mut SpiClient<'_>,
+    sid: Uuid,
+    turn_id: i64,
+    outcome: impl Fn(&'static str, String) -> Outcome,
+    why: String,
+) -> Outcome {
+    c.update(
+        "UPDATE awf.turn_wal SET attempts = attempts + 1, last_error = $3
+         WHERE session_id = $1 AND turn_id = $2",
+        None,
+        &[sid.into(), turn_id.into(), why.as_str().into()],
+    )
+    .expect("update awf.turn_wal");
+    warning!("awf.wal_reconcile: session {sid} turn {turn_id} left unapplied: {why}");
+    outcome("skipped", why)
+}
+
+fn mark_applied(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) {
+    c.update(
+        "UPDATE awf.turn_wal SET applied = true, applied_at = now(), attempts = attempts + 1,
+                last_error = NULL
+         WHERE session_id = $1 AND turn_id = $2",
+        None,
+        &[sid.into(), turn_id.into()],
+    )
+    .expect("update awf.turn_wal");
+}
+
+/// Deletes applied WAL entries older than `older_than` (default: `awf.wal_max_age_days`).
+/// Unapplied entries are never deleted. Returns how many were removed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn wal_cleanup(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
+    Spi::connect_mut(|c| {
+        let t = c
+            .update(
+                "WITH gone AS (
+                   DELETE FROM awf.turn_wal
+                   WHERE applied AND coalesce(applied_at, created_at)
+                         < now() - coalesce($1, make_interval(days => $2))
+                   RETURNING 1)
+                 SELECT count(*) FROM gone",
+                Some(1),
+                &[older_than.into(), gucs::wal_max_age_days().into()],
+            )
+            .expect("delete from awf.turn_wal");
+        let n: i64 = col(&t.first(), 1);
+        audit::record(
+            c,
+            "wal_cleanup",
+            None,
+            json!({"deleted": n, "older_than_days_default": gucs::wal_max_age_days()}),
+        );
+        n
+    })
+}

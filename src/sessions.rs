@@ -1,0 +1,74 @@
+//! `awf.session_upsert`: create a session or replace its state.
+
+use crate::errors::{raise, OrRaise};
+use crate::store::col;
+use awf_core::{canonical, Error};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+use serde_json::json;
+
+/// Creates a session, or replaces the state (and contract) of an existing one of the same
+/// user; the turn counter is kept. Returns `{session_id, created, turn_id, state_hash}`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn session_upsert(
+    session_id: Uuid,
+    user_id_hash: &str,
+    state: JsonB,
+    contract_ref: default!(Option<&str>, "NULL"),
+) -> JsonB {
+    const F: &str = "session_upsert";
+    if user_id_hash.is_empty() {
+        raise(Error::invalid("user_id_hash must not be empty"), F);
+    }
+    if !state.0.is_object() {
+        raise(
+            Error::invalid("state must be a JSON object (the session's state document)"),
+            F,
+        );
+    }
+    let state_hash = canonical::content_hash(&state.0).or_raise(F);
+    Spi::connect_mut(|c| {
+        let existing = c
+            .update(
+                "SELECT user_id_hash FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
+                Some(1),
+                &[session_id.into()],
+            )
+            .expect("select awf.sessions");
+        let created = existing.is_empty();
+        if !created {
+            let owner: String = col(&existing.first(), 1);
+            if owner != user_id_hash {
+                raise(
+                    Error::not_allowed(format!("session {session_id} belongs to another user")),
+                    F,
+                );
+            }
+        }
+        let t = c
+            .update(
+                "INSERT INTO awf.sessions (session_id, user_id_hash, state, state_hash, contract_ref)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (session_id) DO UPDATE
+                   SET state = EXCLUDED.state, state_hash = EXCLUDED.state_hash,
+                       contract_ref = EXCLUDED.contract_ref, updated_at = now()
+                 RETURNING turn_id",
+                Some(1),
+                &[
+                    session_id.into(),
+                    user_id_hash.into(),
+                    state.into(),
+                    state_hash.as_str().into(),
+                    contract_ref.into(),
+                ],
+            )
+            .expect("upsert awf.sessions");
+        let turn_id: i64 = col(&t.first(), 1);
+        JsonB(json!({
+            "session_id": session_id.to_string(),
+            "created": created,
+            "turn_id": turn_id,
+            "state_hash": state_hash,
+        }))
+    })
+}

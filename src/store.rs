@@ -1,0 +1,112 @@
+//! Row access shared by the lifecycle functions: sessions, turns and WAL entries.
+//!
+//! Values are always bound as arguments, never formatted into SQL. SPI failures here mean a
+//! broken installation (a missing table), not bad input, so they panic with the statement.
+
+use crate::errors::raise;
+use awf_core::Error;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiTupleTable};
+use pgrx::{JsonB, Uuid};
+use serde_json::Value;
+
+/// The parts of a session row the lifecycle needs.
+pub struct Session {
+    pub turn_id: i64,
+    pub state: Value,
+    pub state_hash: String,
+}
+
+/// A WAL entry.
+pub struct WalEntry {
+    pub turn_id: i64,
+    pub awf_raw: Value,
+    pub payload_hash: String,
+    pub state_hash_before: String,
+    pub applied: bool,
+}
+
+/// Reads column `i` (1-based) of the current row; NULL is an error for these columns.
+pub fn col<T: IntoDatum + FromDatum>(t: &SpiTupleTable<'_>, i: usize) -> T {
+    t.get::<T>(i)
+        .expect("read column")
+        .unwrap_or_else(|| panic!("column {i} is NULL"))
+}
+
+/// Loads a session; `lock` takes the row lock that serializes turns of one session.
+/// Missing (or hidden by row-level security) → P0002.
+pub fn session(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Session {
+    let sql = if lock {
+        "SELECT turn_id, state, state_hash FROM awf.sessions WHERE session_id = $1 FOR UPDATE"
+    } else {
+        "SELECT turn_id, state, state_hash FROM awf.sessions WHERE session_id = $1"
+    };
+    let t = c.update(sql, Some(1), &[id.into()]).expect(sql);
+    if t.is_empty() {
+        raise(
+            Error::not_found(format!("session {id} does not exist")),
+            "awf",
+        );
+    }
+    let t = t.first();
+    Session {
+        turn_id: col(&t, 1),
+        state: col::<JsonB>(&t, 2).0,
+        state_hash: col(&t, 3),
+    }
+}
+
+/// Writes a session's new state and turn counter.
+pub fn save_state(c: &mut SpiClient<'_>, id: Uuid, state: Value, state_hash: &str, turn_id: i64) {
+    c.update(
+        "UPDATE awf.sessions SET state = $2, state_hash = $3, turn_id = $4, updated_at = now()
+         WHERE session_id = $1",
+        None,
+        &[
+            id.into(),
+            JsonB(state).into(),
+            state_hash.into(),
+            turn_id.into(),
+        ],
+    )
+    .expect("update awf.sessions");
+}
+
+/// The WAL entry of one turn, if any.
+pub fn wal_entry(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<WalEntry> {
+    let t = c
+        .update(
+            "SELECT turn_id, awf_raw, payload_hash, state_hash_before, applied
+             FROM awf.turn_wal WHERE session_id = $1 AND turn_id = $2",
+            Some(1),
+            &[id.into(), turn_id.into()],
+        )
+        .expect("select awf.turn_wal");
+    if t.is_empty() {
+        return None;
+    }
+    let t = t.first();
+    Some(WalEntry {
+        turn_id: col(&t, 1),
+        awf_raw: col::<JsonB>(&t, 2).0,
+        payload_hash: col(&t, 3),
+        state_hash_before: col(&t, 4),
+        applied: col(&t, 5),
+    })
+}
+
+/// The state hash recorded after an applied turn, if the turn is recorded.
+pub fn turn_state_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<String> {
+    let t = c
+        .update(
+            "SELECT state_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
+            Some(1),
+            &[id.into(), turn_id.into()],
+        )
+        .expect("select awf.turns");
+    if t.is_empty() {
+        None
+    } else {
+        Some(col(&t.first(), 1))
+    }
+}
