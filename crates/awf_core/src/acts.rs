@@ -5,7 +5,8 @@
 //! an array of strings (absent or `null`: no lines). `acts` is the list of state changes (absent,
 //! `null` or `[]`: the turn changes nothing).
 //!
-//! Acts, in the shapes [`parse_payload`] accepts and [`acts_to_value`] writes back:
+//! Acts, in the shapes [`parse_payload`](crate::acts::parse_payload) accepts and
+//! [`acts_to_value`](crate::acts::acts_to_value) writes back:
 //! - the six RFC 6902 operations (`add`, `remove`, `replace`, `move`, `copy`, `test`), parsed
 //!   and applied by [`crate::patch`]; a failing `test` refuses the whole turn;
 //! - `{"op":"increment","path":P,"by":N}`: the number at `P` (which must exist) grows by `N`
@@ -371,7 +372,7 @@ fn parse_known(obj: &Map<String, Value>, v: &Value, op: &str) -> Result<Act, Par
         None => Ok(None),
         Some(v) => integer(v)
             .map(Some)
-            .ok_or_else(|| format!("\"{k}\" must be an integer, not {}", shown(v))),
+            .ok_or_else(|| format!("\"{k}\" must be an integer within ±2^53, not {}", shown(v))),
     };
     Ok(match op {
         "add" | "remove" | "replace" | "move" | "copy" | "test" => Act::Patch(parse_rfc_op(v)?),
@@ -511,6 +512,12 @@ fn apply_one(doc: &mut Value, act: &Act, turn: i64) -> Result<(), String> {
                 Ok(())
             }
         },
+        // Parsing refuses these already; acts built in code get the same guard, because a
+        // non-object merge patch would silently replace the target instead of merging.
+        Act::Merge { value, .. } if !value.is_object() => Err(format!(
+            "({name}): the merge value must be an object, not {}",
+            type_name(value)
+        )),
         Act::Merge { path, value } => match target_mut(doc, path).map_err(|e| at(path, e))? {
             Target::Present(obj @ Value::Object(_)) => {
                 merge_patch_in_place(obj, value);

@@ -412,6 +412,13 @@ fn merge_errors() {
         json!([{"op": "merge", "path": "/a/b", "value": {}}]),
     );
     assert_mentions(&m, &["act 0 (merge)", "\"/a\" does not exist"]);
+    // An act built in code gets the same guard as a parsed one.
+    let built = Act::Merge {
+        path: "/npcs".into(),
+        value: json!("x"),
+    };
+    let err = apply_acts(&state(), &[built], 1).unwrap_err();
+    assert_mentions(&err.message, &["act 0 (merge)", "must be an object"]);
 }
 
 // --- pin and remember --------------------------------------------------------------------------
