@@ -9,6 +9,7 @@ PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BIN/pg_config
 AWF_PORT=${AWF_PORT:-54815}          # the run command's cluster
 AWF_TEST_PORT=${AWF_TEST_PORT:-54816} # the test command's throwaway cluster
+AWF_TEST_PRELOAD_PORT=${AWF_TEST_PRELOAD_PORT:-54817} # the same, with the library preloaded
 AWF_HTTP_PORT=${AWF_HTTP_PORT:-8787}
 AWF_DB=${AWF_DB:-awf}
 
@@ -97,9 +98,10 @@ install_extension() {
   echo "$want $(sha256sum <"$lib" | cut -c1-64)" >"$stamp_file"
 }
 
-# Creates (when needed) and starts a cluster. $1: data dir, $2: port. Idempotent.
+# Creates (when needed) and starts a cluster. $1: data dir, $2: port, $3: extra
+# postgresql.conf lines for a new cluster. Idempotent.
 start_cluster() {
-  local data=$1 port=$2
+  local data=$1 port=$2 extra=${3:-}
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initdb $data (port $port)"
     mkdir -p "$data"
@@ -113,6 +115,7 @@ port = $port
 unix_socket_directories = '$data'
 logging_collector = off
 fsync = on
+$extra
 CONF
   fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then

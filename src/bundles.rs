@@ -233,3 +233,99 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
         JsonB(result)
     })
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::testing::{assert_sqlstate, json, new_session, one, run, submit, SID};
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    #[pg_test]
+    fn export_import_round_trip() {
+        new_session();
+        submit(1, r#"[{"op": "increment", "path": "/player/gold"}]"#);
+        submit(2, r#"[{"op": "pin", "text": "kept"}]"#);
+        run(&format!("SELECT awf.snapshot_create('{SID}', 's')"));
+        run(&format!(
+            "CREATE TEMP TABLE b AS SELECT awf.session_export('{SID}', false) AS bundle"
+        ));
+        let r = json("SELECT awf.session_import(bundle, true) FROM b");
+        assert_eq!(r["turn_id"], json!(2));
+        assert_eq!(r["sandbox_of"], json!(SID));
+        let new_id = r["session_id"].as_str().unwrap().to_owned();
+        assert_ne!(new_id, SID);
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT state_hash FROM awf.sessions WHERE session_id = '{new_id}'"
+            )),
+            one::<String>(&format!(
+                "SELECT state_hash FROM awf.sessions WHERE session_id = '{SID}'"
+            ))
+        );
+        // Without preserve_turn_id the sandbox counts from 0 and history ends at turn 0.
+        let r = json("SELECT awf.session_import(bundle) FROM b");
+        assert_eq!(r["turn_id"], json!(0));
+        let sid2 = r["session_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT string_agg(turn_id::text, ',' ORDER BY turn_id) FROM awf.turns WHERE session_id = '{sid2}'"
+            ))
+            .as_deref(),
+            Some("-1,0")
+        );
+        run(&format!(
+            r#"SELECT awf.turn_submit('{sid2}', 1, '{{"txt": "fresh"}}')"#
+        ));
+        assert_eq!(
+            one::<i64>("SELECT value FROM awf.metrics WHERE name = 'awf.import.sessions'"),
+            Some(2)
+        );
+    }
+
+    #[pg_test]
+    fn export_redacts_by_default_and_import_refuses_tampering() {
+        run(&format!(
+            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"player": {{"email": "ann@example.com"}}}}')"#
+        ));
+        let b = json(&format!("SELECT awf.session_export('{SID}')"));
+        assert!(!b.to_string().contains("ann@example.com"));
+        assert_eq!(b["redaction"]["report"]["counts"]["email"], json!(1));
+        let sessions = one::<i64>("SELECT count(*) FROM awf.sessions");
+        assert_sqlstate(
+            &format!(
+                "SELECT awf.session_import(jsonb_set(awf.session_export('{SID}', false), '{{sections,state,player,email}}', '\"x\"'))"
+            ),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!(
+                "SELECT awf.session_import(awf.session_export('{SID}') #- '{{sections,wal}}')"
+            ),
+            "22023",
+        );
+        assert_sqlstate("SELECT awf.session_import('{}')", "22023");
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.sessions"), sessions);
+    }
+
+    #[pg_test]
+    fn export_error_paths() {
+        new_session();
+        assert_sqlstate(
+            "SELECT awf.session_export('00000000-0000-0000-0000-000000000000')",
+            "P0002",
+        );
+        run(&format!(
+            "SELECT awf.session_upsert('{SID}', 'u1', jsonb_build_object('blob', repeat('x', 1100000)))"
+        ));
+        run("SET awf.export_max_size_mb = 1");
+        assert_sqlstate(
+            &format!("SELECT awf.session_export('{SID}', false)"),
+            "54000",
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.audit_log WHERE action = 'session_export'"),
+            Some(0)
+        );
+    }
+}

@@ -45,3 +45,51 @@ fn recap(session_id: Uuid, last_turns: default!(i32, 3)) -> JsonB {
         JsonB(serde_json::to_value(recap).expect("recap serializes"))
     })
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::testing::{assert_sqlstate, json, new_session, run, submit, SID};
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    #[pg_test]
+    fn recap_orders_pins_memories_and_lines_deterministically() {
+        new_session();
+        submit(
+            1,
+            r#"[{"op": "pin", "text": "The vow"}, {"op": "remember", "text": "Low", "salience": 0.1}]"#,
+        );
+        submit(
+            2,
+            r#"[{"op": "remember", "text": "High", "salience": 0.9}, {"op": "objective", "id": "a", "text": "Win", "priority": 1}]"#,
+        );
+        let r = json(&format!("SELECT awf.recap('{SID}', 1)"));
+        assert_eq!(
+            r["sentences"],
+            json!(["The vow.", "High.", "Low.", "Turn 2."])
+        );
+        assert_eq!(r["objectives"][0]["id"], json!("a"));
+        let again = json(&format!("SELECT awf.recap('{SID}', 1)"));
+        assert_eq!(r.to_string(), again.to_string());
+        run("SET awf.recap_max_sentences = 2");
+        assert_eq!(
+            json(&format!("SELECT awf.recap('{SID}')"))["sentences"],
+            json!(["The vow.", "High."])
+        );
+    }
+
+    #[pg_test]
+    fn recap_error_paths() {
+        new_session();
+        assert_sqlstate(&format!("SELECT awf.recap('{SID}', -1)"), "22023");
+        assert_sqlstate(
+            "SELECT awf.recap('00000000-0000-0000-0000-000000000000')",
+            "P0002",
+        );
+        run(&format!(
+            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"memory": {{"episodic": 5}}}}')"#
+        ));
+        assert_sqlstate(&format!("SELECT awf.recap('{SID}')"), "22023");
+    }
+}

@@ -5,7 +5,7 @@ use crate::audit;
 use crate::gucs;
 use crate::store::{self, col};
 use crate::wal;
-use awf_core::{acts, canonical};
+use awf_core::canonical;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
@@ -115,7 +115,7 @@ fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
     if session.turn_id + 1 == turn_id && session.state_hash == entry.state_hash_before {
         // Apply only what would apply cleanly; a bad payload is reported, not raised, so one
         // broken entry does not stop the recovery of every other session.
-        let check = acts::parse_payload(&entry.awf_raw).and_then(|p| {
+        let check = wal::prepare(&entry.awf_raw).and_then(|p| {
             let state = wal::next_state(c, &session.state, &p, turn_id)?;
             canonical::content_hash(&state)
         });
@@ -209,4 +209,71 @@ fn wal_cleanup(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i
         );
         n
     })
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::testing::{json, new_session, one, run, SID};
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    #[pg_test]
+    fn reconcile_reapplies_marks_and_skips() {
+        new_session();
+        // Appended, never applied, state untouched: re-applied.
+        run(&format!(
+            r#"SELECT awf.wal_append('{SID}', 1, '{{"acts": [{{"op": "increment", "path": "/player/gold"}}]}}')"#
+        ));
+        let rows = json(&format!(
+            "SELECT jsonb_agg(to_jsonb(r)) FROM awf.wal_reconcile('{SID}') r"
+        ));
+        assert_eq!(rows[0]["action"], json!("reapplied"), "{rows}");
+        assert_eq!(
+            json("SELECT state -> 'player' -> 'gold' FROM awf.sessions"),
+            json!(6)
+        );
+        // The backend moved the session on by itself: the entry is marked applied.
+        run(&format!("SELECT awf.wal_append('{SID}', 2, '{{}}')"));
+        run("UPDATE awf.sessions SET turn_id = 2");
+        let rows = json("SELECT jsonb_agg(to_jsonb(r)) FROM awf.wal_reconcile() r");
+        assert_eq!(rows[0]["action"], json!("marked_applied"), "{rows}");
+        // The state changed under an unapplied entry: left alone, reported, counted.
+        run(&format!("SELECT awf.wal_append('{SID}', 3, '{{}}')"));
+        run(&format!(
+            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"player": {{"hp": 1}}}}')"#
+        ));
+        let rows = json("SELECT jsonb_agg(to_jsonb(r)) FROM awf.wal_reconcile() r");
+        assert_eq!(rows[0]["action"], json!("skipped"), "{rows}");
+        assert_eq!(
+            one::<i32>("SELECT attempts FROM awf.turn_wal WHERE turn_id = 3"),
+            Some(1)
+        );
+        assert!(one::<String>("SELECT last_error FROM awf.turn_wal WHERE turn_id = 3").is_some());
+        assert_eq!(
+            one::<i64>("SELECT value FROM awf.metrics WHERE name = 'awf.wal.reconciled'"),
+            Some(2)
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.audit_log WHERE action = 'wal_reconcile'"),
+            Some(3)
+        );
+    }
+
+    #[pg_test]
+    fn cleanup_removes_only_old_applied_entries() {
+        new_session();
+        crate::testing::submit(1, "[]");
+        run(&format!("SELECT awf.wal_append('{SID}', 2, '{{}}')"));
+        run("UPDATE awf.turn_wal SET created_at = now() - interval '30 days', applied_at = now() - interval '30 days'");
+        assert_eq!(one::<i64>("SELECT awf.wal_cleanup()"), Some(1));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.turn_wal WHERE NOT applied"),
+            Some(1)
+        );
+        assert_eq!(
+            one::<i64>("SELECT awf.wal_cleanup(interval '1 day')"),
+            Some(0)
+        );
+    }
 }

@@ -72,3 +72,53 @@ fn session_upsert(
         }))
     })
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::testing::{assert_sqlstate, json, new_session, one, SID};
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    #[pg_test]
+    fn upsert_creates_then_replaces_state_keeping_the_counter() {
+        new_session();
+        crate::testing::submit(1, "[]");
+        let r = json(&format!(
+            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"player": {{"hp": 3}}}}', 'c/2')"#
+        ));
+        assert_eq!(r["created"], json!(false));
+        assert_eq!(r["turn_id"], json!(1));
+        assert_eq!(
+            one::<String>("SELECT contract_ref FROM awf.sessions").as_deref(),
+            Some("c/2")
+        );
+        assert_eq!(
+            one::<String>("SELECT state_hash FROM awf.sessions"),
+            one::<String>("SELECT awf.canonical_hash(state) FROM awf.sessions")
+        );
+    }
+
+    #[pg_test]
+    fn upsert_error_paths() {
+        new_session();
+        // Another user's session.
+        assert_sqlstate(
+            &format!(r#"SELECT awf.session_upsert('{SID}', 'u2', '{{}}')"#),
+            "42501",
+        );
+        assert_sqlstate(
+            r#"SELECT awf.session_upsert(gen_random_uuid(), '', '{}')"#,
+            "22023",
+        );
+        assert_sqlstate(
+            r#"SELECT awf.session_upsert(gen_random_uuid(), 'u1', '[1, 2]')"#,
+            "22023",
+        );
+        assert_sqlstate(
+            r#"SELECT awf.session_upsert(gen_random_uuid(), 'u1', '{"n": 9007199254740993}')"#,
+            "22023",
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.sessions"), Some(1));
+    }
+}

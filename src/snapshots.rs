@@ -244,3 +244,106 @@ fn snapshot_prune(session_id: default!(Option<Uuid>, "NULL")) -> i64 {
         n
     })
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::testing::{assert_sqlstate, json, new_session, one, run, submit, SID};
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    #[pg_test]
+    fn create_dedups_and_restore_round_trips() {
+        new_session();
+        let a = json(&format!("SELECT awf.snapshot_create('{SID}', 'one')"));
+        assert_eq!(a["deduplicated"], json!(false));
+        let b = json(&format!("SELECT awf.snapshot_create('{SID}', 'two')"));
+        assert_eq!(b["deduplicated"], json!(true));
+        assert_eq!(a["snapshot_id"], b["snapshot_id"]);
+        let before = one::<String>("SELECT state_hash FROM awf.sessions");
+        submit(
+            1,
+            r#"[{"op": "replace", "path": "/player/hp", "value": 1}]"#,
+        );
+        let r = json(&format!(
+            "SELECT awf.snapshot_restore('{SID}', {})",
+            a["snapshot_id"]
+        ));
+        assert_eq!(one::<String>("SELECT state_hash FROM awf.sessions"), before);
+        assert_eq!(r["turn_id"], json!(1), "the counter keeps counting");
+        // The pre-restore snapshot makes the restore undoable.
+        let undo = r["pre_restore_snapshot_id"].clone();
+        run(&format!("SELECT awf.snapshot_restore('{SID}', {undo})"));
+        assert_eq!(
+            json("SELECT state -> 'player' -> 'hp' FROM awf.sessions"),
+            json!(1)
+        );
+        assert_eq!(
+            one::<i64>("SELECT value FROM awf.metrics WHERE name = 'awf.snapshots.restored'"),
+            Some(2)
+        );
+    }
+
+    #[pg_test]
+    fn restore_refuses_a_corrupt_snapshot() {
+        new_session();
+        let a = json(&format!("SELECT awf.snapshot_create('{SID}')"));
+        let id = &a["snapshot_id"];
+        run(&format!(
+            "UPDATE awf.snapshots SET payload = jsonb_set(payload, '{{state,player,hp}}', '99') WHERE id = {id}"
+        ));
+        let before = one::<String>("SELECT state_hash FROM awf.sessions");
+        assert_sqlstate(
+            &format!("SELECT awf.snapshot_restore('{SID}', {id})"),
+            "XX001",
+        );
+        assert_eq!(one::<String>("SELECT state_hash FROM awf.sessions"), before);
+    }
+
+    #[pg_test]
+    fn snapshot_error_paths() {
+        new_session();
+        assert_sqlstate(
+            "SELECT awf.snapshot_create('00000000-0000-0000-0000-000000000000')",
+            "P0002",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.snapshot_restore('{SID}', 42)"),
+            "P0002",
+        );
+        assert_sqlstate(&format!("SELECT awf.snapshot_delete('{SID}', 42)"), "P0002");
+        let a = json(&format!("SELECT awf.snapshot_create('{SID}')"));
+        assert_eq!(
+            one::<bool>(&format!(
+                "SELECT awf.snapshot_delete('{SID}', {})",
+                a["snapshot_id"]
+            )),
+            Some(true)
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.snapshots"), Some(0));
+    }
+
+    #[pg_test]
+    fn prune_keeps_the_newest_and_drops_the_old() {
+        new_session();
+        for n in 1..=5 {
+            submit(
+                n,
+                &format!(r#"[{{"op": "replace", "path": "/player/hp", "value": {n}}}]"#),
+            );
+            run(&format!("SELECT awf.snapshot_create('{SID}', 'turn {n}')"));
+        }
+        run("SET awf.snapshot_max_count = 3");
+        assert_eq!(
+            one::<i64>(&format!("SELECT awf.snapshot_prune('{SID}')")),
+            Some(2)
+        );
+        run("UPDATE awf.snapshots SET created_at = now() - interval '40 days' WHERE label = 'turn 3'");
+        assert_eq!(one::<i64>("SELECT awf.snapshot_prune()"), Some(1));
+        assert_eq!(
+            one::<String>("SELECT string_agg(label, ',' ORDER BY id) FROM awf.snapshots")
+                .as_deref(),
+            Some("turn 4,turn 5")
+        );
+    }
+}

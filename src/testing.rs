@@ -32,3 +32,31 @@ pub fn assert_sqlstate(sql: &str, code: &str) {
 pub fn one<T: IntoDatum + FromDatum>(sql: &str) -> Option<T> {
     Spi::get_one::<T>(sql).expect("SPI call failed")
 }
+
+/// Runs a statement for its effect; panics on errors.
+pub fn run(sql: &str) {
+    Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A session id used by the lifecycle tests.
+pub const SID: &str = "11111111-1111-1111-1111-111111111111";
+
+/// Creates session [`SID`] for user `u1` with a small state.
+pub fn new_session() {
+    run(&format!(
+        r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"player": {{"hp": 10, "gold": 5, "inventory": []}}}}')"#
+    ));
+}
+
+/// Submits turn `n` of [`SID`] with the given acts JSON.
+pub fn submit(n: i64, acts: &str) -> pgrx::JsonB {
+    one::<pgrx::JsonB>(&format!(
+        r#"SELECT awf.turn_submit('{SID}', {n}, '{{"txt": "Turn {n}.", "acts": {acts}}}')"#
+    ))
+    .expect("turn_submit returned NULL")
+}
+
+/// One jsonb value.
+pub fn json(sql: &str) -> serde_json::Value {
+    one::<pgrx::JsonB>(sql).expect("NULL").0
+}

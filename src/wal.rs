@@ -60,7 +60,7 @@ fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
     let raw = awf_raw.0;
     let payload_hash = canonical::content_hash(&raw).or_raise("wal_append");
     // Refuse a payload that can never apply now, not at apply time.
-    acts::parse_payload(&raw).or_raise("wal_append");
+    prepare(&raw).or_raise("wal_append");
     Spi::connect_mut(|c| {
         let session = store::session(c, session_id, true);
         if let Some(entry) = store::wal_entry(c, session_id, turn_id) {
@@ -201,16 +201,47 @@ fn first_result(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> JsonB {
     }
 }
 
+/// A turn payload checked against the applier that will run it.
+pub struct Prepared {
+    /// The narrative lines.
+    pub lines: Vec<String>,
+    /// The acts as stored in `awf.turns` (normalized for the built-in applier, as sent for a
+    /// host's own).
+    pub acts: Value,
+    /// The parsed acts, for the built-in applier.
+    parsed: Option<Vec<acts::Act>>,
+}
+
+/// Parses a payload. With `awf.act_applier` set, acts are the host's business: only their
+/// shape (an array) is checked here, since the host may define acts awf_core does not know.
+pub fn prepare(raw: &Value) -> Result<Prepared, Error> {
+    if gucs::act_applier().is_some() {
+        return Ok(Prepared {
+            lines: acts::parse_lines(raw)?,
+            acts: acts::raw_acts(raw)?.cloned().unwrap_or_else(|| json!([])),
+            parsed: None,
+        });
+    }
+    let payload = acts::parse_payload(raw)?;
+    Ok(Prepared {
+        acts: acts::acts_to_value(&payload.acts),
+        lines: payload.lines,
+        parsed: Some(payload.acts),
+    })
+}
+
 /// Computes the state after a turn: the host's applier when one is configured, else awf_core's.
 pub fn next_state(
     c: &mut SpiClient<'_>,
     state: &Value,
-    payload: &acts::TurnPayload,
+    turn: &Prepared,
     turn_id: i64,
 ) -> Result<Value, Error> {
-    match gucs::act_applier() {
-        None => acts::apply_acts(state, &payload.acts, turn_id),
-        Some(name) => custom_apply(c, &name, state, payload, turn_id),
+    match (&turn.parsed, gucs::act_applier()) {
+        (Some(parsed), None) => acts::apply_acts(state, parsed, turn_id),
+        (_, Some(name)) => custom_apply(c, &name, state, &turn.acts, turn_id),
+        // The setting changed between prepare and apply (same transaction): re-prepare.
+        (None, None) => acts::apply_acts(state, &acts::parse_acts(&turn.acts)?, turn_id),
     }
 }
 
@@ -218,7 +249,7 @@ fn custom_apply(
     c: &mut SpiClient<'_>,
     name: &str,
     state: &Value,
-    payload: &acts::TurnPayload,
+    acts: &Value,
     turn_id: i64,
 ) -> Result<Value, Error> {
     // Resolve through the catalog so the name is quoted by PostgreSQL, never by us.
@@ -242,7 +273,7 @@ fn custom_apply(
             Some(1),
             &[
                 JsonB(state.clone()).into(),
-                JsonB(acts::acts_to_value(&payload.acts)).into(),
+                JsonB(acts.clone()).into(),
                 turn_id.into(),
             ],
         )
@@ -264,8 +295,8 @@ pub fn apply(
     raw: &Value,
     payload_hash: &str,
 ) -> JsonB {
-    let payload = acts::parse_payload(raw).or_raise("turn_submit");
-    let state = next_state(c, &session.state, &payload, turn_id).or_raise("turn_submit");
+    let turn = prepare(raw).or_raise("turn_submit");
+    let state = next_state(c, &session.state, &turn, turn_id).or_raise("turn_submit");
     let state_hash = canonical::content_hash(&state).or_raise("turn_submit");
     store::save_state(c, id, state, &state_hash, turn_id);
     c.update(
@@ -275,8 +306,8 @@ pub fn apply(
         &[
             id.into(),
             turn_id.into(),
-            payload.lines.clone().into(),
-            JsonB(acts::acts_to_value(&payload.acts)).into(),
+            turn.lines.into(),
+            JsonB(turn.acts).into(),
             payload_hash.into(),
             state_hash.as_str().into(),
         ],
@@ -291,4 +322,179 @@ pub fn apply(
     )
     .expect("update awf.turn_wal");
     result(id, turn_id, &state_hash, false)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::testing::{assert_sqlstate, json, new_session, one, run, submit, SID};
+    use pgrx::prelude::*;
+    use serde_json::json;
+
+    #[pg_test]
+    fn turn_submit_applies_once_and_records_everything() {
+        new_session();
+        let r = submit(
+            1,
+            r#"[{"op": "increment", "path": "/player/gold", "by": 2}]"#,
+        )
+        .0;
+        assert_eq!(r["duplicate"], json!(false));
+        let state = json(&format!(
+            "SELECT state FROM awf.sessions WHERE session_id = '{SID}'"
+        ));
+        assert_eq!(state["player"]["gold"], json!(7));
+        let hash = one::<String>(&format!(
+            "SELECT state_hash FROM awf.sessions WHERE session_id = '{SID}'"
+        ));
+        assert_eq!(r["state_hash"].as_str(), hash.as_deref());
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT awf.canonical_hash(state) FROM awf.sessions WHERE session_id = '{SID}'"
+            )),
+            hash,
+            "state_hash is the canonical hash of the stored state"
+        );
+        let again = submit(
+            1,
+            r#"[{"op": "increment", "path": "/player/gold", "by": 2}]"#,
+        )
+        .0;
+        assert_eq!(again["duplicate"], json!(true));
+        assert_eq!(again["state_hash"], r["state_hash"]);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.turns").unwrap(),
+            1,
+            "one turn row"
+        );
+        assert_eq!(
+            one::<bool>("SELECT applied FROM awf.turn_wal WHERE turn_id = 1"),
+            Some(true)
+        );
+        assert_eq!(
+            one::<String>("SELECT lines::text FROM awf.turns WHERE turn_id = 1").as_deref(),
+            Some("{\"Turn 1.\"}")
+        );
+    }
+
+    #[pg_test]
+    fn turn_submit_error_paths() {
+        new_session();
+        submit(1, "[]");
+        // Another payload for a recorded turn.
+        assert_sqlstate(
+            &format!(r#"SELECT awf.turn_submit('{SID}', 1, '{{"txt": "other"}}')"#),
+            "23505",
+        );
+        // Skipping ahead and going back.
+        assert_sqlstate(
+            &format!(r#"SELECT awf.turn_submit('{SID}', 3, '{{}}')"#),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!(r#"SELECT awf.turn_submit('{SID}', 0, '{{}}')"#),
+            "22023",
+        );
+        // Unknown session, invalid act, non-object payload, unknown op.
+        assert_sqlstate(
+            r#"SELECT awf.turn_submit('00000000-0000-0000-0000-000000000000', 1, '{}')"#,
+            "P0002",
+        );
+        assert_sqlstate(
+            &format!(
+                r#"SELECT awf.turn_submit('{SID}', 2, '{{"acts": [{{"op": "increment", "path": "/player/gold"}}, {{"op": "remove", "path": "/nope"}}]}}')"#
+            ),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.turn_submit('{SID}', 2, '[]')"),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!(r#"SELECT awf.turn_submit('{SID}', 2, '{{"acts": [{{"op": "fly"}}]}}')"#),
+            "22023",
+        );
+        // Nothing of the failed turns was written.
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.turn_wal"), Some(1));
+        assert_eq!(
+            json(&format!(
+                "SELECT state FROM awf.sessions WHERE session_id = '{SID}'"
+            ))["player"]["gold"],
+            json!(5)
+        );
+    }
+
+    #[pg_test]
+    fn two_step_append_then_apply() {
+        new_session();
+        let a = json(&format!(
+            r#"SELECT awf.wal_append('{SID}', 1, '{{"acts": [{{"op": "append", "path": "/player/inventory", "value": "rope"}}]}}')"#
+        ));
+        assert_eq!(a["applied"], json!(false));
+        assert_eq!(
+            one::<String>("SELECT state_hash_before FROM awf.turn_wal WHERE turn_id = 1"),
+            one::<String>("SELECT state_hash FROM awf.sessions")
+        );
+        // Appending the same payload again is idempotent; another payload conflicts.
+        let again = json(&format!(
+            r#"SELECT awf.wal_append('{SID}', 1, '{{"acts": [{{"op": "append", "path": "/player/inventory", "value": "rope"}}]}}')"#
+        ));
+        assert_eq!(again["duplicate"], json!(true));
+        assert_sqlstate(
+            &format!(r#"SELECT awf.wal_append('{SID}', 1, '{{"acts": []}}')"#),
+            "23505",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.wal_append('{SID}', 5, '{{}}')"),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!(r#"SELECT awf.wal_append('{SID}', 2, '{{"acts": [{{"op": "nope"}}]}}')"#),
+            "22023",
+        );
+        let r = json(&format!("SELECT awf.wal_apply('{SID}', 1)"));
+        assert_eq!(r["duplicate"], json!(false));
+        assert_eq!(
+            json("SELECT state -> 'player' -> 'inventory' FROM awf.sessions"),
+            json!(["rope"])
+        );
+        assert_eq!(
+            json(&format!("SELECT awf.wal_apply('{SID}', 1)"))["duplicate"],
+            json!(true)
+        );
+        assert_sqlstate(&format!("SELECT awf.wal_apply('{SID}', 9)"), "P0002");
+    }
+
+    #[pg_test]
+    fn wal_apply_refuses_a_moved_state() {
+        new_session();
+        run(&format!("SELECT awf.wal_append('{SID}', 1, '{{}}')"));
+        run(&format!(
+            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"player": {{"hp": 1}}}}')"#
+        ));
+        assert_sqlstate(&format!("SELECT awf.wal_apply('{SID}', 1)"), "23505");
+    }
+
+    #[pg_test]
+    fn custom_applier_is_called_instead() {
+        new_session();
+        run("CREATE FUNCTION public.my_applier(state jsonb, acts jsonb, turn_id bigint)
+             RETURNS jsonb LANGUAGE sql AS $$ SELECT state || jsonb_build_object('seen', acts, 'at', turn_id) $$");
+        run("SET awf.act_applier = 'public.my_applier'");
+        // A host's own act, unknown to the built-in applier, reaches the host's function.
+        submit(1, r#"[{"op": "cast-spell", "spell": "light"}]"#);
+        let s = json("SELECT state FROM awf.sessions");
+        assert_eq!(s["at"], json!(1));
+        assert_eq!(s["seen"][0]["op"], json!("cast-spell"));
+        assert_eq!(
+            json("SELECT acts FROM awf.turns WHERE turn_id = 1")[0]["spell"],
+            json!("light")
+        );
+        run("SET awf.act_applier = 'public.no_such_fn'");
+        assert_sqlstate(
+            &format!(r#"SELECT awf.turn_submit('{SID}', 2, '{{}}')"#),
+            "22023",
+        );
+        run("RESET awf.act_applier");
+    }
 }

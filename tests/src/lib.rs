@@ -5,8 +5,12 @@
 //! database). Each [`TestDb`] creates its own database with the extension and drops it when
 //! the test ends, so tests can COMMIT, open several connections and run in parallel.
 
-use postgres::{Client, NoTls};
+use postgres::config::Host;
+use postgres::error::DbError;
+use postgres::{Client, Config, NoTls};
 use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 /// A database created for one test, dropped on drop.
 pub struct TestDb {
@@ -39,7 +43,13 @@ pub fn with_dbname(url: &str, dbname: &str) -> String {
 impl TestDb {
     /// Creates `awf_test_<random>` with the extension installed.
     pub fn new() -> Self {
-        let admin_url = admin_url();
+        Self::on_cluster(&admin_url())
+    }
+
+    /// Creates `awf_test_<random>` with the extension installed on the cluster of
+    /// `admin_url` (a superuser connection string), e.g. the preload cluster.
+    pub fn on_cluster(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let name = format!("awf_test_{:016x}", rand::random::<u64>());
         let db = TestDb { name, admin_url };
         off_runtime(|| {
@@ -63,6 +73,190 @@ impl TestDb {
     /// A new connection to this database.
     pub fn client(&self) -> Client {
         Client::connect(&self.url(), NoTls).expect("connect to test database")
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The superuser connection string of the cluster this database lives on.
+    pub fn cluster_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// A new connection to this database as `user` (the test clusters trust 127.0.0.1).
+    pub fn client_as(&self, user: &str) -> Client {
+        let mut config: Config = self.url().parse().expect("parse the database URL");
+        config.user(user);
+        config
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("connect to {} as {user}: {e}", self.name))
+    }
+
+    /// A new connection to this database that records every notice (WARNING, NOTICE...) the
+    /// server sends, in arrival order.
+    pub fn client_with_notices(&self) -> (Client, Notices) {
+        let notices: Notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&notices);
+        let mut config: Config = self.url().parse().expect("parse the database URL");
+        config.notice_callback(move |n| sink.lock().unwrap().push(n));
+        let client = config.connect(NoTls).expect("connect to test database");
+        (client, notices)
+    }
+}
+
+/// The notices a connection received (see [`TestDb::client_with_notices`]).
+pub type Notices = Arc<Mutex<Vec<DbError>>>;
+
+/// The superuser connection string of the preload cluster (started with
+/// `shared_preload_libraries = 'awf_lifecycle'`).
+pub fn preload_url() -> String {
+    env_required("AWF_TEST_PRELOAD_URL")
+}
+
+/// A required environment variable, with a message saying how to get it.
+pub fn env_required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests with ./scripts/test, which starts the test clusters"
+        )
+    })
+}
+
+/// The host and port of a `postgres://` connection string.
+pub fn host_port(url: &str) -> (String, u16) {
+    let config: Config = url.parse().expect("parse the connection string");
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        other => panic!("expected a TCP host in {url}, got {other:?}"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    (host, port)
+}
+
+/// A PostgreSQL program (`pg_ctl`, `pg_dump`, `psql`...) from `AWF_TEST_PG_BIN`, run as the
+/// cluster's OS user through the `AWF_TEST_RUN_AS_PG` prefix (empty when not root).
+pub fn pg_command(program: &str) -> Command {
+    let bin = std::env::var("AWF_TEST_PG_BIN")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned());
+    let exe = format!("{bin}/{program}");
+    let prefix = std::env::var("AWF_TEST_RUN_AS_PG").unwrap_or_default();
+    let mut words = prefix.split_whitespace();
+    match words.next() {
+        None => Command::new(exe),
+        Some(first) => {
+            let mut cmd = Command::new(first);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+    }
+}
+
+/// Runs `cmd` to completion; panics with its status, stdout and stderr unless it succeeds.
+/// Returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed with {}\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stdout
+}
+
+/// A LOGIN role with a random name, member of `member_of` (e.g. `awf_app`); dropped on drop
+/// (its objects in `db` reassigned and dropped first). Drop connections made as it first.
+pub struct TestRole {
+    name: String,
+    db_url: String,
+    admin_url: String,
+}
+
+impl TestRole {
+    /// Creates `awf_role_<random>` LOGIN IN ROLE `member_of`.
+    pub fn new(db: &TestDb, member_of: &str) -> Self {
+        let name = format!("awf_role_{:016x}", rand::random::<u64>());
+        let role = TestRole {
+            name,
+            db_url: db.url(),
+            admin_url: db.cluster_url().to_owned(),
+        };
+        Client::connect(&role.admin_url, NoTls)
+            .expect("connect to the test cluster")
+            .batch_execute(&format!(
+                "CREATE ROLE {} LOGIN IN ROLE {member_of}",
+                role.name
+            ))
+            .expect("create test role");
+        role
+    }
+
+    /// The role's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        off_runtime(|| {
+            if let Ok(mut c) = Client::connect(&self.db_url, NoTls) {
+                let _ = c.batch_execute(&format!(
+                    "REASSIGN OWNED BY {0} TO CURRENT_USER; DROP OWNED BY {0}",
+                    self.name
+                ));
+            }
+            if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
+                let _ = admin.batch_execute(&format!(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = '{0}';
+                     DROP ROLE IF EXISTS {0}",
+                    self.name
+                ));
+            }
+        });
+    }
+}
+
+/// A world-writable temp directory (so the cluster's OS user can write dump files into it),
+/// removed with its contents on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory under the temp directory, mode 0777.
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let p = std::env::temp_dir().join(format!("awf-test-dir-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir(&p).expect("create temp dir");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))
+            .expect("chmod temp dir");
+        TempDir(p)
+    }
+
+    /// A path inside the directory, as UTF-8 for command lines.
+    pub fn file(&self, name: &str) -> String {
+        self.0
+            .join(name)
+            .to_str()
+            .expect("temp path is UTF-8")
+            .to_owned()
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

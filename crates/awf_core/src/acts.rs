@@ -189,13 +189,19 @@ pub fn acts_to_value(acts: &[Act]) -> Value {
 
 /// Parses a turn's `awf_raw` (`{"txt": ..., "acts": [...]}`); errors name the offending act.
 pub fn parse_payload(awf_raw: &Value) -> Result<TurnPayload> {
-    let obj = awf_raw.as_object().ok_or_else(|| {
-        Error::invalid(format!(
-            "a turn payload must be a JSON object, not {}",
-            type_name(awf_raw)
-        ))
-    })?;
-    let lines = match obj.get("txt") {
+    let lines = parse_lines(awf_raw)?;
+    let acts = match raw_acts(awf_raw)? {
+        Some(acts) => parse_acts(acts)?,
+        None => Vec::new(),
+    };
+    Ok(TurnPayload { lines, acts })
+}
+
+/// The narrative lines of a turn payload (`txt`), without looking at its acts: a host's own
+/// applier may define acts this module does not know.
+pub fn parse_lines(awf_raw: &Value) -> Result<Vec<String>> {
+    let obj = payload_object(awf_raw)?;
+    Ok(match obj.get("txt") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => split_lines(s),
         Some(Value::Array(items)) => items
@@ -215,12 +221,28 @@ pub fn parse_payload(awf_raw: &Value) -> Result<TurnPayload> {
                 type_name(other)
             )))
         }
-    };
-    let acts = match obj.get("acts") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(acts) => parse_acts(acts)?,
-    };
-    Ok(TurnPayload { lines, acts })
+    })
+}
+
+/// The unparsed `acts` member (`None` when absent or null); it must be an array.
+pub fn raw_acts(awf_raw: &Value) -> Result<Option<&Value>> {
+    match payload_object(awf_raw)?.get("acts") {
+        None | Some(Value::Null) => Ok(None),
+        Some(acts @ Value::Array(_)) => Ok(Some(acts)),
+        Some(other) => Err(Error::invalid(format!(
+            "\"acts\" must be an array of acts, not {}",
+            type_name(other)
+        ))),
+    }
+}
+
+fn payload_object(awf_raw: &Value) -> Result<&Map<String, Value>> {
+    awf_raw.as_object().ok_or_else(|| {
+        Error::invalid(format!(
+            "a turn payload must be a JSON object, not {}",
+            type_name(awf_raw)
+        ))
+    })
 }
 
 /// Parses a JSON array of acts; an error names the act's index and op and what is wrong.
