@@ -92,7 +92,10 @@ pub extern "C-unwind" fn awf_reconcile_database(_arg: pg_sys::Datum) {
                 return None;
             }
             let outcomes = reconcile::reconcile(c, None);
-            let applied = outcomes.iter().filter(|o| o.action != "skipped").count();
+            let applied = outcomes
+                .iter()
+                .filter(|o| matches!(o.action, "reapplied" | "marked_applied"))
+                .count();
             Some((outcomes.len(), applied))
         })
     });

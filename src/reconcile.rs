@@ -5,7 +5,6 @@ use crate::audit;
 use crate::gucs;
 use crate::store::{self, col};
 use crate::wal;
-use awf_core::canonical;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
@@ -68,7 +67,10 @@ pub fn reconcile(c: &mut SpiClient<'_>, only: Option<Uuid>) -> Vec<Outcome> {
     for (sid, turn_id) in pending {
         outcomes.push(reconcile_one(c, sid, turn_id));
     }
-    let fixed = outcomes.iter().filter(|o| o.action != "skipped").count() as i64;
+    let fixed = outcomes
+        .iter()
+        .filter(|o| matches!(o.action, "reapplied" | "marked_applied"))
+        .count() as i64;
     audit::bump(c, "awf.wal.reconciled", fixed);
     if !outcomes.is_empty() {
         let summary: Vec<_> = outcomes
@@ -97,10 +99,7 @@ fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
         return outcome("skipped", "entry vanished while reconciling".into());
     };
     if entry.applied {
-        return outcome(
-            "marked_applied",
-            "already applied by a concurrent call".into(),
-        );
+        return outcome("already_applied", "applied by a concurrent call".into());
     }
     if session.turn_id >= turn_id {
         mark_applied(c, sid, turn_id);
@@ -113,29 +112,18 @@ fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
         );
     }
     if session.turn_id + 1 == turn_id && session.state_hash == entry.state_hash_before {
-        // Apply only what would apply cleanly; a bad payload is reported, not raised, so one
-        // broken entry does not stop the recovery of every other session.
-        let check = wal::prepare(&entry.awf_raw).and_then(|p| {
-            let state = wal::next_state(c, &session.state, &p, turn_id)?;
-            canonical::content_hash(&state)
-        });
-        return match check {
-            Ok(_) => {
-                let res = wal::apply(
+        // A payload that no longer applies is reported, not raised, so one broken entry does
+        // not stop the recovery of every other session.
+        return match wal::compute(c, &session, turn_id, &entry.awf_raw) {
+            Ok(computed) => {
+                let hash = computed_hash(&wal::persist(
                     c,
                     sid,
-                    &session,
                     turn_id,
-                    &entry.awf_raw,
+                    computed,
                     &entry.payload_hash,
-                );
-                outcome(
-                    "reapplied",
-                    format!(
-                        "applied; state hash {}",
-                        res.0["state_hash"].as_str().unwrap_or("")
-                    ),
-                )
+                ));
+                outcome("reapplied", format!("applied; state hash {hash}"))
             }
             Err(e) => skip(c, sid, turn_id, outcome, format!("cannot apply: {e}")),
         };
@@ -152,6 +140,13 @@ fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
         )
     };
     skip(c, sid, turn_id, outcome, why)
+}
+
+fn computed_hash(result: &pgrx::JsonB) -> String {
+    result.0["state_hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn skip(

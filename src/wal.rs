@@ -286,18 +286,44 @@ fn custom_apply(
     }
 }
 
-/// Applies a turn onto the locked session: new state, turn row, WAL entry marked applied.
-pub fn apply(
+/// A turn computed but not yet written.
+pub struct Computed {
+    turn: Prepared,
+    state: Value,
+    state_hash: String,
+}
+
+/// Computes the state after a turn without writing anything, so a caller can decide what to
+/// do with a turn that does not apply (raise it, or report it as reconciliation does).
+pub fn compute(
     c: &mut SpiClient<'_>,
-    id: Uuid,
     session: &Session,
     turn_id: i64,
     raw: &Value,
+) -> Result<Computed, Error> {
+    let turn = prepare(raw)?;
+    let state = next_state(c, &session.state, &turn, turn_id)?;
+    let state_hash = canonical::content_hash(&state)?;
+    Ok(Computed {
+        turn,
+        state,
+        state_hash,
+    })
+}
+
+/// Writes a computed turn onto the locked session: new state, turn row, WAL entry applied.
+pub fn persist(
+    c: &mut SpiClient<'_>,
+    id: Uuid,
+    turn_id: i64,
+    computed: Computed,
     payload_hash: &str,
 ) -> JsonB {
-    let turn = prepare(raw).or_raise("turn_submit");
-    let state = next_state(c, &session.state, &turn, turn_id).or_raise("turn_submit");
-    let state_hash = canonical::content_hash(&state).or_raise("turn_submit");
+    let Computed {
+        turn,
+        state,
+        state_hash,
+    } = computed;
     store::save_state(c, id, state, &state_hash, turn_id);
     c.update(
         "INSERT INTO awf.turns (session_id, turn_id, lines, acts, payload_hash, state_hash)
@@ -322,6 +348,19 @@ pub fn apply(
     )
     .expect("update awf.turn_wal");
     result(id, turn_id, &state_hash, false)
+}
+
+/// Computes and writes a turn, raising its error if it does not apply.
+fn apply(
+    c: &mut SpiClient<'_>,
+    id: Uuid,
+    session: &Session,
+    turn_id: i64,
+    raw: &Value,
+    payload_hash: &str,
+) -> JsonB {
+    let computed = compute(c, session, turn_id, raw).or_raise("turn_submit");
+    persist(c, id, turn_id, computed, payload_hash)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
