@@ -92,10 +92,7 @@ pub extern "C-unwind" fn awf_reconcile_database(_arg: pg_sys::Datum) {
                 return None;
             }
             let outcomes = reconcile::reconcile(c, None);
-            let applied = outcomes
-                .iter()
-                .filter(|o| matches!(o.action, "reapplied" | "marked_applied"))
-                .count();
+            let applied = outcomes.iter().filter(|o| o.fixed()).count();
             Some((outcomes.len(), applied))
         })
     });

@@ -18,6 +18,13 @@ pub struct Outcome {
     pub detail: String,
 }
 
+impl Outcome {
+    /// Whether this call brought the entry up to date (what `awf.wal.reconciled` counts).
+    pub fn fixed(&self) -> bool {
+        matches!(self.action, "reapplied" | "marked_applied")
+    }
+}
+
 /// Walks every unapplied WAL entry (of one session, or all) in turn order:
 /// - the session is still in the entry's pre-apply state → apply it (`reapplied`);
 /// - the session already reflects it (its turn counter reached the entry) → mark it applied
@@ -67,10 +74,7 @@ pub fn reconcile(c: &mut SpiClient<'_>, only: Option<Uuid>) -> Vec<Outcome> {
     for (sid, turn_id) in pending {
         outcomes.push(reconcile_one(c, sid, turn_id));
     }
-    let fixed = outcomes
-        .iter()
-        .filter(|o| matches!(o.action, "reapplied" | "marked_applied"))
-        .count() as i64;
+    let fixed = outcomes.iter().filter(|o| o.fixed()).count() as i64;
     audit::bump(c, "awf.wal.reconciled", fixed);
     if !outcomes.is_empty() {
         let summary: Vec<_> = outcomes
