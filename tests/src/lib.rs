@@ -179,7 +179,7 @@ pub struct TestRole {
 }
 
 impl TestRole {
-    /// Creates `awf_role_<random>` LOGIN IN ROLE `member_of`.
+    /// Creates `awf_role_<random>` LOGIN IN ROLE `member_of` (no membership when empty).
     pub fn new(db: &TestDb, member_of: &str) -> Self {
         let name = format!("awf_role_{:016x}", rand::random::<u64>());
         let role = TestRole {
@@ -187,13 +187,17 @@ impl TestRole {
             db_url: db.url(),
             admin_url: db.cluster_url().to_owned(),
         };
-        Client::connect(&role.admin_url, NoTls)
-            .expect("connect to the test cluster")
-            .batch_execute(&format!(
-                "CREATE ROLE {} LOGIN IN ROLE {member_of}",
-                role.name
-            ))
-            .expect("create test role");
+        let sql = if member_of.is_empty() {
+            format!("CREATE ROLE {} LOGIN", role.name)
+        } else {
+            format!("CREATE ROLE {} LOGIN IN ROLE {member_of}", role.name)
+        };
+        off_runtime(|| {
+            Client::connect(&role.admin_url, NoTls)
+                .expect("connect to the test cluster")
+                .batch_execute(&sql)
+                .expect("create test role");
+        });
         role
     }
 
