@@ -43,7 +43,7 @@
 
 use crate::canonical::canonical_number;
 use crate::error::{Error, Result};
-use crate::json::{pointer_tokens, Map};
+use crate::json::{pointer_tokens, type_name, Map};
 use crate::merge_patch::{merge_patch, merge_patch_in_place};
 use crate::patch::{self, Op};
 use serde::{Serialize, Serializer};
@@ -820,17 +820,6 @@ impl std::fmt::Display for Decimal {
 
 fn strip<'a>(message: &'a str, prefix: &str) -> &'a str {
     message.strip_prefix(prefix).unwrap_or(message)
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A number's own text says why it was refused (`1.5` for an integer); other values by type.

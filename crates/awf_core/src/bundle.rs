@@ -58,7 +58,7 @@
 
 use crate::canonical::{canonical_bytes, content_hash, sha256_hex};
 use crate::error::{Error, Result};
-use crate::json::Map;
+use crate::json::{brief, type_name, Map};
 use crate::redact::{redact, RedactOptions, RedactionReport};
 use serde_json::{json, Value};
 use std::fmt;
@@ -280,7 +280,7 @@ pub fn verify(bundle: &Value) -> Result<VerifiedBundle<'_>> {
         Some(other) => {
             return Err(Error::invalid(format!(
                 "not a bundle: format is {}, expected \"{FORMAT}\"",
-                show(other)
+                brief(other)
             )))
         }
     }
@@ -433,7 +433,7 @@ fn check_version(version: Option<&Value>) -> Result<()> {
         Some(other) => {
             return Err(Error::invalid(format!(
                 "bundle version {} is not an integer",
-                show(other)
+                brief(other)
             )))
         }
     };
@@ -541,31 +541,6 @@ fn too_large(size: usize, max: usize) -> Error {
     ))
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn describe_non_object(v: &Value) -> String {
     format!("expected a JSON object, got {}", type_name(v))
-}
-
-/// A short JSON rendering of a small value for a message; long values are cut.
-fn show(v: &Value) -> String {
-    const MAX: usize = 80;
-    let s = v.to_string();
-    if s.len() <= MAX {
-        return s;
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

@@ -56,6 +56,32 @@ pub fn value_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The JSON type of a value with its article, for messages ("a string", "null").
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value rendered for an error message, cut after 80 bytes: states can be large.
+pub fn brief(v: &Value) -> String {
+    const MAX: usize = 80;
+    let s = v.to_string();
+    if s.len() <= MAX {
+        return s;
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// Splits a JSON Pointer (RFC 6901) into unescaped reference tokens. `""` is the whole document.
 pub fn pointer_tokens(pointer: &str) -> Result<Vec<String>> {
     if pointer.is_empty() {

@@ -5,7 +5,7 @@
 //! failing patch is rolled back to exactly the input.
 
 use crate::error::{Error, Result};
-use crate::json::{array_index, escape_token, pointer_tokens, value_eq};
+use crate::json::{array_index, brief, escape_token, pointer_tokens, type_name, value_eq};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::mem;
@@ -561,31 +561,6 @@ fn show(tokens: &[String], n: usize) -> String {
         p.push_str(&escape_token(t));
     }
     format!("{p:?}")
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A short rendering of a value for error messages; states can be large.
-fn brief(v: &Value) -> String {
-    const MAX: usize = 80;
-    let s = v.to_string();
-    if s.len() <= MAX {
-        return s;
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! `"open"` (ASCII case-insensitive); `"done"`, `"failed"` and anything else are finished.
 
 use crate::error::{Error, Result};
-use crate::json::push_token;
+use crate::json::{push_token, type_name};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -360,17 +360,6 @@ impl Picked {
         if self.claim(&s) {
             self.sentences.push(s);
         }
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
