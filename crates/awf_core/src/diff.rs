@@ -16,7 +16,7 @@
 //! what you want when most elements were edited in place. And when nothing of the old array
 //! survives (no equal element, no pair of containers to diff), the array is replaced whole.
 
-use crate::json::numbers_equal;
+use crate::json::value_eq;
 use crate::patch::{ops_into_value, Op};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ fn diff_into(a: &Value, b: &Value, path: &mut String, ops: &mut Vec<Op>) {
         (Value::Object(x), Value::Object(y)) => diff_objects(x, y, path, ops),
         (Value::Array(x), Value::Array(y)) => diff_arrays(x, y, path, ops),
         _ => {
-            if !same(a, b) {
+            if !value_eq(a, b) {
                 ops.push(Op::Replace {
                     path: path.clone(),
                     value: b.clone(),
@@ -114,11 +114,11 @@ struct Hunk {
 fn diff_arrays(x: &[Value], y: &[Value], path: &mut String, ops: &mut Vec<Op>) {
     let (n, m) = (x.len(), y.len());
     let mut pre = 0;
-    while pre < n && pre < m && same(&x[pre], &y[pre]) {
+    while pre < n && pre < m && value_eq(&x[pre], &y[pre]) {
         pre += 1;
     }
     let mut suf = 0;
-    while suf < n - pre && suf < m - pre && same(&x[n - 1 - suf], &y[m - 1 - suf]) {
+    while suf < n - pre && suf < m - pre && value_eq(&x[n - 1 - suf], &y[m - 1 - suf]) {
         suf += 1;
     }
     let xm = &x[pre..n - suf];
@@ -187,32 +187,6 @@ fn diff_arrays(x: &[Value], y: &[Value], path: &mut String, ops: &mut Vec<Op>) {
     }
 }
 
-/// Same as `crate::json::value_eq`, tuned for the common case of equal documents: identical
-/// number text skips numeric parsing, and object members are walked in step (equal key sets
-/// iterate in the same order), with a lookup only on a mismatch.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Null, Value::Null) => true,
-        (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Number(x), Value::Number(y)) => x == y || numbers_equal(x, y),
-        (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter().zip(y).all(|((kx, vx), (ky, vy))| {
-                    if kx == ky {
-                        same(vx, vy)
-                    } else {
-                        y.get(kx).is_some_and(|w| same(vx, w))
-                    }
-                })
-        }
-        _ => false,
-    }
-}
-
 fn same_container(a: &Value, b: &Value) -> bool {
     matches!(
         (a, b),
@@ -228,7 +202,7 @@ fn class_ids(xs: &[Value], ys: &[Value]) -> (Vec<u32>, Vec<u32>, bool) {
     let mut next = 0u32;
     let mut id_of = |v| {
         let bucket = classes.entry(hash_value(v)).or_default();
-        if let Some(&(id, _)) = bucket.iter().find(|(_, rep)| same(rep, v)) {
+        if let Some(&(id, _)) = bucket.iter().find(|(_, rep)| value_eq(rep, v)) {
             return id;
         }
         let id = next;

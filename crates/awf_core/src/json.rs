@@ -41,18 +41,30 @@ fn number_cmp(a: &Number, b: &Number) -> Option<Ordering> {
 }
 
 /// Semantic equality of JSON values: numbers by value, objects regardless of key order.
+///
+/// Tuned for the common case of equal documents (diff compares whole states): identical number
+/// text skips numeric parsing, and object members are walked in step (equal key sets iterate in
+/// the same order), with a lookup only on a mismatch.
 pub fn value_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => numbers_equal(x, y),
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => x == y || numbers_equal(x, y),
+        (Value::String(x), Value::String(y)) => x == y,
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| value_eq(p, q))
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| value_eq(v, w)))
+                && x.iter().zip(y).all(|((kx, vx), (ky, vy))| {
+                    if kx == ky {
+                        value_eq(vx, vy)
+                    } else {
+                        y.get(kx).is_some_and(|w| value_eq(vx, w))
+                    }
+                })
         }
-        _ => a == b,
+        _ => false,
     }
 }
 
