@@ -291,9 +291,12 @@ pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().expect("fixture thread panicked"))
 }
 
-/// The third-party conformance suites beside the checkout (`../shared/suites`).
+/// The third-party conformance suites: `$AWF_SUITES_DIR`, else beside the checkout
+/// (`../shared/suites`).
 pub fn suites() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/suites")
+    std::env::var_os("AWF_SUITES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/suites"))
 }
 
 /// The SQLSTATE of a failed call, for assertions.

@@ -8,6 +8,11 @@
 //! whitespace around the line. Without an id the key is named `mk-` followed by 16 hex digits
 //! of a labelled SHA-256 of the key, so two different unnamed keys never share an id and a
 //! rotation is noticed as "wrong master key" rather than as a failed tag.
+//!
+//! Rotation uses a [`Keyring`] file instead: the same line format, one key per line, the new
+//! (current) key first and the retired keys after it. The current key wraps new data keys;
+//! the others only unwrap, until [`Keyring::rewrap_to_current`] has moved every wrapped data
+//! key to the current key and the old lines can be deleted.
 
 use std::fmt;
 
@@ -156,16 +161,7 @@ impl MasterKey {
                 "master key file holds more than one key line; keep one key per file",
             ));
         }
-        match line.rsplit_once(':') {
-            Some((id, hex_key)) => MasterKey::from_hex(id.trim(), hex_key),
-            None => {
-                let key = key_from_hex("master key", line)?;
-                Ok(MasterKey {
-                    id: fingerprint_id(&key),
-                    key,
-                })
-            }
-        }
+        parse_key_line(line)
     }
 
     /// A fresh random master key, for `awf` key generation and for tests.
@@ -228,10 +224,129 @@ impl MasterKey {
     }
 }
 
+/// Parses one trimmed key file line, `hex` or `id:hex`; shared by the single-key and keyring
+/// readers so both accept exactly the same lines.
+fn parse_key_line(line: &str) -> Result<MasterKey> {
+    match line.rsplit_once(':') {
+        Some((id, hex_key)) => MasterKey::from_hex(id.trim(), hex_key),
+        None => {
+            let key = key_from_hex("master key", line)?;
+            Ok(MasterKey {
+                id: fingerprint_id(&key),
+                key,
+            })
+        }
+    }
+}
+
 /// Re-wraps a data key from the old master key to the new one; no blob is touched.
 pub fn rewrap(wrapped: &WrappedKey, old: &MasterKey, new: &MasterKey) -> Result<WrappedKey> {
     let data_key = old.unwrap(wrapped)?;
     Ok(new.wrap(&data_key))
+}
+
+/// The master keys of a key file during rotation: the current key wraps, every key unwraps.
+#[derive(Clone, Debug)]
+pub struct Keyring {
+    current: MasterKey,
+    older: Vec<MasterKey>,
+}
+
+impl Keyring {
+    /// A keyring from the current key and the retired ones; refuses two keys with one id.
+    pub fn new(current: MasterKey, older: Vec<MasterKey>) -> Result<Keyring> {
+        let ring = Keyring { current, older };
+        // Unwrapping picks the key by id, so a repeated id would make the choice ambiguous
+        // (and a copy-paste slip in the key file would go unnoticed).
+        let ids: Vec<&str> = ring.keys().map(MasterKey::id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(Error::invalid(format!(
+                    "key file names master key {id:?} more than once; keep one line per key"
+                )));
+            }
+        }
+        Ok(ring)
+    }
+
+    /// Parses a keyring file: one `hex` or `id:hex` line per key, the first one current.
+    ///
+    /// Blank lines and `#` comments are skipped. Errors name the line number, never its text,
+    /// so a malformed file does not leak key material into logs.
+    pub fn from_key_file(text: &str) -> Result<Keyring> {
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = parse_key_line(line)
+                .map_err(|e| Error::new(e.kind, format!("key file line {}: {}", n + 1, e)))?;
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err(Error::invalid(
+                "key file holds no key line; put the current master key on the first line",
+            ));
+        }
+        let current = keys.remove(0);
+        Keyring::new(current, keys)
+    }
+
+    /// The key file text of this keyring (current key first); it is secret.
+    pub fn to_key_file(&self) -> String {
+        self.keys().map(MasterKey::to_key_file).collect()
+    }
+
+    /// The key that wraps new data keys (the first line of the key file).
+    pub fn current(&self) -> &MasterKey {
+        &self.current
+    }
+
+    /// Every key, current first, then the retired ones in file order.
+    pub fn keys(&self) -> impl Iterator<Item = &MasterKey> {
+        std::iter::once(&self.current).chain(&self.older)
+    }
+
+    /// The key with this id, current or retired.
+    pub fn get(&self, id: &str) -> Option<&MasterKey> {
+        self.keys().find(|k| k.id == id)
+    }
+
+    /// Wraps a data key under the current key.
+    pub fn wrap(&self, data_key: &DataKey) -> WrappedKey {
+        self.current.wrap(data_key)
+    }
+
+    /// Unwraps a data key with whichever key of the ring it was wrapped under.
+    pub fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey> {
+        match self.get(&wrapped.master_key_id) {
+            Some(key) => key.unwrap(wrapped),
+            None => {
+                let ids: Vec<&str> = self.keys().map(MasterKey::id).collect();
+                Err(Error::not_found(format!(
+                    "data key {:?} is wrapped under master key {:?}, which the key file lacks \
+                     (it holds {}); add that key's line after the current key, or restore the \
+                     key file from before the rotation",
+                    wrapped.data_key_id,
+                    wrapped.master_key_id,
+                    ids.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// Re-wraps a data key under the current key; `None` when it already is under it.
+    ///
+    /// Rotation runs this over every stored wrapped key and writes back the `Some`s; once none
+    /// is left, the retired lines can be removed from the key file.
+    pub fn rewrap_to_current(&self, wrapped: &WrappedKey) -> Result<Option<WrappedKey>> {
+        if wrapped.master_key_id == self.current.id {
+            return Ok(None);
+        }
+        let data_key = self.unwrap(wrapped)?;
+        Ok(Some(self.current.wrap(&data_key)))
+    }
 }
 
 /// Binds the wrap to both ids, so a wrapped key cannot be relabelled as another data key or
@@ -412,6 +527,76 @@ mod tests {
         let k = DataKey::from_bytes("d", &[0xab; 32]).unwrap();
         let s = format!("{k:?}");
         assert!(!s.contains("ab, ") && !s.contains("171") && s.contains("redacted"));
+    }
+
+    #[test]
+    fn keyring_rotation_flow() {
+        let a = MasterKey::generate("A").unwrap();
+        let b = MasterKey::generate("B").unwrap();
+        let d = DataKey::generate("d1").unwrap();
+
+        let ring_a = Keyring::from_key_file(&a.to_key_file()).unwrap();
+        assert_eq!(ring_a.current().id(), "A");
+        let w = ring_a.wrap(&d);
+        assert_eq!(w.master_key_id, "A");
+        assert_eq!(ring_a.rewrap_to_current(&w).unwrap(), None);
+
+        // Rotation: B becomes current, A stays to unwrap what is still under it.
+        let file = format!("# rotated\n{}\n{}", b.to_key_file(), a.to_key_file());
+        let ring_ba = Keyring::from_key_file(&file).unwrap();
+        assert_eq!(ring_ba.current().id(), "B");
+        assert_eq!(ring_ba.unwrap(&w).unwrap().key, d.key);
+        let w2 = ring_ba.rewrap_to_current(&w).unwrap().expect("moved to B");
+        assert_eq!(w2.master_key_id, "B");
+        assert_eq!(w2.data_key_id, "d1");
+        assert_eq!(ring_ba.rewrap_to_current(&w2).unwrap(), None);
+
+        // After rotation B alone unwraps; A alone no longer can, and says what is missing.
+        let ring_b = Keyring::from_key_file(&b.to_key_file()).unwrap();
+        assert_eq!(ring_b.unwrap(&w2).unwrap().key, d.key);
+        let e = ring_a.unwrap(&w2).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::NotFound);
+        assert!(
+            e.message.contains("\"B\"") && e.message.contains("lacks"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            ring_a.rewrap_to_current(&w2).unwrap_err().kind,
+            crate::ErrorKind::NotFound
+        );
+
+        // The serialized ring reads back with the same order.
+        let again = Keyring::from_key_file(&ring_ba.to_key_file()).unwrap();
+        let ids: Vec<&str> = again.keys().map(MasterKey::id).collect();
+        assert_eq!(ids, ["B", "A"]);
+    }
+
+    #[test]
+    fn keyring_file_errors() {
+        let e = Keyring::from_key_file("# only a comment\n\n").unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::InvalidInput);
+        let k = "11".repeat(32);
+        let e = Keyring::from_key_file(&format!("{k}\n{k}\n")).unwrap_err();
+        assert!(e.message.contains("more than once"), "{}", e.message);
+        let e = Keyring::from_key_file(&format!(
+            "x:{k}\ny:{}\nx:{}\n",
+            "22".repeat(32),
+            "33".repeat(32)
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("\"x\""), "{}", e.message);
+        let short = "ab".repeat(31);
+        let e = Keyring::from_key_file(&format!("x:{k}\n\n{short}\n")).unwrap_err();
+        assert!(e.message.starts_with("key file line 3:"), "{}", e.message);
+        assert!(!e.message.contains(&short) && !e.message.contains(&k));
+        // Unnamed keys get their fingerprint ids, as in single-key files.
+        let ring = Keyring::from_key_file(&format!("{k}\nold:{}", "22".repeat(32))).unwrap();
+        assert_eq!(
+            ring.current().id(),
+            MasterKey::from_key_file(&k).unwrap().id()
+        );
+        assert!(ring.get("old").is_some() && ring.get("nope").is_none());
     }
 
     #[test]

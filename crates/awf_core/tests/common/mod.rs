@@ -3,9 +3,14 @@
 
 use std::path::PathBuf;
 
-/// The third-party conformance suites (`../shared/suites` from the project root).
+/// The third-party conformance suites: `$AWF_SUITES_DIR`, else `../shared/suites` from the
+/// project root.
 pub fn suites() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/suites");
+    let p = std::env::var_os("AWF_SUITES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/suites")
+        });
     assert!(
         p.is_dir(),
         "conformance suites not found at {} (they live beside the checkout in ../shared/suites)",
