@@ -25,6 +25,22 @@ static ACT_APPLIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 static USER_ID_HASH: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// Whether the background worker reconciles the WAL when the server starts.
 static RECONCILE_ON_START: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// A cloud save stores a base (the whole state) every this many turns, diffs in between.
+static SYNC_SNAPSHOT_EVERY: GucSetting<i32> = GucSetting::<i32>::new(25);
+/// zstd level of cloud-save blobs.
+static SYNC_ZSTD_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Largest diff of one turn, in KB.
+static SYNC_MAX_DIFF_BYTES_KB: GucSetting<i32> = GucSetting::<i32>::new(128);
+/// Largest cloud save, in MB.
+static SYNC_MAX_SAVE_BYTES_MB: GucSetting<i32> = GucSetting::<i32>::new(200);
+/// Storage quota per user, in MB.
+static SYNC_USER_QUOTA_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+/// Share of saves `awf.save_verify_sample()` checks, in percent.
+static SYNC_VERIFY_SAMPLE_PCT: GucSetting<f64> = GucSetting::<f64>::new(5.0);
+/// Age after which `awf.retention_enforce()` prunes save history and archives, in days.
+static SYNC_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(365);
+/// The master key file: one `id:hex` key per line, the first one current.
+static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Registers every setting; called once from `_PG_init`.
 pub fn init() {
@@ -118,6 +134,116 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    init_sync();
+}
+
+/// Registers the cloud-save settings.
+fn init_sync() {
+    let int = |name: &'static std::ffi::CStr,
+               short: &'static std::ffi::CStr,
+               setting: &'static GucSetting<i32>,
+               min: i32,
+               max: i32| {
+        GucRegistry::define_int_guc(
+            name,
+            short,
+            c"",
+            setting,
+            min,
+            max,
+            GucContext::Userset,
+            GucFlags::default(),
+        )
+    };
+    int(
+        c"awf.sync_snapshot_every",
+        c"A cloud save stores a base every this many turns.",
+        &SYNC_SNAPSHOT_EVERY,
+        1,
+        100_000,
+    );
+    int(
+        c"awf.sync_zstd_level",
+        c"zstd level of cloud-save blobs.",
+        &SYNC_ZSTD_LEVEL,
+        1,
+        22,
+    );
+    int(
+        c"awf.sync_max_diff_bytes_kb",
+        c"Largest diff of one turn, in KB.",
+        &SYNC_MAX_DIFF_BYTES_KB,
+        1,
+        1_048_576,
+    );
+    int(
+        c"awf.sync_max_save_bytes_mb",
+        c"Largest cloud save, in MB.",
+        &SYNC_MAX_SAVE_BYTES_MB,
+        1,
+        1_048_576,
+    );
+    int(
+        c"awf.sync_user_quota_mb",
+        c"Cloud-save storage quota per user, in MB.",
+        &SYNC_USER_QUOTA_MB,
+        1,
+        1_048_576,
+    );
+    int(
+        c"awf.sync_retention_days",
+        c"Days of save history and archives kept by awf.retention_enforce().",
+        &SYNC_RETENTION_DAYS,
+        1,
+        36500,
+    );
+    GucRegistry::define_float_guc(
+        c"awf.sync_verify_sample_pct",
+        c"Share of saves awf.save_verify_sample() checks, in percent.",
+        c"",
+        &SYNC_VERIFY_SAMPLE_PCT,
+        0.0,
+        100.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"awf.master_key_file",
+        c"File with the cloud-save master key(s): one id:hex64 per line, the first is current.",
+        c"Readable by the server's OS user only. Empty: blobs are not encrypted. Superuser-only, and hidden from others.",
+        &MASTER_KEY_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+}
+
+pub fn sync_snapshot_every() -> i64 {
+    SYNC_SNAPSHOT_EVERY.get() as i64
+}
+pub fn sync_zstd_level() -> i32 {
+    SYNC_ZSTD_LEVEL.get()
+}
+pub fn sync_max_diff_bytes() -> usize {
+    SYNC_MAX_DIFF_BYTES_KB.get() as usize * 1024
+}
+pub fn sync_max_save_bytes() -> i64 {
+    SYNC_MAX_SAVE_BYTES_MB.get() as i64 * 1024 * 1024
+}
+pub fn sync_user_quota_bytes() -> i64 {
+    SYNC_USER_QUOTA_MB.get() as i64 * 1024 * 1024
+}
+pub fn sync_verify_sample_pct() -> f64 {
+    SYNC_VERIFY_SAMPLE_PCT.get()
+}
+pub fn sync_retention_days() -> i32 {
+    SYNC_RETENTION_DAYS.get()
+}
+/// The configured master key file, if any.
+pub fn master_key_file() -> Option<String> {
+    MASTER_KEY_FILE
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.trim().is_empty())
 }
 
 pub fn wal_max_age_days() -> i32 {

@@ -32,6 +32,8 @@ mod pure;
 mod recap;
 /// `awf.wal_reconcile`, `awf.wal_cleanup`.
 mod reconcile;
+/// Cloud saves: persist, materialize, verify, restore, retention, keys.
+mod saves;
 /// `awf.session_upsert`.
 mod sessions;
 /// `awf.snapshot_create`, `_restore`, `_delete`, `_prune`.

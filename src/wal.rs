@@ -324,6 +324,8 @@ pub fn persist(
         state,
         state_hash,
     } = computed;
+    // A session with a cloud save persists the turn there too, in this transaction.
+    crate::saves::persist::on_turn_applied(c, id, &state).or_raise("turn_submit");
     store::save_state(c, id, state, &state_hash, turn_id);
     c.update(
         "INSERT INTO awf.turns (session_id, turn_id, lines, acts, payload_hash, state_hash)

@@ -28,5 +28,7 @@ pub mod recap;
 pub mod redact;
 /// Deterministic sample session states and turns: a fixture for benchmarks and tests.
 pub mod sample;
+/// Cloud save turns: plan each turn's base, diff or sealed blob; rebuild and verify a save.
+pub mod save;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,301 @@
+//! Creating saves and persisting turns into them.
+
+use crate::audit;
+use crate::errors::{raise, OrRaise};
+use crate::gucs;
+use crate::saves::store::{self, Save};
+use crate::saves::{blobs, keys};
+use crate::store::col;
+use awf_core::save::{self, Kind, Planned};
+use awf_core::{Error, Result};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::{json, Value};
+
+/// Creates the save of a session, or returns the one it has. A new save starts with the
+/// session's current state as its first base (at the session's turn), so every later turn is
+/// stored from there. Returns `{save_id, created, head_turn}`. `sealed` creates a client-sealed
+/// save (see `awf.save_persist_sealed`); a session-less sealed save is created when
+/// `session_id` is NULL.
+#[pg_extern(volatile, parallel_unsafe)]
+fn save_create_or_attach(
+    session_id: Option<Uuid>,
+    user_id_hash: &str,
+    version: default!(&str, "'1.0.0'"),
+    sealed: default!(bool, false),
+) -> JsonB {
+    const F: &str = "save_create_or_attach";
+    if user_id_hash.is_empty() {
+        raise(Error::invalid("user_id_hash must not be empty"), F);
+    }
+    Spi::connect_mut(|c| {
+        let Some(sid) = session_id else {
+            if !sealed {
+                raise(
+                    Error::invalid("a save without a session must be sealed (sealed => true)"),
+                    F,
+                );
+            }
+            let id = insert_save(c, None, user_id_hash, version, true, 0);
+            audit::record(
+                c,
+                "save_create",
+                None,
+                json!({"save_id": id.to_string(), "sealed": true}),
+            );
+            return JsonB(json!({"save_id": id.to_string(), "created": true, "head_turn": 0}));
+        };
+        let t = c
+            .update(
+                "SELECT user_id_hash, turn_id, state FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
+                Some(1),
+                &[sid.into()],
+            )
+            .expect("select awf.sessions");
+        if t.is_empty() {
+            raise(Error::not_found(format!("session {sid} does not exist")), F);
+        }
+        let t = t.first();
+        let owner: String = col(&t, 1);
+        let turn_id: i64 = col(&t, 2);
+        let state = col::<JsonB>(&t, 3).0;
+        if owner != user_id_hash {
+            raise(
+                Error::not_allowed(format!("session {sid} belongs to another user")),
+                F,
+            );
+        }
+        let existing = c
+            .update(
+                "SELECT save_id, head_turn FROM awf.saves WHERE session_id = $1",
+                Some(1),
+                &[sid.into()],
+            )
+            .expect("select awf.saves");
+        if !existing.is_empty() {
+            let e = existing.first();
+            let id: Uuid = col(&e, 1);
+            let head: i64 = col(&e, 2);
+            return JsonB(json!({"save_id": id.to_string(), "created": false, "head_turn": head}));
+        }
+        // The first stored turn is the session's current one, as a base.
+        let id = insert_save(c, Some(sid), user_id_hash, version, sealed, turn_id - 1);
+        if !sealed {
+            let s = store::save(c, id, true);
+            persist(c, &s, turn_id, &state).or_raise(F);
+        }
+        audit::record(
+            c,
+            "save_create",
+            Some(sid),
+            json!({"save_id": id.to_string(), "head_turn": turn_id, "sealed": sealed}),
+        );
+        JsonB(json!({"save_id": id.to_string(), "created": true, "head_turn": turn_id}))
+    })
+}
+
+fn insert_save(
+    c: &mut SpiClient<'_>,
+    session_id: Option<Uuid>,
+    user: &str,
+    version: &str,
+    sealed: bool,
+    origin_turn: i64,
+) -> Uuid {
+    let t = c
+        .update(
+            "INSERT INTO awf.saves (session_id, user_id_hash, version, sealed, origin_turn, head_turn)
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING save_id",
+            Some(1),
+            &[
+                session_id.into(),
+                user.into(),
+                version.into(),
+                sealed.into(),
+                origin_turn.into(),
+            ],
+        )
+        .expect("insert into awf.saves");
+    col(&t.first(), 1)
+}
+
+/// Persists the state of turn `turn_id` (head + 1) into a save: a base every
+/// `awf.sync_snapshot_every` turns, otherwise a diff from the head. Limits (diff size, save
+/// size, the user's quota) are checked before anything is written (54000).
+#[pg_extern(volatile, parallel_unsafe)]
+fn save_persist_turn(save_id: Uuid, turn_id: i64, state: JsonB) -> JsonB {
+    const F: &str = "save_persist_turn";
+    Spi::connect_mut(|c| {
+        let s = store::save(c, save_id, true);
+        if s.sealed {
+            raise(
+                Error::invalid(format!(
+                    "save {save_id} is client-sealed: persist its turns with awf.save_persist_sealed"
+                )),
+                F,
+            );
+        }
+        JsonB(persist(c, &s, turn_id, &state.0).or_raise(F))
+    })
+}
+
+/// Persists an opaque, client-sealed state: the server cannot read or diff it, but hashes and
+/// chains it like any other turn.
+#[pg_extern(volatile, parallel_unsafe)]
+fn save_persist_sealed(save_id: Uuid, turn_id: i64, sealed: &[u8]) -> JsonB {
+    const F: &str = "save_persist_sealed";
+    Spi::connect_mut(|c| {
+        let s = store::save(c, save_id, true);
+        if !s.sealed {
+            raise(
+                Error::invalid(format!(
+                    "save {save_id} is not sealed: persist its turns with awf.save_persist_turn"
+                )),
+                F,
+            );
+        }
+        check_next(&s, turn_id).or_raise(F);
+        let planned = save::plan_sealed(&s.head_chain, turn_id, sealed);
+        JsonB(write(c, &s, turn_id, planned, None).or_raise(F))
+    })
+}
+
+fn check_next(s: &Save, turn_id: i64) -> Result<()> {
+    let expected = s.head_turn + 1;
+    if turn_id != expected {
+        return Err(Error::invalid(format!(
+            "save {} is at turn {}, so the next turn is {expected}, not {turn_id}",
+            s.save_id, s.head_turn
+        )));
+    }
+    Ok(())
+}
+
+/// Plans and writes one JSON turn of a locked save.
+pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> Result<Value> {
+    check_next(s, turn_id)?;
+    if !state.is_object() {
+        return Err(Error::invalid("a saved state must be a JSON object"));
+    }
+    let make_base = save::base_every(turn_id, s.origin_turn, gucs::sync_snapshot_every());
+    let planned = save::plan(
+        s.head_state.as_ref(),
+        &s.head_chain,
+        turn_id,
+        state,
+        make_base,
+    )?;
+    if planned.kind == Kind::Diff && planned.blob.len() > gucs::sync_max_diff_bytes() {
+        return Err(Error::limit(format!(
+            "the diff of turn {turn_id} is {} KB, over awf.sync_max_diff_bytes_kb = {}",
+            planned.blob.len().div_ceil(1024),
+            gucs::sync_max_diff_bytes() / 1024
+        )));
+    }
+    write(c, s, turn_id, planned, Some(state))
+}
+
+/// Encodes the blob, checks the save and quota limits, then writes blob, row and head.
+fn write(
+    c: &mut SpiClient<'_>,
+    s: &Save,
+    turn_id: i64,
+    planned: Planned,
+    state: Option<&Value>,
+) -> Result<Value> {
+    let key = keys::data_key_for(c, &s.user_id_hash)?;
+    let blob = blobs::encode(
+        c,
+        &planned.blob,
+        &planned.blob_hash,
+        key.as_ref(),
+        gucs::sync_zstd_level(),
+    )?;
+    let added = i64::from(blob.stored_bytes);
+    if s.bytes_stored + added > gucs::sync_max_save_bytes() {
+        return Err(Error::limit(format!(
+            "save {} would grow to {} bytes, over awf.sync_max_save_bytes_mb = {}",
+            s.save_id,
+            s.bytes_stored + added,
+            gucs::sync_max_save_bytes() / (1024 * 1024)
+        )));
+    }
+    let used: i64 = col(
+        &c.update(
+            "SELECT coalesce(sum(bytes_stored), 0)::bigint FROM awf.saves WHERE user_id_hash = $1",
+            Some(1),
+            &[s.user_id_hash.as_str().into()],
+        )
+        .expect("sum awf.saves")
+        .first(),
+        1,
+    );
+    if used + added > gucs::sync_user_quota_bytes() {
+        return Err(Error::limit(format!(
+            "user quota exceeded: {} bytes used, this turn needs {added}, awf.sync_user_quota_mb = {}",
+            used,
+            gucs::sync_user_quota_bytes() / (1024 * 1024)
+        )));
+    }
+    blobs::write(c, &blob);
+    c.update(
+        "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id, content_hash,
+                                     chain_hash, stored_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        None,
+        &[
+            s.save_id.into(),
+            turn_id.into(),
+            planned.kind.as_str().into(),
+            blob.blob_hash.as_str().into(),
+            blob.key_id.as_str().into(),
+            planned.content_hash.as_str().into(),
+            planned.chain_hash.as_str().into(),
+            blob.stored_bytes.into(),
+        ],
+    )
+    .expect("insert into awf.save_diffs");
+    c.update(
+        "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
+                head_state = $5, bytes_stored = bytes_stored + $6, updated_at = now()
+         WHERE save_id = $1",
+        None,
+        &[
+            s.save_id.into(),
+            turn_id.into(),
+            planned.chain_hash.as_str().into(),
+            planned.content_hash.as_str().into(),
+            state.map(|v| JsonB(v.clone())).into(),
+            added.into(),
+        ],
+    )
+    .expect("update awf.saves");
+    Ok(json!({
+        "save_id": s.save_id.to_string(),
+        "turn_id": turn_id,
+        "kind": planned.kind.as_str(),
+        "content_hash": planned.content_hash,
+        "chain_hash": planned.chain_hash,
+        "stored_bytes": blob.stored_bytes,
+        "state_bytes": planned.state_bytes,
+    }))
+}
+
+/// Called for every applied session turn: when the session has a (JSON) save, the turn is
+/// persisted into it in the same transaction, as the save's next turn.
+pub fn on_turn_applied(c: &mut SpiClient<'_>, session_id: Uuid, state: &Value) -> Result<()> {
+    let t = c
+        .update(
+            "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
+            Some(1),
+            &[session_id.into()],
+        )
+        .expect("select awf.saves");
+    if t.is_empty() {
+        return Ok(());
+    }
+    let id: Uuid = col(&t.first(), 1);
+    let s = store::save(c, id, true);
+    persist(c, &s, s.head_turn + 1, state).map(|_| ())
+}

@@ -1,0 +1,174 @@
+//! `awf.retention_enforce()`: one call applies every retention setting without ever breaking
+//! a chain.
+
+use crate::audit;
+use crate::errors::OrRaise;
+use crate::gucs;
+use crate::saves::store::{self, Save};
+use crate::saves::{blobs, keys};
+use crate::store::col;
+use awf_core::save::{Kind, Rebuilt};
+use awf_core::{canonical, Result};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::json;
+
+/// Applies the retention settings:
+/// - save history older than `awf.sync_retention_days` is pruned, always keeping the head;
+///   the first kept turn is re-based (stored as a base) when it was a diff, and the save's
+///   origin moves to the last pruned turn with that turn's chain hash, so every kept turn
+///   still materializes and verifies;
+/// - archives older than `awf.sync_retention_days` are deleted;
+/// - snapshots by `awf.snapshot_max_age_days` / `awf.snapshot_max_count`
+///   (`awf.snapshot_prune()`), and applied WAL entries by `awf.wal_max_age_days`
+///   (`awf.wal_cleanup()`);
+/// - blobs no turn or archive uses any more are deleted.
+///
+/// Returns the counts; audited. Admin only.
+#[pg_extern(volatile, parallel_unsafe)]
+fn retention_enforce() -> JsonB {
+    const F: &str = "retention_enforce";
+    let days = gucs::sync_retention_days();
+    Spi::connect_mut(|c| {
+        let saves: Vec<Uuid> = c
+            .update(
+                "SELECT DISTINCT d.save_id FROM awf.save_diffs d JOIN awf.saves s USING (save_id)
+                 WHERE d.created_at < now() - make_interval(days => $1) AND d.turn_id < s.head_turn
+                 ORDER BY 1",
+                None,
+                &[days.into()],
+            )
+            .expect("select prunable saves")
+            .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
+            .collect();
+        let mut pruned = 0i64;
+        let mut rebased = 0i64;
+        for id in &saves {
+            let s = store::save(c, *id, true);
+            let (n, r) = prune_save(c, &s, days).or_raise(F);
+            pruned += n;
+            rebased += i64::from(r);
+        }
+        let archives = count(
+            c,
+            "WITH gone AS (DELETE FROM awf.save_archives
+                           WHERE created_at < now() - make_interval(days => $1) RETURNING 1)
+             SELECT count(*) FROM gone",
+            days,
+        );
+        let snapshots = count(c, "SELECT awf.snapshot_prune() WHERE $1 IS NOT NULL", days);
+        let wal = count(c, "SELECT awf.wal_cleanup() WHERE $1 IS NOT NULL", days);
+        let blobs_deleted = count(
+            c,
+            "WITH gone AS (
+               DELETE FROM awf.save_blobs b
+               WHERE NOT EXISTS (SELECT FROM awf.save_diffs d
+                                 WHERE d.blob_hash = b.blob_hash AND d.key_id = b.key_id)
+                 AND NOT EXISTS (SELECT FROM awf.save_archive_turns a
+                                 WHERE a.blob_hash = b.blob_hash AND a.key_id = b.key_id)
+                 AND $1 IS NOT NULL
+               RETURNING 1)
+             SELECT count(*) FROM gone",
+            days,
+        );
+        let result = json!({
+            "retention_days": days,
+            "saves_pruned": saves.len(),
+            "turns_pruned": pruned,
+            "turns_rebased": rebased,
+            "archives_deleted": archives,
+            "snapshots_deleted": snapshots,
+            "wal_entries_deleted": wal,
+            "blobs_deleted": blobs_deleted,
+        });
+        audit::record(c, "retention_enforce", None, result.clone());
+        JsonB(result)
+    })
+}
+
+fn count(c: &mut SpiClient<'_>, sql: &str, days: i32) -> i64 {
+    let t = c.update(sql, Some(1), &[days.into()]).expect(sql);
+    if t.is_empty() {
+        0
+    } else {
+        t.first().get::<i64>(1).expect(sql).unwrap_or(0)
+    }
+}
+
+/// Prunes one save's old turns; returns (turns pruned, whether the first kept turn was re-based).
+fn prune_save(c: &mut SpiClient<'_>, s: &Save, days: i32) -> Result<(i64, bool)> {
+    let last: Option<i64> = c
+        .update(
+            "SELECT max(turn_id) FROM awf.save_diffs
+             WHERE save_id = $1 AND turn_id < $2 AND created_at < now() - make_interval(days => $3)",
+            Some(1),
+            &[s.save_id.into(), s.head_turn.into(), days.into()],
+        )
+        .expect("select prunable turns")
+        .first()
+        .get(1)
+        .expect("max turn");
+    let Some(last) = last else {
+        return Ok((0, false));
+    };
+    let first_kept = last + 1;
+    // Rebuild the first kept turn while its history is still there, and check it.
+    let kept = store::rebuild(c, s, first_kept)?;
+    let rows = store::turns(c, s.save_id, first_kept, first_kept);
+    let row = &rows[0];
+    let mut rebased = false;
+    if row.kind == Kind::Diff {
+        if let Rebuilt::State { bytes, .. } = &kept {
+            let blob_hash = canonical::sha256_hex(bytes);
+            let key = keys::data_key_for(c, &s.user_id_hash)?;
+            let blob = blobs::encode(c, bytes, &blob_hash, key.as_ref(), gucs::sync_zstd_level())?;
+            blobs::write(c, &blob);
+            c.update(
+                "UPDATE awf.save_diffs SET kind = 'base', blob_hash = $3, key_id = $4, stored_bytes = $5
+                 WHERE save_id = $1 AND turn_id = $2",
+                None,
+                &[
+                    s.save_id.into(),
+                    first_kept.into(),
+                    blob.blob_hash.as_str().into(),
+                    blob.key_id.as_str().into(),
+                    blob.stored_bytes.into(),
+                ],
+            )
+            .expect("re-base awf.save_diffs");
+            rebased = true;
+        }
+    }
+    let origin_chain: String = col(
+        &c.update(
+            "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
+            Some(1),
+            &[s.save_id.into(), last.into()],
+        )
+        .expect("select awf.save_diffs")
+        .first(),
+        1,
+    );
+    let t = c
+        .update(
+            "WITH gone AS (DELETE FROM awf.save_diffs WHERE save_id = $1 AND turn_id <= $2
+                           RETURNING 1)
+             SELECT count(*) FROM gone",
+            Some(1),
+            &[s.save_id.into(), last.into()],
+        )
+        .expect("prune awf.save_diffs");
+    let n: i64 = col(&t.first(), 1);
+    c.update(
+        "UPDATE awf.saves SET origin_turn = $2, origin_chain = $3,
+                bytes_stored = (SELECT coalesce(sum(stored_bytes), 0) FROM awf.save_diffs WHERE save_id = $1)
+                             + (SELECT coalesce(sum(t.stored_bytes), 0) FROM awf.save_archive_turns t
+                                JOIN awf.save_archives a USING (archive_id) WHERE a.save_id = $1)
+         WHERE save_id = $1",
+        None,
+        &[s.save_id.into(), last.into(), origin_chain.into()],
+    )
+    .expect("update awf.saves");
+    Ok((n, rebased))
+}

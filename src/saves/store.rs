@@ -1,0 +1,142 @@
+//! Row access for saves and their stored turns.
+
+use crate::errors::raise;
+use crate::saves::blobs;
+use crate::store::col;
+use awf_core::chain::Link;
+use awf_core::save::{self, Kind, Rebuilt, StoredTurn};
+use awf_core::{Error, Result};
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::Value;
+
+/// A save row.
+pub struct Save {
+    pub save_id: Uuid,
+    pub session_id: Option<Uuid>,
+    pub user_id_hash: String,
+    pub sealed: bool,
+    pub origin_turn: i64,
+    pub origin_chain: String,
+    pub head_turn: i64,
+    pub head_chain: String,
+    pub head_state: Option<Value>,
+    pub bytes_stored: i64,
+}
+
+/// Loads a save (P0002 when missing or hidden by row-level security); `lock` serializes turns.
+pub fn save(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Save {
+    let sql = if lock {
+        "SELECT session_id, user_id_hash, sealed, origin_turn, origin_chain, head_turn, head_chain,
+                head_state, bytes_stored
+         FROM awf.saves WHERE save_id = $1 FOR UPDATE"
+    } else {
+        "SELECT session_id, user_id_hash, sealed, origin_turn, origin_chain, head_turn, head_chain,
+                head_state, bytes_stored
+         FROM awf.saves WHERE save_id = $1"
+    };
+    let t = c.update(sql, Some(1), &[id.into()]).expect(sql);
+    if t.is_empty() {
+        raise(
+            Error::not_found(format!("save {id} does not exist")),
+            "save",
+        );
+    }
+    let t = t.first();
+    Save {
+        save_id: id,
+        session_id: t.get(1).expect("session_id"),
+        user_id_hash: col(&t, 2),
+        sealed: col(&t, 3),
+        origin_turn: col(&t, 4),
+        origin_chain: col(&t, 5),
+        head_turn: col(&t, 6),
+        head_chain: col(&t, 7),
+        head_state: t.get::<JsonB>(8).expect("head_state").map(|j| j.0),
+        bytes_stored: col(&t, 9),
+    }
+}
+
+/// One stored turn's row.
+pub struct TurnRow {
+    pub turn_id: i64,
+    pub kind: Kind,
+    pub blob_hash: String,
+    pub key_id: String,
+    pub content_hash: String,
+    pub chain_hash: String,
+}
+
+impl TurnRow {
+    pub fn link(&self) -> Link {
+        Link {
+            turn_id: self.turn_id,
+            content_hash: self.content_hash.clone(),
+            chain_hash: self.chain_hash.clone(),
+        }
+    }
+}
+
+/// The stored turns of a save from `from` to `to`, in order.
+pub fn turns(c: &mut SpiClient<'_>, id: Uuid, from: i64, to: i64) -> Vec<TurnRow> {
+    c.update(
+        "SELECT turn_id, kind, blob_hash, key_id, content_hash, chain_hash FROM awf.save_diffs
+         WHERE save_id = $1 AND turn_id BETWEEN $2 AND $3 ORDER BY turn_id",
+        None,
+        &[id.into(), from.into(), to.into()],
+    )
+    .expect("select awf.save_diffs")
+    .map(|r| TurnRow {
+        turn_id: r.get(1).unwrap().unwrap(),
+        kind: r
+            .get::<String>(2)
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap_or(Kind::Diff),
+        blob_hash: r.get(3).unwrap().unwrap(),
+        key_id: r.get(4).unwrap().unwrap(),
+        content_hash: r.get(5).unwrap().unwrap(),
+        chain_hash: r.get(6).unwrap().unwrap(),
+    })
+    .collect()
+}
+
+/// Rebuilds turn `target` of a save from its last base at or before it, checking every blob's
+/// hash, every state's content hash and the chain from the save's origin (XX001 on a mismatch,
+/// P0002 for a turn the save does not hold).
+pub fn rebuild(c: &mut SpiClient<'_>, s: &Save, target: i64) -> Result<Rebuilt> {
+    if target <= s.origin_turn || target > s.head_turn {
+        return Err(Error::not_found(format!(
+            "save {} holds turns {} to {}, not turn {target}",
+            s.save_id,
+            s.origin_turn + 1,
+            s.head_turn
+        )));
+    }
+    let rows = turns(c, s.save_id, s.origin_turn + 1, target);
+    let start = rows.iter().rposition(|r| r.kind != Kind::Diff).unwrap_or(0);
+    let earlier: Vec<Link> = rows[..start].iter().map(TurnRow::link).collect();
+    let mut plain = Vec::with_capacity(rows.len() - start);
+    for r in &rows[start..] {
+        plain.push(blobs::load(c, &r.blob_hash, &r.key_id).map_err(|e| {
+            Error::new(
+                e.kind,
+                format!("turn {} of save {}: {}", r.turn_id, s.save_id, e.message),
+            )
+        })?);
+    }
+    let stored: Vec<StoredTurn<'_>> = rows[start..]
+        .iter()
+        .zip(&plain)
+        .map(|(r, p)| StoredTurn {
+            turn_id: r.turn_id,
+            kind: r.kind,
+            blob: p,
+            blob_hash: &r.blob_hash,
+            content_hash: &r.content_hash,
+            chain_hash: &r.chain_hash,
+        })
+        .collect();
+    save::rebuild(&s.origin_chain, s.origin_turn, &earlier, &stored, target)
+}
