@@ -43,19 +43,19 @@ fn main() {
     let start_turn = turn_of(&state);
     let sid = "22222222-2222-2222-2222-222222222222";
     c.execute(
-        "SELECT awf.session_upsert($1::uuid, 'bench-user', $2)",
+        "SELECT awf.session_upsert($1::text::uuid, 'bench-user', $2)",
         &[&sid, &state],
     )
     .unwrap();
     let save: String = c
         .query_one(
-            "SELECT awf.save_create_or_attach($1::uuid, 'bench-user') ->> 'save_id'",
+            "SELECT awf.save_create_or_attach($1::text::uuid, 'bench-user') ->> 'save_id'",
             &[&sid],
         )
         .unwrap()
         .get(0);
     let persist = c
-        .prepare("SELECT awf.save_persist_turn($1::uuid, $2, $3)")
+        .prepare("SELECT awf.save_persist_turn($1::text::uuid, $2, $3)")
         .unwrap();
     let mut persist_times = Vec::with_capacity(turns as usize);
     for t in 1..=turns {
@@ -71,7 +71,7 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
     println!("| persist turn | {p50:.2} | {p95:.2} | {p99:.2} | {max:.2} |");
     let materialize = c
-        .prepare("SELECT awf.save_materialize_bytes($1::uuid, $2)")
+        .prepare("SELECT awf.save_materialize_bytes($1::text::uuid, $2)")
         .unwrap();
     let reps = 40;
     for target in [1, 24, 25, 26, turns / 2, turns - 1, turns] {
@@ -86,12 +86,12 @@ fn main() {
     }
     let row = c
         .query_one(
-            "SELECT (SELECT sum(stored_bytes) FROM awf.save_diffs WHERE save_id = $1::uuid)::bigint,
-                    (SELECT count(*) FROM awf.save_diffs WHERE save_id = $1::uuid),
-                    (SELECT sum(stored_bytes) FROM awf.save_diffs WHERE save_id = $1::uuid AND kind = 'base')::bigint,
-                    (SELECT count(*) FROM awf.save_diffs WHERE save_id = $1::uuid AND kind = 'base'),
+            "SELECT (SELECT sum(stored_bytes) FROM awf.save_diffs WHERE save_id = $1::text::uuid)::bigint,
+                    (SELECT count(*) FROM awf.save_diffs WHERE save_id = $1::text::uuid),
+                    (SELECT sum(stored_bytes) FROM awf.save_diffs WHERE save_id = $1::text::uuid AND kind = 'base')::bigint,
+                    (SELECT count(*) FROM awf.save_diffs WHERE save_id = $1::text::uuid AND kind = 'base'),
                     pg_column_size(head_state), octet_length(awf.canonical_json(head_state))
-             FROM awf.saves WHERE save_id = $1::uuid",
+             FROM awf.saves WHERE save_id = $1::text::uuid",
             &[&save],
         )
         .unwrap();
