@@ -250,6 +250,10 @@ CREATE POLICY save_diffs_app ON awf.save_diffs TO awf_app
   USING (EXISTS (SELECT FROM awf.saves s WHERE s.save_id = save_diffs.save_id));
 CREATE POLICY save_archives_app ON awf.save_archives TO awf_app
   USING (EXISTS (SELECT FROM awf.saves s WHERE s.save_id = save_archives.save_id));
+ALTER TABLE awf.save_archive_turns ENABLE ROW LEVEL SECURITY;
+CREATE POLICY save_archive_turns_app ON awf.save_archive_turns TO awf_app
+  USING (EXISTS (SELECT FROM awf.save_archives a WHERE a.archive_id = save_archive_turns.archive_id));
+CREATE POLICY save_archive_turns_admin ON awf.save_archive_turns TO awf_admin USING (true) WITH CHECK (true);
 CREATE POLICY saves_admin ON awf.saves TO awf_admin USING (true) WITH CHECK (true);
 CREATE POLICY save_diffs_admin ON awf.save_diffs TO awf_admin USING (true) WITH CHECK (true);
 CREATE POLICY save_archives_admin ON awf.save_archives TO awf_admin USING (true) WITH CHECK (true);

@@ -28,26 +28,38 @@ fn content_hash(payload: &Value) -> Result<String, Error> {
 }
 
 /// Captures the current state of a session. Returns `{snapshot_id, content_hash, turn_id,
-/// deduplicated}`; `deduplicated` is true when an identical snapshot already existed (it is
-/// returned instead of a new one).
+/// deduplicated, save_base_turn}`; `deduplicated` is true when an identical snapshot already
+/// existed (it is returned instead of a new one). With `as_base`, the head turn of the
+/// session's cloud save is also stored as a base (`save_base_turn`; null without a save).
 #[pg_extern(volatile, parallel_unsafe)]
-fn snapshot_create(session_id: Uuid, label: default!(Option<&str>, "NULL")) -> JsonB {
+fn snapshot_create(
+    session_id: Uuid,
+    label: default!(Option<&str>, "NULL"),
+    as_base: default!(bool, false),
+) -> JsonB {
     Spi::connect_mut(|c| {
-        // FOR SHARE: no turn may change the state while it is captured.
         let (id, hash, turn_id, dedup) = capture(c, session_id, label);
+        let base = if as_base {
+            crate::saves::persist::mark_session_base(c, session_id).or_raise("snapshot_create")
+        } else {
+            None
+        };
         audit::record(
             c,
             "snapshot_create",
             Some(session_id),
-            json!({"snapshot_id": id, "label": label, "content_hash": hash, "deduplicated": dedup}),
+            json!({"snapshot_id": id, "label": label, "content_hash": hash, "deduplicated": dedup,
+                   "save_base_turn": base}),
         );
         JsonB(json!({
             "snapshot_id": id, "content_hash": hash, "turn_id": turn_id, "deduplicated": dedup,
+            "save_base_turn": base,
         }))
     })
 }
 
-/// Snapshots the session's current state; returns (id, content hash, turn, deduplicated).
+/// Snapshots the session's current state (share-locking it: no turn may change the state
+/// while it is captured); returns (id, content hash, turn, deduplicated).
 fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, String, i64, bool) {
     let t = c
         .update(

@@ -6,8 +6,8 @@ use crate::gucs;
 use crate::saves::store::{self, Save};
 use crate::saves::{blobs, keys};
 use crate::store::col;
-use awf_core::save::{self, Kind, Planned};
-use awf_core::{Error, Result};
+use awf_core::save::{self, Kind, Planned, Rebuilt};
+use awf_core::{canonical, Error, Result};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
@@ -271,6 +271,7 @@ fn write(
         ],
     )
     .expect("update awf.saves");
+    audit::bump(c, "awf.sync.turns_persisted", 1);
     Ok(json!({
         "save_id": s.save_id.to_string(),
         "turn_id": turn_id,
@@ -298,4 +299,79 @@ pub fn on_turn_applied(c: &mut SpiClient<'_>, session_id: Uuid, state: &Value) -
     let id: Uuid = col(&t.first(), 1);
     let s = store::save(c, id, true);
     persist(c, &s, s.head_turn + 1, state).map(|_| ())
+}
+
+/// Stores turn `turn_id` of a locked save as a base (its full state) when it is a diff, so the
+/// turns before it are no longer needed to rebuild it. The content and chain hashes do not
+/// change. Returns whether anything changed (false for a base or sealed turn).
+pub fn rebase(c: &mut SpiClient<'_>, s: &Save, turn_id: i64) -> Result<bool> {
+    let rows = store::turns(c, s.save_id, turn_id, turn_id);
+    let Some(row) = rows.first() else {
+        return Err(Error::not_found(format!(
+            "save {} holds no turn {turn_id}",
+            s.save_id
+        )));
+    };
+    if row.kind != Kind::Diff {
+        return Ok(false);
+    }
+    let Rebuilt::State { bytes, .. } = store::rebuild(c, s, turn_id)? else {
+        return Ok(false);
+    };
+    let blob_hash = canonical::sha256_hex(&bytes);
+    let key = keys::data_key_for(c, &s.user_id_hash)?;
+    let blob = blobs::encode(c, &bytes, &blob_hash, key.as_ref(), gucs::sync_zstd_level())?;
+    blobs::write(c, &blob);
+    c.update(
+        "UPDATE awf.save_diffs SET kind = 'base', blob_hash = $3, key_id = $4, stored_bytes = $5
+         WHERE save_id = $1 AND turn_id = $2",
+        None,
+        &[
+            s.save_id.into(),
+            turn_id.into(),
+            blob.blob_hash.as_str().into(),
+            blob.key_id.as_str().into(),
+            blob.stored_bytes.into(),
+        ],
+    )
+    .expect("re-base awf.save_diffs");
+    Ok(true)
+}
+
+/// Marks turn `turn_id` (default: the head) of a save as a base: it is stored whole from now
+/// on, so rebuilding it or any later turn starts there. Returns `{save_id, turn_id, rebased}`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn save_mark_base(save_id: Uuid, turn_id: default!(Option<i64>, "NULL")) -> JsonB {
+    const F: &str = "save_mark_base";
+    Spi::connect_mut(|c| {
+        let s = store::save(c, save_id, true);
+        let turn_id = turn_id.unwrap_or(s.head_turn);
+        let rebased = rebase(c, &s, turn_id).or_raise(F);
+        let result =
+            json!({"save_id": save_id.to_string(), "turn_id": turn_id, "rebased": rebased});
+        audit::record(c, "save_mark_base", s.session_id, result.clone());
+        JsonB(result)
+    })
+}
+
+/// For `awf.snapshot_create(..., as_base => true)`: marks the head of the session's save as a
+/// base. Returns the save turn marked, if the session has a (JSON) save.
+pub fn mark_session_base(c: &mut SpiClient<'_>, session_id: Uuid) -> Result<Option<i64>> {
+    let t = c
+        .update(
+            "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
+            Some(1),
+            &[session_id.into()],
+        )
+        .expect("select awf.saves");
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let id: Uuid = col(&t.first(), 1);
+    let s = store::save(c, id, true);
+    if s.head_turn <= s.origin_turn {
+        return Ok(None);
+    }
+    rebase(c, &s, s.head_turn)?;
+    Ok(Some(s.head_turn))
 }

@@ -136,6 +136,7 @@ fn save_restore(save_id: Uuid, target_turn: i64) -> JsonB {
             json!({"previous_head_chain": s.head_chain}),
         );
         set_head(c, &s, &head).or_raise(F);
+        audit::bump(c, "awf.sync.restores", 1);
         let result = json!({
             "save_id": save_id.to_string(), "head_turn": target_turn,
             "archive_id": archive_id, "archived_turns": archived,

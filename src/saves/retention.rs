@@ -4,11 +4,10 @@
 use crate::audit;
 use crate::errors::OrRaise;
 use crate::gucs;
+use crate::saves::persist;
 use crate::saves::store::{self, Save};
-use crate::saves::{blobs, keys};
 use crate::store::col;
-use awf_core::save::{Kind, Rebuilt};
-use awf_core::{canonical, Result};
+use awf_core::Result;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, Uuid};
@@ -112,34 +111,8 @@ fn prune_save(c: &mut SpiClient<'_>, s: &Save, days: i32) -> Result<(i64, bool)>
     let Some(last) = last else {
         return Ok((0, false));
     };
-    let first_kept = last + 1;
-    // Rebuild the first kept turn while its history is still there, and check it.
-    let kept = store::rebuild(c, s, first_kept)?;
-    let rows = store::turns(c, s.save_id, first_kept, first_kept);
-    let row = &rows[0];
-    let mut rebased = false;
-    if row.kind == Kind::Diff {
-        if let Rebuilt::State { bytes, .. } = &kept {
-            let blob_hash = canonical::sha256_hex(bytes);
-            let key = keys::data_key_for(c, &s.user_id_hash)?;
-            let blob = blobs::encode(c, bytes, &blob_hash, key.as_ref(), gucs::sync_zstd_level())?;
-            blobs::write(c, &blob);
-            c.update(
-                "UPDATE awf.save_diffs SET kind = 'base', blob_hash = $3, key_id = $4, stored_bytes = $5
-                 WHERE save_id = $1 AND turn_id = $2",
-                None,
-                &[
-                    s.save_id.into(),
-                    first_kept.into(),
-                    blob.blob_hash.as_str().into(),
-                    blob.key_id.as_str().into(),
-                    blob.stored_bytes.into(),
-                ],
-            )
-            .expect("re-base awf.save_diffs");
-            rebased = true;
-        }
-    }
+    // Re-base the first kept turn while its history is still there to rebuild it from.
+    let rebased = persist::rebase(c, s, last + 1)?;
     let origin_chain: String = col(
         &c.update(
             "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",

@@ -319,4 +319,35 @@ mod tests {
             "22023",
         );
     }
+
+    #[pg_test]
+    fn a_snapshot_or_any_turn_can_be_marked_as_a_base() {
+        run("SET awf.sync_snapshot_every = 100");
+        let save = save_with_turns(5);
+        let r = json(&format!(
+            "SELECT awf.snapshot_create('{SID}', 'checkpoint', true)"
+        ));
+        assert_eq!(r["save_base_turn"], json!(5));
+        assert_eq!(
+            one::<String>(&format!(
+                "SELECT kind FROM awf.save_diffs WHERE save_id = '{save}' AND turn_id = 5"
+            ))
+            .as_deref(),
+            Some("base")
+        );
+        let r = json(&format!("SELECT awf.save_mark_base('{save}', 3)"));
+        assert_eq!(r["rebased"], json!(true));
+        let again = json(&format!("SELECT awf.save_mark_base('{save}', 3)"));
+        assert_eq!(again["rebased"], json!(false));
+        assert_eq!(
+            json(&format!("SELECT awf.save_verify('{save}')"))["ok"],
+            json!(true)
+        );
+        let bad = one::<i64>(&format!(
+            "SELECT count(*) FROM awf.turns t
+             WHERE awf.canonical_hash(awf.save_materialize('{save}', t.turn_id)) <> t.state_hash"
+        ));
+        assert_eq!(bad, Some(0));
+        assert_sqlstate(&format!("SELECT awf.save_mark_base('{save}', 50)"), "P0002");
+    }
 }
