@@ -879,7 +879,7 @@ fn encrypted_saves_with_real_key_files_survive_rotation() {
         .and_then(|a| a.last())
         .and_then(|e| e["text"].as_str())
     {
-        needles.push(e[..e.len().min(24)].to_owned());
+        needles.push(e.chars().take(24).collect());
     }
     for (h, _, data) in &blobs {
         for n in &needles {
