@@ -75,16 +75,24 @@ CREATE TABLE awf.snapshots (
   UNIQUE (session_id, content_hash)
 );
 
--- Every admin action leaves a row here.
+-- Every admin action and sync decision leaves a row here. Rows are hash-chained (row_hash
+-- covers prev_hash and the row's content), so an edited or deleted row is detectable by
+-- awf.audit_verify().
 CREATE TABLE awf.audit_log (
   id         bigserial PRIMARY KEY,
   at         timestamptz NOT NULL DEFAULT now(),
   actor      text NOT NULL DEFAULT current_user,
   action     text NOT NULL,
   session_id uuid,
-  details    jsonb NOT NULL DEFAULT '{}'
+  save_id    uuid,
+  device_id  text,
+  details    jsonb NOT NULL DEFAULT '{}',
+  prev_hash  text,
+  row_hash   text
 );
 CREATE INDEX audit_log_session_idx ON awf.audit_log (session_id, at);
+CREATE INDEX audit_log_save_idx ON awf.audit_log (save_id, at);
+CREATE INDEX audit_log_action_idx ON awf.audit_log (action, at);
 
 -- Event counters. Sharded by backend so concurrent turns do not queue on one row; the
 -- metrics view sums the shards. Transactional: a rolled-back event is not counted.
@@ -261,6 +269,16 @@ CREATE POLICY save_archives_admin ON awf.save_archives TO awf_admin USING (true)
 GRANT SELECT, INSERT, UPDATE ON awf.saves, awf.save_diffs, awf.save_archives,
   awf.save_archive_turns TO awf_app;
 GRANT DELETE ON awf.save_diffs, awf.save_archive_turns TO awf_app;
+-- A blob is visible to an awf_app caller only through a turn or archive of its own saves
+-- (the inner tables' policies apply), so no one reads another user's blobs.
+ALTER TABLE awf.save_blobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY save_blobs_app_read ON awf.save_blobs FOR SELECT TO awf_app
+  USING (EXISTS (SELECT FROM awf.save_diffs d
+                 WHERE d.blob_hash = save_blobs.blob_hash AND d.key_id = save_blobs.key_id)
+         OR EXISTS (SELECT FROM awf.save_archive_turns a
+                    WHERE a.blob_hash = save_blobs.blob_hash AND a.key_id = save_blobs.key_id));
+CREATE POLICY save_blobs_app_insert ON awf.save_blobs FOR INSERT TO awf_app WITH CHECK (true);
+CREATE POLICY save_blobs_admin ON awf.save_blobs TO awf_admin USING (true) WITH CHECK (true);
 GRANT SELECT, INSERT ON awf.save_blobs TO awf_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON awf.saves, awf.save_diffs, awf.save_archives,
   awf.save_archive_turns, awf.save_blobs TO awf_admin;
@@ -282,3 +300,59 @@ SELECT pg_catalog.pg_extension_config_dump('awf.save_archives', '');
 SELECT pg_catalog.pg_extension_config_dump('awf.save_archives_archive_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('awf.save_archive_turns', '');
 SELECT pg_catalog.pg_extension_config_dump('awf.data_keys', '');
+
+-- Phase 23, sync: devices, conflicts, tombstones.
+-- A device belongs to one user; only the SHA-256 of its sync token is stored.
+CREATE TABLE awf.devices (
+  device_id        text PRIMARY KEY CHECK (device_id <> ''),
+  user_id_hash     text NOT NULL CHECK (user_id_hash <> ''),
+  session_id       uuid REFERENCES awf.sessions ON DELETE SET NULL,
+  token_hash       text NOT NULL,
+  token_expires_at timestamptz NOT NULL,
+  last_turn_seen   bigint,
+  last_seen_at     timestamptz,
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  rotated_at       timestamptz
+);
+CREATE INDEX devices_user_idx ON awf.devices (user_id_hash);
+
+-- Every conflict sync_up resolved, with its report (the losing branch is in awf.save_archives).
+CREATE TABLE awf.save_conflicts (
+  conflict_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  save_id     uuid NOT NULL REFERENCES awf.saves ON DELETE CASCADE,
+  device_id   text,
+  strategy    text NOT NULL,
+  chosen      text NOT NULL,
+  archive_id  bigint REFERENCES awf.save_archives ON DELETE SET NULL,
+  report      jsonb NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX save_conflicts_save_idx ON awf.save_conflicts (save_id, created_at);
+
+-- What is left of a deleted save or an erased user: no content, only that it existed.
+CREATE TABLE awf.save_tombstones (
+  save_id      uuid PRIMARY KEY,
+  user_id_hash text NOT NULL,
+  session_id   uuid,
+  reason       text NOT NULL,
+  turns        bigint NOT NULL,
+  bytes        bigint NOT NULL,
+  deleted_at   timestamptz NOT NULL DEFAULT now(),
+  deleted_by   text NOT NULL DEFAULT current_user
+);
+
+ALTER TABLE awf.devices ENABLE ROW LEVEL SECURITY;
+ALTER TABLE awf.save_conflicts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY devices_app ON awf.devices TO awf_app
+  USING (user_id_hash = awf.current_user_id_hash())
+  WITH CHECK (user_id_hash = awf.current_user_id_hash());
+CREATE POLICY save_conflicts_app ON awf.save_conflicts TO awf_app
+  USING (EXISTS (SELECT FROM awf.saves s WHERE s.save_id = save_conflicts.save_id));
+CREATE POLICY devices_admin ON awf.devices TO awf_admin USING (true) WITH CHECK (true);
+CREATE POLICY save_conflicts_admin ON awf.save_conflicts TO awf_admin USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT, UPDATE ON awf.devices, awf.save_conflicts TO awf_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON awf.devices, awf.save_conflicts, awf.save_tombstones TO awf_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('awf.devices', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.save_conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('awf.save_tombstones', '');

@@ -4,7 +4,7 @@
 use crate::saves::keys;
 use crate::store::col;
 use awf_core::codec::{self, keys::DataKey, EncodeOptions};
-use awf_core::{canonical, Error, Result};
+use awf_core::{canonical, Error, ErrorKind, Result};
 use pgrx::spi::SpiClient;
 
 /// A blob ready to be written: its address and its encoded bytes (`None` when it exists).
@@ -90,12 +90,19 @@ pub fn load(c: &mut SpiClient<'_>, blob_hash: &str, key_id: &str) -> Result<Vec<
         return Err(Error::integrity(format!("blob {blob_hash} is missing")));
     }
     let data: Vec<u8> = col(&t.first(), 1);
-    let plain = if key_id.is_empty() {
-        codec::decode(&data, &codec::NoKeys)?
+    let decoded = if key_id.is_empty() {
+        codec::decode(&data, &codec::NoKeys)
     } else {
         let key = keys::data_key_by_id(c, key_id)?;
-        codec::decode(&data, &key)?
+        codec::decode(&data, &key)
     };
+    // These bytes were written by this extension: a header it cannot parse or a length over
+    // its limit means they changed since, which is corruption (XX001), not bad input. A
+    // missing key stays what it is.
+    let plain = decoded.map_err(|e| match e.kind {
+        ErrorKind::NotFound | ErrorKind::Integrity => e,
+        _ => Error::integrity(format!("stored blob {blob_hash} is corrupt: {}", e.message)),
+    })?;
     let got = canonical::sha256_hex(&plain);
     if got != blob_hash {
         return Err(Error::integrity(format!(

@@ -350,4 +350,37 @@ mod tests {
         assert_eq!(bad, Some(0));
         assert_sqlstate(&format!("SELECT awf.save_mark_base('{save}', 50)"), "P0002");
     }
+
+    #[pg_test]
+    fn an_app_user_sees_only_its_own_blobs() {
+        let save = save_with_turns(3);
+        run("CREATE ROLE awf_test_app IN ROLE awf_app");
+        run("SET ROLE awf_test_app");
+        run("SET awf.user_id_hash = 'u2'");
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.save_blobs"), Some(0));
+        assert_sqlstate(&format!("SELECT awf.save_materialize('{save}')"), "P0002");
+        run("SET awf.user_id_hash = 'u1'");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.save_blobs"),
+            one::<i64>(&format!(
+                "SELECT count(DISTINCT (blob_hash, key_id)) FROM awf.save_diffs WHERE save_id = '{save}'"
+            ))
+        );
+        assert!(one::<pgrx::JsonB>(&format!("SELECT awf.save_materialize('{save}')")).is_some());
+        run("RESET ROLE");
+    }
+
+    #[pg_test]
+    fn a_corrupt_blob_header_is_an_integrity_failure() {
+        let save = save_with_turns(2);
+        run(&format!(
+            "UPDATE awf.save_blobs b SET data = set_byte(data, 0, get_byte(data, 0) # 255)
+             FROM awf.save_diffs d
+             WHERE d.save_id = '{save}' AND d.turn_id = 2 AND b.blob_hash = d.blob_hash AND b.key_id = d.key_id"
+        ));
+        assert_sqlstate(
+            &format!("SELECT awf.save_materialize('{save}', 2)"),
+            "XX001",
+        );
+    }
 }
