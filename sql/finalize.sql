@@ -36,3 +36,35 @@ GRANT EXECUTE ON FUNCTION awf.wal_reconcile(uuid), awf.wal_cleanup(interval),
   awf.snapshot_prune(uuid), awf.session_import(jsonb, boolean),
   awf.retention_enforce(), awf.rotate_master_key(), awf.save_verify_sample(double precision)
   TO awf_admin;
+
+-- Conflicts resolved by awf.sync_up, newest first (of one save, or all).
+CREATE FUNCTION awf.conflicts(save_id uuid DEFAULT NULL)
+RETURNS TABLE (conflict_id uuid, save_id uuid, device_id text, strategy text, chosen text,
+               archive_id bigint, created_at timestamptz, report jsonb)
+LANGUAGE sql STABLE
+AS $$
+  SELECT c.conflict_id, c.save_id, c.device_id, c.strategy, c.chosen, c.archive_id,
+         c.created_at, c.report
+  FROM awf.save_conflicts c
+  WHERE conflicts.save_id IS NULL OR c.save_id = conflicts.save_id
+  ORDER BY c.created_at DESC, c.conflict_id
+$$;
+
+-- Conflict statistics: totals by strategy and by the branch that stayed.
+CREATE FUNCTION awf.conflict_stats(save_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+  SELECT jsonb_build_object(
+    'total', count(*),
+    'by_strategy', coalesce((SELECT jsonb_object_agg(strategy, n) FROM (
+        SELECT strategy, count(*) AS n FROM awf.save_conflicts
+        WHERE conflict_stats.save_id IS NULL OR save_conflicts.save_id = conflict_stats.save_id
+        GROUP BY strategy) s), '{}'),
+    'by_chosen', coalesce((SELECT jsonb_object_agg(chosen, n) FROM (
+        SELECT chosen, count(*) AS n FROM awf.save_conflicts
+        WHERE conflict_stats.save_id IS NULL OR save_conflicts.save_id = conflict_stats.save_id
+        GROUP BY chosen) s), '{}'))
+  FROM awf.save_conflicts c
+  WHERE conflict_stats.save_id IS NULL OR c.save_id = conflict_stats.save_id
+$$;

@@ -39,6 +39,8 @@ static SYNC_USER_QUOTA_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 static SYNC_VERIFY_SAMPLE_PCT: GucSetting<f64> = GucSetting::<f64>::new(5.0);
 /// Age after which `awf.retention_enforce()` prunes save history and archives, in days.
 static SYNC_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(365);
+/// Days a device's sync token stays valid.
+static SYNC_TOKEN_TTL_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 /// The master key file: one `id:hex` key per line, the first one current.
 static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -197,6 +199,13 @@ fn init_sync() {
         1,
         36500,
     );
+    int(
+        c"awf.sync_token_ttl_days",
+        c"Days a device's sync token stays valid.",
+        &SYNC_TOKEN_TTL_DAYS,
+        1,
+        3650,
+    );
     GucRegistry::define_float_guc(
         c"awf.sync_verify_sample_pct",
         c"Share of saves awf.save_verify_sample() checks, in percent.",
@@ -234,6 +243,9 @@ pub fn sync_user_quota_bytes() -> i64 {
 }
 pub fn sync_verify_sample_pct() -> f64 {
     SYNC_VERIFY_SAMPLE_PCT.get()
+}
+pub fn sync_token_ttl_days() -> i32 {
+    SYNC_TOKEN_TTL_DAYS.get()
 }
 pub fn sync_retention_days() -> i32 {
     SYNC_RETENTION_DAYS.get()

@@ -38,6 +38,8 @@ mod saves;
 mod sessions;
 /// `awf.snapshot_create`, `_restore`, `_delete`, `_prune`.
 mod snapshots;
+/// Cross-device sync: devices, sync up and down, conflicts.
+mod sync;
 /// `awf.turn_submit`, `awf.wal_append`, `awf.wal_apply`: the turn write-ahead log.
 mod wal;
 

@@ -14,6 +14,8 @@ pub mod canonical;
 pub mod chain;
 /// Blob codec: zstd, optional AES-256-GCM, versioned header; envelope keys.
 pub mod codec;
+/// The conflict resolver: which branch stays, which are archived.
+pub mod conflict;
 /// Structural diff producing RFC 6902 patches (arrays aligned by LCS).
 pub mod diff;
 /// Three-way merge with conflict reporting.
@@ -30,5 +32,8 @@ pub mod redact;
 pub mod sample;
 /// Cloud save turns: plan each turn's base, diff or sealed blob; rebuild and verify a save.
 pub mod save;
+
+/// Device sync tokens: generation and hashing.
+pub mod token;
 
 pub use error::{Error, ErrorKind, Result};

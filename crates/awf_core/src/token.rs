@@ -1,0 +1,60 @@
+//! Device sync tokens: random, shown to the device once, stored only as a hash.
+
+use crate::canonical::sha256_hex;
+use crate::error::{Error, Result};
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+/// A new sync token: 32 random bytes from the OS, as 64 lowercase hex characters.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The stored form of a token (SHA-256 hex). Refuses text that cannot be a token, so a typo
+/// is reported as such rather than as a mismatch.
+pub fn token_hash(token: &str) -> Result<String> {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::not_allowed(
+            "sync token is malformed: expected 64 hex characters",
+        ));
+    }
+    Ok(sha256_hex(token.to_ascii_lowercase().as_bytes()))
+}
+
+/// Compares two token hashes in time independent of where they differ.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hash_stably() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(
+            token_hash(&a).unwrap(),
+            token_hash(&a.to_uppercase()).unwrap()
+        );
+        assert_ne!(token_hash(&a).unwrap(), token_hash(&b).unwrap());
+        assert!(hashes_equal(
+            &token_hash(&a).unwrap(),
+            &token_hash(&a).unwrap()
+        ));
+        assert!(!hashes_equal(
+            &token_hash(&a).unwrap(),
+            &token_hash(&b).unwrap()
+        ));
+        assert!(token_hash("short").is_err());
+        assert!(token_hash(&"g".repeat(64)).is_err());
+    }
+}

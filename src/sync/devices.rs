@@ -1,0 +1,191 @@
+//! Devices and their sync tokens. A token is shown once, at registration or rotation; only
+//! its SHA-256 is stored, and it expires after `awf.sync_token_ttl_days`.
+
+use crate::audit;
+use crate::errors::raise;
+use crate::gucs;
+use crate::store::col;
+use awf_core::{token, Error};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::json;
+
+/// An authenticated device.
+pub struct Device {
+    pub device_id: String,
+    pub user_id_hash: String,
+}
+
+/// Checks a device's token; refuses (42501) an unknown device, a wrong or expired token.
+///
+/// A refused call rolls back, so it cannot leave a row in `awf.audit_log`: the refusal is
+/// written to the server log instead (`awf audit: ...`), which is where such attempts are
+/// reviewed.
+pub fn authenticate(
+    c: &mut SpiClient<'_>,
+    device_id: &str,
+    sync_token: &str,
+    f: &'static str,
+) -> Device {
+    let refuse = |why: &str| -> ! {
+        log!("awf audit: {f} refused for device {device_id:?}: {why}");
+        raise(
+            Error::not_allowed(format!("device {device_id:?} is not authorized: {why}")),
+            f,
+        )
+    };
+    let hash = match token::token_hash(sync_token) {
+        Ok(h) => h,
+        Err(_) => refuse("the sync token is malformed"),
+    };
+    let t = c
+        .update(
+            "SELECT user_id_hash, token_hash, token_expires_at < now() FROM awf.devices
+             WHERE device_id = $1 FOR UPDATE",
+            Some(1),
+            &[device_id.into()],
+        )
+        .expect("select awf.devices");
+    if t.is_empty() {
+        refuse("unknown device");
+    }
+    let t = t.first();
+    let user: String = col(&t, 1);
+    let stored: String = col(&t, 2);
+    let expired: bool = col(&t, 3);
+    if !token::hashes_equal(&hash, &stored) {
+        refuse("wrong sync token");
+    }
+    if expired {
+        refuse("the sync token expired; rotate it or register the device again");
+    }
+    c.update(
+        "UPDATE awf.devices SET last_seen_at = now() WHERE device_id = $1",
+        None,
+        &[device_id.into()],
+    )
+    .expect("update awf.devices");
+    Device {
+        device_id: device_id.to_owned(),
+        user_id_hash: user,
+    }
+}
+
+/// Refuses (42501) a device acting on another user's save.
+pub fn check_owner(device: &Device, save_user: &str, save_id: Uuid, f: &'static str) {
+    if device.user_id_hash != save_user {
+        log!(
+            "awf audit: {f} refused for device {:?}: save {save_id} belongs to another user",
+            device.device_id
+        );
+        raise(
+            Error::not_allowed(format!(
+                "device {:?} may not use save {save_id}: it belongs to another user",
+                device.device_id
+            )),
+            f,
+        );
+    }
+}
+
+fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String) {
+    let tok = token::new_token();
+    let hash = token::token_hash(&tok).expect("a new token is well formed");
+    let t = c
+        .update(
+            "UPDATE awf.devices SET token_hash = $2,
+                    token_expires_at = now() + make_interval(days => $3), rotated_at = now()
+             WHERE device_id = $1 RETURNING token_expires_at::text",
+            Some(1),
+            &[
+                device_id.into(),
+                hash.into(),
+                gucs::sync_token_ttl_days().into(),
+            ],
+        )
+        .expect("update awf.devices");
+    (tok, col(&t.first(), 1))
+}
+
+/// Registers a device for a user (and optionally the session it plays) and returns a new
+/// sync token: `{device_id, sync_token, expires_at}`. The token is shown only here; only its
+/// hash is stored. Registering a known device of the same user issues it a new token; a device
+/// of another user is refused (42501).
+#[pg_extern(volatile, parallel_unsafe)]
+fn device_register(
+    device_id: &str,
+    user_id_hash: &str,
+    session_id: default!(Option<Uuid>, "NULL"),
+) -> JsonB {
+    const F: &str = "device_register";
+    if device_id.trim().is_empty() || user_id_hash.is_empty() {
+        raise(
+            Error::invalid("device_id and user_id_hash must not be empty"),
+            F,
+        );
+    }
+    Spi::connect_mut(|c| {
+        if let Some(sid) = session_id {
+            let t = c
+                .update(
+                    "SELECT user_id_hash FROM awf.sessions WHERE session_id = $1",
+                    Some(1),
+                    &[sid.into()],
+                )
+                .expect("select awf.sessions");
+            if t.is_empty() {
+                raise(Error::not_found(format!("session {sid} does not exist")), F);
+            }
+            if col::<String>(&t.first(), 1) != user_id_hash {
+                raise(
+                    Error::not_allowed(format!("session {sid} belongs to another user")),
+                    F,
+                );
+            }
+        }
+        let t = c
+            .update(
+                "INSERT INTO awf.devices (device_id, user_id_hash, session_id, token_hash, token_expires_at)
+                 VALUES ($1, $2, $3, '', now())
+                 ON CONFLICT (device_id) DO UPDATE SET session_id = coalesce(EXCLUDED.session_id, awf.devices.session_id)
+                 WHERE awf.devices.user_id_hash = EXCLUDED.user_id_hash
+                 RETURNING user_id_hash",
+                Some(1),
+                &[device_id.into(), user_id_hash.into(), session_id.into()],
+            )
+            .expect("upsert awf.devices");
+        if t.is_empty() {
+            log!("awf audit: device_register refused for device {device_id:?}: it belongs to another user");
+            raise(
+                Error::not_allowed(format!("device {device_id:?} belongs to another user")),
+                F,
+            );
+        }
+        let (tok, expires) = issue(c, device_id);
+        audit::record(
+            c,
+            "device_register",
+            session_id,
+            json!({"device_id": device_id, "expires_at": expires}),
+        );
+        JsonB(json!({"device_id": device_id, "sync_token": tok, "expires_at": expires}))
+    })
+}
+
+/// Replaces a device's sync token (the current one must be valid); returns the new one.
+#[pg_extern(volatile, parallel_unsafe)]
+fn device_rotate_token(device_id: &str, sync_token: &str) -> JsonB {
+    const F: &str = "device_rotate_token";
+    Spi::connect_mut(|c| {
+        authenticate(c, device_id, sync_token, F);
+        let (tok, expires) = issue(c, device_id);
+        audit::record(
+            c,
+            "device_rotate_token",
+            None,
+            json!({"device_id": device_id, "expires_at": expires}),
+        );
+        JsonB(json!({"device_id": device_id, "sync_token": tok, "expires_at": expires}))
+    })
+}

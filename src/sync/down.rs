@@ -1,0 +1,126 @@
+//! `awf.sync_down`: what a device needs to catch up with a save.
+
+use crate::audit;
+use crate::errors::OrRaise;
+use crate::saves::blobs;
+use crate::saves::store::{self, TurnRow};
+use crate::sync::devices;
+use awf_core::save::{Kind, Rebuilt};
+use awf_core::{json as awf_json, Error, Result};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::{json, Value};
+
+const F: &str = "sync_down";
+
+/// One stored turn as a device receives it: its hashes, and its content (a diff's patch, a
+/// base's state, or a sealed turn's bytes in hex).
+fn turn_json(c: &mut SpiClient<'_>, r: &TurnRow) -> Result<Value> {
+    let plain = blobs::load(c, &r.blob_hash, &r.key_id)?;
+    let mut t = json!({
+        "turn_id": r.turn_id, "kind": r.kind.as_str(),
+        "content_hash": r.content_hash, "chain_hash": r.chain_hash,
+    });
+    match r.kind {
+        Kind::Diff => t["patch"] = awf_json::parse(&plain)?,
+        Kind::Base => t["state"] = awf_json::parse(&plain)?,
+        Kind::Sealed => t["sealed_hex"] = json!(hex_of(&plain)),
+    }
+    Ok(t)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The turns after `since_turn` with their chain hashes, so the device can verify them from
+/// the chain hash it holds for `since_turn` (`prev_chain` in the response). When the device is
+/// behind the oldest kept turn, the response starts with a `base` (the state of the latest
+/// base turn, in full) followed by the diffs after it. A device ahead of the save gets no turns
+/// and `"ahead": true` (it should sync up). Records the device's `last_turn_seen`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn sync_down(device_id: &str, sync_token: &str, save_id: Uuid, since_turn: i64) -> JsonB {
+    Spi::connect_mut(|c| {
+        let device = devices::authenticate(c, device_id, sync_token, F);
+        let s = store::save(c, save_id, false);
+        devices::check_owner(&device, &s.user_id_hash, save_id, F);
+        let mut out = json!({
+            "save_id": save_id.to_string(), "head_turn": s.head_turn, "head_chain": s.head_chain,
+            "since_turn": since_turn, "turns": [],
+        });
+        if since_turn > s.head_turn {
+            out["ahead"] = json!(true);
+        } else if since_turn <= s.origin_turn && s.head_turn > s.origin_turn {
+            // Behind the oldest kept turn: a full base, then the diffs after it.
+            let rows = store::turns(c, save_id, s.origin_turn + 1, s.head_turn);
+            let start = rows.iter().rposition(|r| r.kind != Kind::Diff).unwrap_or(0);
+            let base = match store::rebuild(c, &s, rows[start].turn_id).or_raise(F) {
+                Rebuilt::State {
+                    state,
+                    turn_id,
+                    content_hash,
+                    ..
+                } => json!({
+                    "turn_id": turn_id, "state": state, "content_hash": content_hash,
+                    "chain_hash": rows[start].chain_hash,
+                }),
+                Rebuilt::Sealed {
+                    bytes,
+                    turn_id,
+                    content_hash,
+                } => json!({
+                    "turn_id": turn_id, "sealed_hex": hex_of(&bytes), "content_hash": content_hash,
+                    "chain_hash": rows[start].chain_hash,
+                }),
+            };
+            let turns: Vec<Value> = rows[start + 1..]
+                .iter()
+                .map(|r| turn_json(c, r))
+                .collect::<Result<_>>()
+                .or_raise(F);
+            out["base"] = base;
+            out["turns"] = Value::Array(turns);
+        } else if since_turn < s.head_turn {
+            let rows = store::turns(c, save_id, since_turn + 1, s.head_turn);
+            let prev = if since_turn == s.origin_turn {
+                s.origin_chain.clone()
+            } else {
+                store::turns(c, save_id, since_turn, since_turn)
+                    .first()
+                    .map(|r| r.chain_hash.clone())
+                    .ok_or_else(|| Error::integrity(format!("turn {since_turn} is missing")))
+                    .or_raise(F)
+            };
+            let turns: Vec<Value> = rows
+                .iter()
+                .map(|r| turn_json(c, r))
+                .collect::<Result<_>>()
+                .or_raise(F);
+            out["prev_chain"] = json!(prev);
+            out["turns"] = Value::Array(turns);
+        }
+        c.update(
+            "UPDATE awf.devices SET last_turn_seen = $2 WHERE device_id = $1",
+            None,
+            &[device_id.into(), s.head_turn.into()],
+        )
+        .expect("update awf.devices");
+        audit::record(
+            c,
+            "sync_down",
+            s.session_id,
+            json!({"save_id": save_id.to_string(), "device_id": device_id,
+                   "since_turn": since_turn, "head_turn": s.head_turn,
+                   "turns": out["turns"].as_array().map_or(0, Vec::len),
+                   "with_base": out.get("base").is_some()}),
+        );
+        JsonB(out)
+    })
+}

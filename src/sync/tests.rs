@@ -1,0 +1,362 @@
+//! In-backend tests of devices, sync up and down, and conflicts.
+
+// pg_test functions live in schema `tests`, so the module must carry that name.
+#[pgrx::pg_schema]
+mod tests {
+    use crate::testing::{assert_sqlstate, json, new_session, one, run, submit, SID};
+    use pgrx::prelude::*;
+    use serde_json::{json, Value};
+
+    /// A session with a save and `turns` turns, and a registered device; (save id, token).
+    fn setup(turns: i64) -> (String, String) {
+        new_session();
+        let save = json(&format!("SELECT awf.save_create_or_attach('{SID}', 'u1')"))["save_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for n in 1..=turns {
+            submit(n, r#"[{"op": "increment", "path": "/player/gold"}]"#);
+        }
+        let tok = json(&format!(
+            "SELECT awf.device_register('phone', 'u1', '{SID}')"
+        ))["sync_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (save, tok)
+    }
+
+    fn head(save: &str) -> (i64, String) {
+        let h = json(&format!(
+            "SELECT jsonb_build_object('t', head_turn, 'c', head_chain) FROM awf.saves WHERE save_id = '{save}'"
+        ));
+        (
+            h["t"].as_i64().unwrap(),
+            h["c"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn chain_at(save: &str, turn: i64) -> String {
+        one::<String>(&format!(
+            "SELECT chain_hash FROM awf.save_diffs WHERE save_id = '{save}' AND turn_id = {turn}"
+        ))
+        .unwrap()
+    }
+
+    fn up(tok: &str, req: Value) -> Value {
+        json(&format!(
+            "SELECT awf.sync_up('phone', '{tok}', '{}')",
+            req.to_string().replace('\'', "''")
+        ))
+    }
+
+    fn gold_turns(from: i64, n: i64, start_gold: i64) -> Value {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"turn_id": from + i, "patch": [{"op": "replace", "path": "/player/gold", "value": start_gold + 10 * (i + 1)}]}))
+                .collect(),
+        )
+    }
+
+    #[pg_test]
+    fn devices_get_tokens_stored_only_as_hashes() {
+        let (_, tok) = setup(0);
+        assert_eq!(tok.len(), 64);
+        assert_eq!(
+            one::<String>("SELECT token_hash FROM awf.devices WHERE device_id = 'phone'"),
+            Some(awf_core::token::token_hash(&tok).unwrap())
+        );
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM awf.devices WHERE token_hash = '{tok}'"
+            )),
+            Some(0)
+        );
+        let rotated = json(&format!("SELECT awf.device_rotate_token('phone', '{tok}')"));
+        let new = rotated["sync_token"].as_str().unwrap();
+        assert_ne!(new, tok);
+        assert_sqlstate(
+            &format!("SELECT awf.device_rotate_token('phone', '{tok}')"),
+            "42501",
+        );
+        assert_sqlstate("SELECT awf.device_rotate_token('phone', 'nope')", "42501");
+        assert_sqlstate(
+            &format!("SELECT awf.device_rotate_token('tablet', '{new}')"),
+            "42501",
+        );
+        run("UPDATE awf.devices SET token_expires_at = now() - interval '1 day'");
+        assert_sqlstate(
+            &format!("SELECT awf.device_rotate_token('phone', '{new}')"),
+            "42501",
+        );
+        // Another user's device, an empty id, a session of another user or none.
+        assert_sqlstate("SELECT awf.device_register('phone', 'u2')", "42501");
+        assert_sqlstate("SELECT awf.device_register('', 'u1')", "22023");
+        assert_sqlstate(
+            &format!("SELECT awf.device_register('tv', 'u2', '{SID}')"),
+            "42501",
+        );
+        assert_sqlstate(
+            "SELECT awf.device_register('tv', 'u1', '00000000-0000-0000-0000-000000000000')",
+            "P0002",
+        );
+    }
+
+    #[pg_test]
+    fn sync_down_then_up_fast_forwards() {
+        let (save, tok) = setup(3);
+        let down = json(&format!(
+            "SELECT awf.sync_down('phone', '{tok}', '{save}', 1)"
+        ));
+        assert_eq!(down["turns"].as_array().unwrap().len(), 2);
+        assert_eq!(down["prev_chain"], json!(chain_at(&save, 1)));
+        assert_eq!(down["turns"][1]["chain_hash"], json!(chain_at(&save, 3)));
+        assert_eq!(
+            one::<i64>("SELECT last_turn_seen FROM awf.devices WHERE device_id = 'phone'"),
+            Some(3)
+        );
+        let (t, c) = head(&save);
+        let r = up(
+            &tok,
+            json!({"save_id": save, "base_turn": t, "base_chain": c, "turns": gold_turns(4, 2, 8)}),
+        );
+        assert_eq!(r["status"], json!("fast_forward"), "{r}");
+        assert_eq!(r["head_turn"], json!(5));
+        assert_eq!(
+            json("SELECT state -> 'player' -> 'gold' FROM awf.sessions"),
+            json!(28)
+        );
+        assert_eq!(
+            json(&format!("SELECT awf.save_verify('{save}')"))["ok"],
+            json!(true)
+        );
+        // A claimed chain hash that differs from the server's is a conflict.
+        let (t, c) = head(&save);
+        let mut turns = gold_turns(t + 1, 1, 0);
+        turns[0]["chain_hash"] = json!("ab".repeat(32));
+        assert_sqlstate(
+            &format!(
+                "SELECT awf.sync_up('phone', '{tok}', '{}')",
+                json!({"save_id": save, "base_turn": t, "base_chain": c, "turns": turns})
+            ),
+            "23505",
+        );
+    }
+
+    #[pg_test]
+    fn sync_error_paths() {
+        let (save, tok) = setup(2);
+        let (t, c) = head(&save);
+        let ok = json!({"save_id": save, "base_turn": t, "base_chain": c, "turns": gold_turns(t + 1, 1, 0)});
+        assert_sqlstate(
+            &format!("SELECT awf.sync_up('phone', '{}', '{ok}')", "0".repeat(64)),
+            "42501",
+        );
+        run("SELECT awf.session_upsert('22222222-2222-2222-2222-222222222222', 'u2', '{}')");
+        let other =
+            json("SELECT awf.save_create_or_attach('22222222-2222-2222-2222-222222222222', 'u2')")
+                ["save_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        let mut theirs = ok.clone();
+        theirs["save_id"] = json!(other);
+        assert_sqlstate(
+            &format!("SELECT awf.sync_up('phone', '{tok}', '{theirs}')"),
+            "42501",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.sync_down('phone', '{tok}', '{other}', 0)"),
+            "42501",
+        );
+        let mut stale = ok.clone();
+        stale["base_chain"] = json!("cd".repeat(32));
+        assert_sqlstate(
+            &format!("SELECT awf.sync_up('phone', '{tok}', '{stale}')"),
+            "23505",
+        );
+        let mut gap = ok.clone();
+        gap["turns"][0]["turn_id"] = json!(t + 5);
+        assert_sqlstate(
+            &format!("SELECT awf.sync_up('phone', '{tok}', '{gap}')"),
+            "22023",
+        );
+        let mut bad = ok.clone();
+        bad["strategy"] = json!("coin_flip");
+        assert_sqlstate(
+            &format!("SELECT awf.sync_up('phone', '{tok}', '{bad}')"),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.sync_up('phone', '{tok}', '[]')"),
+            "22023",
+        );
+        assert_eq!(head(&save).0, t, "nothing was written");
+    }
+
+    #[pg_test]
+    fn longest_chain_conflict_archives_the_shorter_branch() {
+        let (save, tok) = setup(2);
+        let base = (2, chain_at(&save, 2));
+        submit(3, "[]");
+        submit(4, "[]");
+        // The device played 3 turns on turn 2 meanwhile: it is longer, so it wins.
+        let r = up(
+            &tok,
+            json!({"save_id": save, "base_turn": base.0, "base_chain": base.1, "turns": gold_turns(3, 3, 2)}),
+        );
+        assert_eq!(r["status"], json!("conflict"), "{r}");
+        let rep = &r["conflict"];
+        assert!(rep["conflict_id"].is_string());
+        assert_eq!(rep["branches"][1]["device_id"], json!("phone"));
+        assert_eq!(
+            rep["resolution"]["chosen_branch"],
+            rep["branches"][1]["branch_id"]
+        );
+        assert_eq!(
+            rep["resolution"]["archived_branch"],
+            rep["branches"][0]["branch_id"]
+        );
+        assert_eq!(r["head_turn"], json!(5));
+        assert_eq!(
+            json("SELECT state -> 'player' -> 'gold' FROM awf.sessions"),
+            json!(32)
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT reason || ':' || from_turn || '-' || to_turn FROM awf.save_archives"
+            )
+            .as_deref(),
+            Some("conflict:3-4")
+        );
+        assert_eq!(
+            json(&format!("SELECT awf.save_verify('{save}')"))["ok"],
+            json!(true)
+        );
+        // The archived server branch can be brought back.
+        run("SELECT awf.save_archive_restore(archive_id) FROM awf.save_archives");
+        assert_eq!(head(&save).0, 4);
+        assert_eq!(
+            json(&format!("SELECT awf.save_verify('{save}')"))["ok"],
+            json!(true)
+        );
+        assert_eq!(
+            one::<i64>("SELECT (awf.conflict_stats() ->> 'total')::bigint"),
+            Some(1)
+        );
+        assert_eq!(
+            one::<i64>(&format!("SELECT count(*) FROM awf.conflicts('{save}')")),
+            Some(1)
+        );
+    }
+
+    #[pg_test]
+    fn server_wins_keeps_the_head_and_archives_the_device_branch() {
+        let (save, tok) = setup(2);
+        let base = (1, chain_at(&save, 1));
+        let before = head(&save);
+        let r = up(
+            &tok,
+            json!({"save_id": save, "base_turn": base.0, "base_chain": base.1,
+                                "turns": gold_turns(2, 4, 1), "strategy": "server_wins"}),
+        );
+        assert_eq!(
+            r["conflict"]["resolution"]["archived_branch"],
+            r["conflict"]["branches"][1]["branch_id"]
+        );
+        assert_eq!(head(&save), before);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.save_archive_turns"),
+            Some(4),
+            "the device's branch is archived whole"
+        );
+    }
+
+    #[pg_test]
+    fn three_way_merge_merges_and_reports_overlaps() {
+        let (save, tok) = setup(1);
+        let base = (1, chain_at(&save, 1));
+        submit(
+            2,
+            r#"[{"op": "replace", "path": "/player/hp", "value": 3}, {"op": "add", "path": "/player/title", "value": "knight"}]"#,
+        );
+        let r = up(
+            &tok,
+            json!({"save_id": save, "base_turn": base.0, "base_chain": base.1,
+            "strategy": "three_way_merge",
+            "turns": [{"turn_id": 2, "patch": [{"op": "replace", "path": "/player/hp", "value": 9},
+                                                {"op": "add", "path": "/player/pet", "value": "owl"}]}]}),
+        );
+        assert_eq!(r["conflict"]["resolution"]["chosen_branch"], json!("merge"));
+        assert_eq!(
+            r["conflict"]["merge_conflicts"][0]["path"],
+            json!("/player/hp")
+        );
+        assert_eq!(r["head_turn"], json!(3));
+        let state = json(&format!("SELECT awf.save_materialize('{save}')"));
+        assert_eq!(state["player"]["pet"], json!("owl"));
+        assert_eq!(state["player"]["title"], json!("knight"));
+        assert_eq!(
+            state["player"]["hp"],
+            json!(3),
+            "overlaps go to the server by default"
+        );
+    }
+
+    #[pg_test]
+    fn sync_down_sends_a_base_to_a_device_behind_the_oldest_kept_turn() {
+        run("SET awf.sync_snapshot_every = 3");
+        let (save, tok) = setup(7);
+        run(&format!(
+            "UPDATE awf.save_diffs SET created_at = now() - interval '2 years' WHERE save_id = '{save}' AND turn_id <= 4"
+        ));
+        run("SELECT awf.retention_enforce()");
+        let down = json(&format!(
+            "SELECT awf.sync_down('phone', '{tok}', '{save}', 1)"
+        ));
+        let base = down["base"]["turn_id"].as_i64().unwrap();
+        assert!(base >= 5, "{down}");
+        assert_eq!(
+            down["base"]["state"],
+            json(&format!("SELECT awf.save_materialize('{save}', {base})"))
+        );
+        assert_eq!(
+            down["turns"].as_array().unwrap().len() as i64,
+            7 - base,
+            "diffs after the base"
+        );
+        let ahead = json(&format!(
+            "SELECT awf.sync_down('phone', '{tok}', '{save}', 99)"
+        ));
+        assert_eq!(ahead["ahead"], json!(true));
+    }
+
+    #[pg_test]
+    fn conflict_resolve_is_the_resolver_as_an_api() {
+        let (save, _) = setup(1);
+        let branches = json!([
+            {"branch_id": "server-a", "turn_id": 5, "chain_hash": "a", "length": 2, "server": true},
+            {"branch_id": "client-b", "turn_id": 6, "chain_hash": "b", "length": 3, "device_id": "phone", "integrity_score": 0.5}
+        ]);
+        let r = json(&format!(
+            "SELECT awf.conflict_resolve('{save}', '{branches}', 'longest_chain')"
+        ));
+        assert_eq!(r["resolution"]["chosen_branch"], json!("client-b"));
+        let r = json(&format!(
+            "SELECT awf.conflict_resolve('{save}', '{branches}', 'server_wins')"
+        ));
+        assert_eq!(r["resolution"]["archived_branches"], json!(["client-b"]));
+        assert_sqlstate(
+            &format!("SELECT awf.conflict_resolve('{save}', '{branches}', 'nope')"),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.conflict_resolve('{save}', '[{{}}]', 'server_wins')"),
+            "22023",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.conflict_resolve('00000000-0000-0000-0000-000000000000', '{branches}', 'server_wins')"),
+            "P0002",
+        );
+    }
+}

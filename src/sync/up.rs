@@ -1,0 +1,493 @@
+//! `awf.sync_up`: a device uploads the turns it played on top of a base it had.
+
+use crate::audit;
+use crate::errors::{raise, OrRaise};
+use crate::gucs;
+use crate::saves::persist;
+use crate::saves::restore;
+use crate::saves::store::{self, Save};
+use crate::saves::{blobs, keys};
+use crate::store::col;
+use crate::sync::devices::{self, Device};
+use awf_core::conflict::{self, Branch, Strategy};
+use awf_core::save::{self, Planned, Rebuilt};
+use awf_core::{merge, patch, Error, Result};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{JsonB, Uuid};
+use serde_json::{json, Value};
+
+const F: &str = "sync_up";
+
+/// One uploaded turn, with its state computed on the device's branch.
+struct ClientTurn {
+    turn_id: i64,
+    state: Value,
+    /// The chain hash the device computed, when it sent one.
+    claimed_chain: Option<String>,
+}
+
+/// The parsed request.
+struct Request {
+    save_id: String,
+    base_turn: i64,
+    base_chain: String,
+    turns: Vec<Value>,
+    strategy: Strategy,
+    merge_rule: merge::MergeRule,
+}
+
+fn parse(request: &Value) -> Result<Request> {
+    let obj = request
+        .as_object()
+        .ok_or_else(|| Error::invalid("a sync request must be a JSON object"))?;
+    let text = |k: &str| obj.get(k).and_then(Value::as_str);
+    let save_id = text("save_id")
+        .ok_or_else(|| Error::invalid("request.save_id must be a UUID"))?
+        .to_owned();
+    let base_turn = obj
+        .get("base_turn")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| Error::invalid("request.base_turn must be an integer"))?;
+    let base_chain = text("base_chain")
+        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| Error::invalid("request.base_chain must be a 64-hex chain hash"))?
+        .to_ascii_lowercase();
+    let turns = obj
+        .get("turns")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::invalid("request.turns must be a non-empty array"))?
+        .clone();
+    let strategy = match text("strategy") {
+        Some(s) => s.parse()?,
+        None => Strategy::LongestChain,
+    };
+    let merge_rule = match text("merge_rule") {
+        Some(r) => r.parse()?,
+        None => merge::MergeRule::Ours,
+    };
+    Ok(Request {
+        save_id,
+        base_turn,
+        base_chain,
+        turns,
+        strategy,
+        merge_rule,
+    })
+}
+
+/// Computes the device's states turn by turn from the ancestor's state: each turn carries a
+/// full `state` or a `patch` (RFC 6902) from the previous one.
+fn client_turns(req: &Request, ancestor: &Value) -> Result<Vec<ClientTurn>> {
+    let mut prev = ancestor.clone();
+    let mut out = Vec::with_capacity(req.turns.len());
+    for (i, t) in req.turns.iter().enumerate() {
+        let turn_id = t.get("turn_id").and_then(Value::as_i64).ok_or_else(|| {
+            Error::invalid(format!("request.turns[{i}].turn_id must be an integer"))
+        })?;
+        let expected = req.base_turn + 1 + i as i64;
+        if turn_id != expected {
+            return Err(Error::invalid(format!(
+                "request.turns[{i}] is turn {turn_id}, expected {expected} (turns follow base_turn {} in order)",
+                req.base_turn
+            )));
+        }
+        let state = match (t.get("state"), t.get("patch")) {
+            (Some(s), None) if s.is_object() => s.clone(),
+            (None, Some(p)) => patch::apply(&prev, p).map_err(|e| {
+                Error::invalid(format!(
+                    "request.turns[{i}] (turn {turn_id}): {}",
+                    e.message
+                ))
+            })?,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "request.turns[{i}] needs exactly one of \"state\" (an object) or \"patch\""
+                )))
+            }
+        };
+        let claimed_chain = t
+            .get("chain_hash")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        prev = state.clone();
+        out.push(ClientTurn {
+            turn_id,
+            state,
+            claimed_chain,
+        });
+    }
+    Ok(out)
+}
+
+/// Plans the device's branch from the ancestor (blobs not written yet).
+fn plan_branch(
+    s: &Save,
+    ancestor: &Value,
+    ancestor_chain: &str,
+    turns: &[ClientTurn],
+) -> Result<Vec<Planned>> {
+    let mut prev_state = ancestor;
+    let mut prev_chain = ancestor_chain.to_owned();
+    let mut plans = Vec::with_capacity(turns.len());
+    for t in turns {
+        let base = save::base_every(t.turn_id, s.origin_turn, gucs::sync_snapshot_every());
+        let p = save::plan(Some(prev_state), &prev_chain, t.turn_id, &t.state, base)?;
+        prev_chain = p.chain_hash.clone();
+        prev_state = &t.state;
+        plans.push(p);
+    }
+    Ok(plans)
+}
+
+/// Share of the device's claimed chain hashes that match what the server computes (1 when
+/// it claimed none).
+fn integrity_score(turns: &[ClientTurn], plans: &[Planned]) -> f64 {
+    let claimed: Vec<_> = turns
+        .iter()
+        .zip(plans)
+        .filter_map(|(t, p)| t.claimed_chain.as_ref().map(|c| c == &p.chain_hash))
+        .collect();
+    if claimed.is_empty() {
+        1.0
+    } else {
+        claimed.iter().filter(|ok| **ok).count() as f64 / claimed.len() as f64
+    }
+}
+
+/// Archives the device's branch whole (`reason = 'conflict'`), writing its blobs.
+fn archive_client_branch(
+    c: &mut SpiClient<'_>,
+    s: &Save,
+    ancestor_turn: i64,
+    ancestor_chain: &str,
+    plans: &[Planned],
+    details: Value,
+) -> Result<i64> {
+    let last = ancestor_turn + plans.len() as i64;
+    let t = c
+        .update(
+            "INSERT INTO awf.save_archives (save_id, reason, from_turn, to_turn, base_chain, details)
+             VALUES ($1, 'conflict', $2, $3, $4, $5) RETURNING archive_id",
+            Some(1),
+            &[
+                s.save_id.into(),
+                (ancestor_turn + 1).into(),
+                last.into(),
+                ancestor_chain.into(),
+                JsonB(details).into(),
+            ],
+        )
+        .expect("insert into awf.save_archives");
+    let archive_id: i64 = col(&t.first(), 1);
+    let key = keys::data_key_for(c, &s.user_id_hash)?;
+    for (i, p) in plans.iter().enumerate() {
+        let blob = blobs::encode(
+            c,
+            &p.blob,
+            &p.blob_hash,
+            key.as_ref(),
+            gucs::sync_zstd_level(),
+        )?;
+        blobs::write(c, &blob);
+        c.update(
+            "INSERT INTO awf.save_archive_turns (archive_id, turn_id, kind, blob_hash, key_id,
+                                                content_hash, chain_hash, stored_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            None,
+            &[
+                archive_id.into(),
+                (ancestor_turn + 1 + i as i64).into(),
+                p.kind.as_str().into(),
+                blob.blob_hash.as_str().into(),
+                blob.key_id.as_str().into(),
+                p.content_hash.as_str().into(),
+                p.chain_hash.as_str().into(),
+                blob.stored_bytes.into(),
+            ],
+        )
+        .expect("insert into awf.save_archive_turns");
+    }
+    Ok(archive_id)
+}
+
+/// Persists states one after the other on the save's head.
+fn append(c: &mut SpiClient<'_>, save_id: Uuid, states: &[(i64, &Value)]) -> Result<Save> {
+    for (turn_id, state) in states {
+        let s = store::save(c, save_id, true);
+        persist::persist(c, &s, *turn_id, state)?;
+    }
+    Ok(store::save(c, save_id, true))
+}
+
+/// The chain hash of a stored turn (the origin's for the turn before the first).
+fn chain_at(c: &mut SpiClient<'_>, s: &Save, turn: i64) -> Option<String> {
+    if turn == s.origin_turn {
+        return Some(s.origin_chain.clone());
+    }
+    let t = c
+        .update(
+            "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
+            Some(1),
+            &[s.save_id.into(), turn.into()],
+        )
+        .expect("select awf.save_diffs");
+    (!t.is_empty()).then(|| col(&t.first(), 1))
+}
+
+/// Uploads a device's turns. The request: `{save_id, base_turn, base_chain, turns: [{turn_id,
+/// state | patch, chain_hash?}], strategy?, merge_rule?}`.
+/// - When the base is the save's head, the turns fast-forward it (a claimed chain hash that
+///   differs from the server's is 40001: chain mismatch on upload).
+/// - Otherwise it is a conflict: the common ancestor is the base (found in the save by turn
+///   and chain hash; 40001 when the save does not hold it), the strategy picks the branch
+///   that stays, the losing branch is archived whole (`reason = 'conflict'`), and the
+///   response carries the conflict report.
+#[pg_extern(volatile, parallel_unsafe)]
+fn sync_up(device_id: &str, sync_token: &str, request: JsonB) -> JsonB {
+    Spi::connect_mut(|c| {
+        let device = devices::authenticate(c, device_id, sync_token, F);
+        let req = parse(&request.0).or_raise(F);
+        let save_id = parse_uuid(c, &req.save_id);
+        let s = store::save(c, save_id, true);
+        devices::check_owner(&device, &s.user_id_hash, save_id, F);
+        if s.sealed {
+            raise(
+                Error::invalid("sync_up carries JSON states; this save is client-sealed"),
+                F,
+            );
+        }
+        let result = if req.base_turn == s.head_turn && req.base_chain == s.head_chain {
+            fast_forward(c, &device, &s, &req)
+        } else {
+            resolve_conflict(c, &device, &s, &req)
+        }
+        .or_raise(F);
+        c.update(
+            "UPDATE awf.devices SET last_turn_seen = $2 WHERE device_id = $1",
+            None,
+            &[device_id.into(), result["head_turn"].as_i64().into()],
+        )
+        .expect("update awf.devices");
+        JsonB(result)
+    })
+}
+
+fn fast_forward(c: &mut SpiClient<'_>, device: &Device, s: &Save, req: &Request) -> Result<Value> {
+    let head = s
+        .head_state
+        .clone()
+        .ok_or_else(|| Error::invalid("the save holds no state to build on"))?;
+    let turns = client_turns(req, &head)?;
+    let plans = plan_branch(s, &head, &s.head_chain, &turns)?;
+    if let Some((t, p)) = turns
+        .iter()
+        .zip(&plans)
+        .find(|(t, p)| t.claimed_chain.as_ref().is_some_and(|c| c != &p.chain_hash))
+    {
+        return Err(Error::new(
+            awf_core::ErrorKind::Conflict,
+            format!(
+                "chain mismatch on upload at turn {}: the device computed {}, the server {}",
+                t.turn_id,
+                t.claimed_chain.as_deref().unwrap_or(""),
+                p.chain_hash
+            ),
+        ));
+    }
+    let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
+    let after = append(c, s.save_id, &states)?;
+    sync_session(c, &after)?;
+    let result = json!({
+        "status": "fast_forward",
+        "save_id": s.save_id.to_string(),
+        "head_turn": after.head_turn,
+        "head_chain": after.head_chain,
+        "turns_applied": turns.len(),
+    });
+    audit::record(
+        c,
+        "sync_up",
+        after.session_id,
+        json!({"save_id": s.save_id.to_string(), "device_id": device.device_id,
+               "outcome": "fast_forward", "turns": turns.len(), "head_turn": after.head_turn}),
+    );
+    Ok(result)
+}
+
+/// Puts a save's head state into its session (turn counters stay as they are).
+fn sync_session(c: &mut SpiClient<'_>, s: &Save) -> Result<()> {
+    if let (Some(sid), Some(state)) = (s.session_id, &s.head_state) {
+        let hash = awf_core::canonical::content_hash(state)?;
+        c.update(
+            "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
+             WHERE session_id = $1 AND state_hash <> $3",
+            None,
+            &[sid.into(), JsonB(state.clone()).into(), hash.into()],
+        )
+        .expect("update awf.sessions");
+    }
+    Ok(())
+}
+
+fn resolve_conflict(
+    c: &mut SpiClient<'_>,
+    device: &Device,
+    s: &Save,
+    req: &Request,
+) -> Result<Value> {
+    let stale = || {
+        Error::new(
+            awf_core::ErrorKind::Conflict,
+            format!(
+                "stale base: save {} holds no turn {} with chain {} (its head is turn {}); sync down first",
+                s.save_id, req.base_turn, req.base_chain, s.head_turn
+            ),
+        )
+    };
+    // The ancestor must be a stored turn (the origin itself holds no state to merge from).
+    if req.base_turn <= s.origin_turn || req.base_turn > s.head_turn {
+        return Err(stale());
+    }
+    if chain_at(c, s, req.base_turn).as_deref() != Some(req.base_chain.as_str()) {
+        return Err(stale());
+    }
+    let ancestor_turn = req.base_turn;
+    let ancestor_state = match store::rebuild(c, s, ancestor_turn)? {
+        Rebuilt::State { state, .. } => state,
+        Rebuilt::Sealed { .. } => return Err(Error::invalid("the common ancestor is sealed")),
+    };
+    let turns = client_turns(req, &ancestor_state)?;
+    let plans = plan_branch(s, &ancestor_state, &req.base_chain, &turns)?;
+    let client_tip = plans.last().expect("turns is non-empty");
+    let server_branch = Branch {
+        branch_id: format!("server-{}", &s.head_chain[..16]),
+        turn_id: s.head_turn,
+        chain_hash: s.head_chain.clone(),
+        device_id: None,
+        integrity_score: 1.0,
+        length: s.head_turn - ancestor_turn,
+        server: true,
+    };
+    let client_branch = Branch {
+        branch_id: format!("client-{}", &client_tip.chain_hash[..16]),
+        turn_id: ancestor_turn + plans.len() as i64,
+        chain_hash: client_tip.chain_hash.clone(),
+        device_id: Some(device.device_id.clone()),
+        integrity_score: integrity_score(&turns, &plans),
+        length: plans.len() as i64,
+        server: false,
+    };
+    let branches = [server_branch.clone(), client_branch.clone()];
+    let resolution = conflict::resolve(&branches, req.strategy)?;
+    let details = |side: &str| json!({"branch": side, "device_id": device.device_id, "strategy": req.strategy.as_str()});
+    let mut merge_conflicts = Value::Null;
+    let (chosen, archive_id, after) = if resolution.chosen_branch == server_branch.branch_id {
+        let id = archive_client_branch(
+            c,
+            s,
+            ancestor_turn,
+            &req.base_chain,
+            &plans,
+            details("client"),
+        )?;
+        ("server", id, store::save(c, s.save_id, true))
+    } else if resolution.chosen_branch == client_branch.branch_id {
+        let id = restore::archive_tail(c, s, ancestor_turn + 1, "conflict", details("server"));
+        let ancestor = store::rebuild(c, s, ancestor_turn)?;
+        restore::set_head(c, s, &ancestor)?;
+        let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
+        let after = append(c, s.save_id, &states)?;
+        ("client", id, after)
+    } else {
+        // Three-way merge from the ancestor; the merged state is a new turn on the server branch.
+        let server_state = s
+            .head_state
+            .clone()
+            .ok_or_else(|| Error::invalid("the save holds no head state"))?;
+        let client_state = &turns.last().expect("non-empty").state;
+        let outcome = merge::merge(&ancestor_state, &server_state, client_state, req.merge_rule)?;
+        merge_conflicts = serde_json::to_value(&outcome.conflicts).expect("conflicts serialize");
+        let id = archive_client_branch(
+            c,
+            s,
+            ancestor_turn,
+            &req.base_chain,
+            &plans,
+            details("client"),
+        )?;
+        let after = append(c, s.save_id, &[(s.head_turn + 1, &outcome.merged)])?;
+        ("merge", id, after)
+    };
+    sync_session(c, &after)?;
+    let archived = if chosen == "client" {
+        &server_branch
+    } else {
+        &client_branch
+    };
+    let mut report = json!({
+        "save_id": s.save_id.to_string(),
+        "ancestor": {"turn_id": ancestor_turn, "chain_hash": req.base_chain},
+        "branches": [server_branch, client_branch],
+        "resolution": {
+            "strategy": req.strategy.as_str(),
+            "chosen_branch": resolution.chosen_branch,
+            "archived_branch": archived.branch_id,
+            "archive_id": archive_id,
+            "reason": resolution.reason,
+        },
+    });
+    if chosen == "merge" {
+        report["merge_conflicts"] = merge_conflicts;
+    }
+    let t = c
+        .update(
+            "INSERT INTO awf.save_conflicts (save_id, device_id, strategy, chosen, archive_id, report)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING conflict_id",
+            Some(1),
+            &[
+                s.save_id.into(),
+                device.device_id.as_str().into(),
+                req.strategy.as_str().into(),
+                chosen.into(),
+                archive_id.into(),
+                JsonB(report.clone()).into(),
+            ],
+        )
+        .expect("insert into awf.save_conflicts");
+    let conflict_id: Uuid = col(&t.first(), 1);
+    report["conflict_id"] = json!(conflict_id.to_string());
+    c.update(
+        "UPDATE awf.save_conflicts SET report = $2 WHERE conflict_id = $1",
+        None,
+        &[conflict_id.into(), JsonB(report.clone()).into()],
+    )
+    .expect("update awf.save_conflicts");
+    audit::bump(c, "awf.sync.conflicts", 1);
+    audit::record(
+        c,
+        "sync_conflict",
+        after.session_id,
+        json!({"save_id": s.save_id.to_string(), "device_id": device.device_id,
+               "conflict_id": conflict_id.to_string(), "strategy": req.strategy.as_str(),
+               "chosen": chosen, "archive_id": archive_id}),
+    );
+    Ok(json!({
+        "status": "conflict",
+        "save_id": s.save_id.to_string(),
+        "head_turn": after.head_turn,
+        "head_chain": after.head_chain,
+        "conflict": report,
+    }))
+}
+
+/// Parses a UUID the way PostgreSQL does (22P02 for bad text).
+pub fn parse_uuid(c: &mut SpiClient<'_>, text: &str) -> Uuid {
+    col(
+        &c.update("SELECT $1::uuid", Some(1), &[text.into()])
+            .expect("uuid cast")
+            .first(),
+        1,
+    )
+}
