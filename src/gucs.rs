@@ -44,60 +44,64 @@ static SYNC_TOKEN_TTL_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 /// The master key file: one `id:hex` key per line, the first one current.
 static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// Registers an integer setting any role may change.
+fn define_int(
+    name: &'static std::ffi::CStr,
+    short: &'static std::ffi::CStr,
+    setting: &'static GucSetting<i32>,
+    min: i32,
+    max: i32,
+) {
+    GucRegistry::define_int_guc(
+        name,
+        short,
+        c"",
+        setting,
+        min,
+        max,
+        GucContext::Userset,
+        GucFlags::default(),
+    )
+}
+
 /// Registers every setting; called once from `_PG_init`.
 pub fn init() {
-    let int = |name: &'static std::ffi::CStr,
-               short: &'static std::ffi::CStr,
-               setting: &'static GucSetting<i32>,
-               min: i32,
-               max: i32| {
-        GucRegistry::define_int_guc(
-            name,
-            short,
-            c"",
-            setting,
-            min,
-            max,
-            GucContext::Userset,
-            GucFlags::default(),
-        )
-    };
-    int(
+    define_int(
         c"awf.wal_max_age_days",
         c"Days after which applied WAL entries may be cleaned up.",
         &WAL_MAX_AGE_DAYS,
         0,
         36500,
     );
-    int(
+    define_int(
         c"awf.snapshot_max_age_days",
         c"Days after which snapshots are pruned.",
         &SNAPSHOT_MAX_AGE_DAYS,
         0,
         36500,
     );
-    int(
+    define_int(
         c"awf.snapshot_max_count",
         c"Snapshots kept per session when pruning.",
         &SNAPSHOT_MAX_COUNT,
         0,
         1_000_000,
     );
-    int(
+    define_int(
         c"awf.recap_max_sentences",
         c"Most sentences in a recap.",
         &RECAP_MAX_SENTENCES,
         2,
         100,
     );
-    int(
+    define_int(
         c"awf.recap_max_words_per_sentence",
         c"Most words in one recap sentence.",
         &RECAP_MAX_WORDS_PER_SENTENCE,
         1,
         1000,
     );
-    int(
+    define_int(
         c"awf.export_max_size_mb",
         c"Largest session export bundle, in MB.",
         &EXPORT_MAX_SIZE_MB,
@@ -141,65 +145,49 @@ pub fn init() {
 
 /// Registers the cloud-save settings.
 fn init_sync() {
-    let int = |name: &'static std::ffi::CStr,
-               short: &'static std::ffi::CStr,
-               setting: &'static GucSetting<i32>,
-               min: i32,
-               max: i32| {
-        GucRegistry::define_int_guc(
-            name,
-            short,
-            c"",
-            setting,
-            min,
-            max,
-            GucContext::Userset,
-            GucFlags::default(),
-        )
-    };
-    int(
+    define_int(
         c"awf.sync_snapshot_every",
         c"A cloud save stores a base every this many turns.",
         &SYNC_SNAPSHOT_EVERY,
         1,
         100_000,
     );
-    int(
+    define_int(
         c"awf.sync_zstd_level",
         c"zstd level of cloud-save blobs.",
         &SYNC_ZSTD_LEVEL,
         1,
         22,
     );
-    int(
+    define_int(
         c"awf.sync_max_diff_bytes_kb",
         c"Largest diff of one turn, in KB.",
         &SYNC_MAX_DIFF_BYTES_KB,
         1,
         1_048_576,
     );
-    int(
+    define_int(
         c"awf.sync_max_save_bytes_mb",
         c"Largest cloud save, in MB.",
         &SYNC_MAX_SAVE_BYTES_MB,
         1,
         1_048_576,
     );
-    int(
+    define_int(
         c"awf.sync_user_quota_mb",
         c"Cloud-save storage quota per user, in MB.",
         &SYNC_USER_QUOTA_MB,
         1,
         1_048_576,
     );
-    int(
+    define_int(
         c"awf.sync_retention_days",
         c"Days of save history and archives kept by awf.retention_enforce().",
         &SYNC_RETENTION_DAYS,
         1,
         36500,
     );
-    int(
+    define_int(
         c"awf.sync_token_ttl_days",
         c"Days a device's sync token stays valid.",
         &SYNC_TOKEN_TTL_DAYS,

@@ -106,7 +106,7 @@ fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
         return outcome("already_applied", "applied by a concurrent call".into());
     }
     if session.turn_id >= turn_id {
-        mark_applied(c, sid, turn_id);
+        store::mark_wal_applied(c, sid, turn_id);
         return outcome(
             "marked_applied",
             format!(
@@ -169,17 +169,6 @@ fn skip(
     .expect("update awf.turn_wal");
     warning!("awf.wal_reconcile: session {sid} turn {turn_id} left unapplied: {why}");
     outcome("skipped", why)
-}
-
-fn mark_applied(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) {
-    c.update(
-        "UPDATE awf.turn_wal SET applied = true, applied_at = now(), attempts = attempts + 1,
-                last_error = NULL
-         WHERE session_id = $1 AND turn_id = $2",
-        None,
-        &[sid.into(), turn_id.into()],
-    )
-    .expect("update awf.turn_wal");
 }
 
 /// Deletes applied WAL entries older than `older_than` (default: `awf.wal_max_age_days`).

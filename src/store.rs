@@ -110,3 +110,15 @@ pub fn turn_state_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<
         Some(col(&t.first(), 1))
     }
 }
+
+/// Marks a WAL entry applied (by this call or, for reconciliation, by the state it finds).
+pub fn mark_wal_applied(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) {
+    c.update(
+        "UPDATE awf.turn_wal SET applied = true, applied_at = now(), attempts = attempts + 1,
+                last_error = NULL
+         WHERE session_id = $1 AND turn_id = $2",
+        None,
+        &[id.into(), turn_id.into()],
+    )
+    .expect("update awf.turn_wal");
+}

@@ -341,14 +341,7 @@ pub fn persist(
         ],
     )
     .expect("insert into awf.turns");
-    c.update(
-        "UPDATE awf.turn_wal SET applied = true, applied_at = now(), attempts = attempts + 1,
-                last_error = NULL
-         WHERE session_id = $1 AND turn_id = $2",
-        None,
-        &[id.into(), turn_id.into()],
-    )
-    .expect("update awf.turn_wal");
+    store::mark_wal_applied(c, id, turn_id);
     result(id, turn_id, &state_hash, false)
 }
 

@@ -5,7 +5,7 @@ use crate::errors::{raise, OrRaise};
 use crate::gucs;
 use crate::saves::blobs;
 use crate::saves::store::{self, Save};
-use awf_core::save::{self, Rebuilt, StoredTurn, VerifyReport};
+use awf_core::save::{self, Rebuilt, VerifyReport};
 use awf_core::Error;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -62,18 +62,7 @@ fn check(c: &mut SpiClient<'_>, s: &Save) -> VerifyReport {
             }
         }
     }
-    let stored: Vec<StoredTurn<'_>> = rows
-        .iter()
-        .zip(&plain)
-        .map(|(r, p)| StoredTurn {
-            turn_id: r.turn_id,
-            kind: r.kind,
-            blob: p,
-            blob_hash: &r.blob_hash,
-            content_hash: &r.content_hash,
-            chain_hash: &r.chain_hash,
-        })
-        .collect();
+    let stored = store::stored_turns(&rows, &plain);
     let head = decode_failure
         .is_none()
         .then_some((s.head_turn, s.head_chain.as_str()));

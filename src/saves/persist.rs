@@ -286,17 +286,9 @@ fn write(
 /// Called for every applied session turn: when the session has a (JSON) save, the turn is
 /// persisted into it in the same transaction, as the save's next turn.
 pub fn on_turn_applied(c: &mut SpiClient<'_>, session_id: Uuid, state: &Value) -> Result<()> {
-    let t = c
-        .update(
-            "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
-            Some(1),
-            &[session_id.into()],
-        )
-        .expect("select awf.saves");
-    if t.is_empty() {
+    let Some(id) = store::session_save(c, session_id) else {
         return Ok(());
-    }
-    let id: Uuid = col(&t.first(), 1);
+    };
     let s = store::save(c, id, true);
     persist(c, &s, s.head_turn + 1, state).map(|_| ())
 }
@@ -357,17 +349,9 @@ fn save_mark_base(save_id: Uuid, turn_id: default!(Option<i64>, "NULL")) -> Json
 /// For `awf.snapshot_create(..., as_base => true)`: marks the head of the session's save as a
 /// base. Returns the save turn marked, if the session has a (JSON) save.
 pub fn mark_session_base(c: &mut SpiClient<'_>, session_id: Uuid) -> Result<Option<i64>> {
-    let t = c
-        .update(
-            "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
-            Some(1),
-            &[session_id.into()],
-        )
-        .expect("select awf.saves");
-    if t.is_empty() {
+    let Some(id) = store::session_save(c, session_id) else {
         return Ok(None);
-    }
-    let id: Uuid = col(&t.first(), 1);
+    };
     let s = store::save(c, id, true);
     if s.head_turn <= s.origin_turn {
         return Ok(None);

@@ -20,20 +20,8 @@ pub fn archive_tail(
     reason: &str,
     details: Value,
 ) -> i64 {
-    let base_chain: String = if from - 1 == s.origin_turn {
-        s.origin_chain.clone()
-    } else {
-        col(
-            &c.update(
-                "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
-                Some(1),
-                &[s.save_id.into(), (from - 1).into()],
-            )
-            .expect("select awf.save_diffs")
-            .first(),
-            1,
-        )
-    };
+    let base_chain =
+        store::chain_at(c, s, from - 1).expect("the turn before an archived tail is held");
     let t = c
         .update(
             "INSERT INTO awf.save_archives (save_id, reason, from_turn, to_turn, base_chain, details)
@@ -67,16 +55,7 @@ pub fn archive_tail(
 /// Points a save's head at a rebuilt turn, and (for a session's save) puts that state back
 /// into the session, snapshotting the session's state first so it can be undone.
 pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
-    let chain: String = col(
-        &c.update(
-            "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
-            Some(1),
-            &[s.save_id.into(), head.turn_id().into()],
-        )
-        .expect("select awf.save_diffs")
-        .first(),
-        1,
-    );
+    let chain = store::chain_at(c, s, head.turn_id()).expect("a rebuilt turn is held");
     let state = head.state().cloned();
     c.update(
         "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
@@ -199,20 +178,7 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
             )
         });
         let s = store::save(c, save_id, true);
-        let attach_chain = if from - 1 == s.origin_turn {
-            s.origin_chain.clone()
-        } else {
-            col(
-                &c.update(
-                    "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
-                    Some(1),
-                    &[save_id.into(), (from - 1).into()],
-                )
-                .expect("select awf.save_diffs")
-                .first(),
-                1,
-            )
-        };
+        let attach_chain = store::chain_at(c, &s, from - 1).unwrap_or_default();
         if attach_chain != base_chain {
             raise(
                 Error::conflict(format!(

@@ -126,9 +126,14 @@ pub fn rebuild(c: &mut SpiClient<'_>, s: &Save, target: i64) -> Result<Rebuilt> 
             )
         })?);
     }
-    let stored: Vec<StoredTurn<'_>> = rows[start..]
-        .iter()
-        .zip(&plain)
+    let stored = stored_turns(&rows[start..], &plain);
+    save::rebuild(&s.origin_chain, s.origin_turn, &earlier, &stored, target)
+}
+
+/// Pairs turn rows with their decoded blobs, for awf_core's rebuild and verify.
+pub fn stored_turns<'a>(rows: &'a [TurnRow], plain: &'a [Vec<u8>]) -> Vec<StoredTurn<'a>> {
+    rows.iter()
+        .zip(plain)
         .map(|(r, p)| StoredTurn {
             turn_id: r.turn_id,
             kind: r.kind,
@@ -137,6 +142,32 @@ pub fn rebuild(c: &mut SpiClient<'_>, s: &Save, target: i64) -> Result<Rebuilt> 
             content_hash: &r.content_hash,
             chain_hash: &r.chain_hash,
         })
-        .collect();
-    save::rebuild(&s.origin_chain, s.origin_turn, &earlier, &stored, target)
+        .collect()
+}
+
+/// The chain hash of a save's turn `turn` (the origin's chain for the origin turn), if held.
+pub fn chain_at(c: &mut SpiClient<'_>, s: &Save, turn: i64) -> Option<String> {
+    if turn == s.origin_turn {
+        return Some(s.origin_chain.clone());
+    }
+    let t = c
+        .update(
+            "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
+            Some(1),
+            &[s.save_id.into(), turn.into()],
+        )
+        .expect("select awf.save_diffs");
+    (!t.is_empty()).then(|| col(&t.first(), 1))
+}
+
+/// The (JSON, not sealed) save of a session, if it has one.
+pub fn session_save(c: &mut SpiClient<'_>, session_id: Uuid) -> Option<Uuid> {
+    let t = c
+        .update(
+            "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
+            Some(1),
+            &[session_id.into()],
+        )
+        .expect("select awf.saves");
+    (!t.is_empty()).then(|| col(&t.first(), 1))
 }

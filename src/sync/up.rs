@@ -221,21 +221,6 @@ fn append(c: &mut SpiClient<'_>, save_id: Uuid, states: &[(i64, &Value)]) -> Res
     Ok(store::save(c, save_id, true))
 }
 
-/// The chain hash of a stored turn (the origin's for the turn before the first).
-fn chain_at(c: &mut SpiClient<'_>, s: &Save, turn: i64) -> Option<String> {
-    if turn == s.origin_turn {
-        return Some(s.origin_chain.clone());
-    }
-    let t = c
-        .update(
-            "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
-            Some(1),
-            &[s.save_id.into(), turn.into()],
-        )
-        .expect("select awf.save_diffs");
-    (!t.is_empty()).then(|| col(&t.first(), 1))
-}
-
 /// Uploads a device's turns. The request: `{save_id, base_turn, base_chain, turns: [{turn_id,
 /// state | patch, chain_hash?}], strategy?, merge_rule?}`.
 /// - When the base is the save's head, the turns fast-forward it (a claimed chain hash that
@@ -350,7 +335,7 @@ fn resolve_conflict(
     if req.base_turn <= s.origin_turn || req.base_turn > s.head_turn {
         return Err(stale());
     }
-    if chain_at(c, s, req.base_turn).as_deref() != Some(req.base_chain.as_str()) {
+    if store::chain_at(c, s, req.base_turn).as_deref() != Some(req.base_chain.as_str()) {
         return Err(stale());
     }
     let ancestor_turn = req.base_turn;
