@@ -93,6 +93,7 @@ CREATE TABLE awf.audit_log (
 CREATE INDEX audit_log_session_idx ON awf.audit_log (session_id, at);
 CREATE INDEX audit_log_save_idx ON awf.audit_log (save_id, at);
 CREATE INDEX audit_log_action_idx ON awf.audit_log (action, at);
+CREATE INDEX audit_log_device_idx ON awf.audit_log (device_id, at);
 
 -- Event counters. Sharded by backend so concurrent turns do not queue on one row; the
 -- metrics view sums the shards. Transactional: a rolled-back event is not counted.
@@ -142,7 +143,8 @@ CREATE POLICY snapshots_admin ON awf.snapshots TO awf_admin USING (true) WITH CH
 GRANT SELECT, INSERT, UPDATE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots TO awf_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots TO awf_admin;
 GRANT DELETE ON awf.snapshots TO awf_app;
-GRANT INSERT ON awf.audit_log TO awf_app, awf_admin;
+-- No role inserts audit rows directly: the extension writes them (hash-chained) as the
+-- table owner, so nobody can add an unhashed or forged row.
 GRANT SELECT ON awf.audit_log TO awf_admin;
 GRANT SELECT, INSERT, UPDATE ON awf.metric_counters TO awf_app, awf_admin;
 GRANT SELECT ON awf.metrics TO awf_app, awf_admin;

@@ -68,3 +68,15 @@ AS $$
   FROM awf.save_conflicts c
   WHERE conflict_stats.save_id IS NULL OR c.save_id = conflict_stats.save_id
 $$;
+
+-- Privacy operations that destroy data: awf_admin only.
+REVOKE EXECUTE ON FUNCTION awf.save_delete(uuid, text), awf.user_delete(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.save_delete(uuid, text), awf.user_delete(text, text) TO awf_admin;
+
+-- Audit and admin views across users: awf_admin only.
+REVOKE EXECUTE ON FUNCTION awf.audit_verify(bigint, text),
+  awf.audit_query(uuid, text, text, timestamptz, timestamptz, integer),
+  awf.sync_stats(), awf.save_details(uuid), awf.device_details(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.audit_verify(bigint, text),
+  awf.audit_query(uuid, text, text, timestamptz, timestamptz, integer),
+  awf.sync_stats(), awf.save_details(uuid), awf.device_details(text) TO awf_admin;

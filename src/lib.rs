@@ -21,6 +21,8 @@ mod gucs;
 /// Row access to sessions, turns and WAL entries.
 mod store;
 
+/// `awf.audit_verify`, `awf.audit_query`, `awf.sync_stats`, `awf.save_details`, `awf.device_details`.
+mod admin;
 /// Reconciliation at server start, when loaded through `shared_preload_libraries`.
 mod bgworker;
 /// `awf.session_export`, `awf.session_import`.

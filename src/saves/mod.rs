@@ -14,6 +14,9 @@ pub mod materialize;
 /// `awf.save_create_or_attach`, `awf.save_persist_turn`, `awf.save_persist_sealed`, and the
 /// hook that persists every applied session turn.
 pub mod persist;
+/// `awf.save_export`, `awf.save_delete`, `awf.user_delete`, `awf.user_quota`: export with
+/// checksums, deletion with tombstones, whole-user erasure, quota.
+pub mod privacy;
 /// `awf.save_restore`, `awf.save_archive_restore`.
 pub mod restore;
 /// `awf.retention_enforce`.

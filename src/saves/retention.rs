@@ -4,8 +4,8 @@
 use crate::audit;
 use crate::errors::OrRaise;
 use crate::gucs;
-use crate::saves::persist;
 use crate::saves::store::{self, Save};
+use crate::saves::{persist, privacy};
 use crate::store::col;
 use awf_core::Result;
 use pgrx::prelude::*;
@@ -14,6 +14,9 @@ use pgrx::{JsonB, Uuid};
 use serde_json::json;
 
 /// Applies the retention settings:
+/// - saves untouched (`updated_at`) for `awf.sync_retention_days` are deleted as
+///   `awf.save_delete(save_id, 'retention')` deletes them: tombstoned, blobs no other save
+///   uses purged, audit details redacted;
 /// - save history older than `awf.sync_retention_days` is pruned, always keeping the head;
 ///   the first kept turn is re-based (stored as a base) when it was a diff, and the save's
 ///   origin moves to the last pruned turn with that turn's chain hash, so every kept turn
@@ -30,6 +33,21 @@ fn retention_enforce() -> JsonB {
     const F: &str = "retention_enforce";
     let days = gucs::sync_retention_days();
     Spi::connect_mut(|c| {
+        // Whole saves first, so none of them is re-based only to be deleted.
+        let stale: Vec<Uuid> = c
+            .update(
+                "SELECT save_id FROM awf.saves
+                 WHERE updated_at < now() - make_interval(days => $1) ORDER BY 1",
+                None,
+                &[days.into()],
+            )
+            .expect("select stale saves")
+            .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
+            .collect();
+        for id in &stale {
+            let s = store::save(c, *id, true);
+            privacy::delete_save(c, &s, "retention");
+        }
         let saves: Vec<Uuid> = c
             .update(
                 "SELECT DISTINCT d.save_id FROM awf.save_diffs d JOIN awf.saves s USING (save_id)
@@ -73,6 +91,7 @@ fn retention_enforce() -> JsonB {
         );
         let result = json!({
             "retention_days": days,
+            "saves_deleted": stale.len(),
             "saves_pruned": saves.len(),
             "turns_pruned": pruned,
             "turns_rebased": rebased,

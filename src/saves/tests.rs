@@ -2,7 +2,7 @@
 
 // pg_test functions live in schema `tests`, so the module must carry that name.
 #[pgrx::pg_schema]
-mod tests {
+pub(crate) mod tests {
     use crate::testing::{assert_sqlstate, json, new_session, one, run, submit, SID};
     use pgrx::prelude::*;
     use serde_json::json;
@@ -24,7 +24,7 @@ mod tests {
     }
 
     /// Writes a key file the server process can read and points the setting at it.
-    fn use_key_file(name: &str, lines: &[&str]) -> String {
+    pub(crate) fn use_key_file(name: &str, lines: &[&str]) -> String {
         let path = format!("/tmp/awf-pgtest-{}-{name}.key", std::process::id());
         std::fs::write(&path, lines.join("\n")).expect("write key file");
         run(&format!("SET awf.master_key_file = '{path}'"));

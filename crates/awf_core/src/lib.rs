@@ -6,6 +6,8 @@ pub mod json;
 
 /// Turn payloads (`txt` + `acts`) and the default, all-or-nothing act applier.
 pub mod acts;
+/// The hash chain over audit-log rows and its verifier.
+pub mod audit_chain;
 /// The self-checking session bundle of export and import: build, redact, checksum, verify.
 pub mod bundle;
 /// RFC 8785 canonical bytes and SHA-256 content hashes.
@@ -18,6 +20,8 @@ pub mod codec;
 pub mod conflict;
 /// Structural diff producing RFC 6902 patches (arrays aligned by LCS).
 pub mod diff;
+/// Checksummed JSON Lines (a SHA-256 per line, a manifest line): the save export format.
+pub mod jsonl;
 /// Three-way merge with conflict reporting.
 pub mod merge;
 /// RFC 7396 JSON Merge Patch.
