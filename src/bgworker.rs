@@ -102,3 +102,53 @@ pub extern "C-unwind" fn awf_reconcile_database(_arg: pg_sys::Datum) {
         );
     }
 }
+
+/// Writes the audit row of a refused device call from a short-lived worker of its own: the
+/// refused call rolls back, and its audit row must not roll back with it. Fire and forget;
+/// when no worker slot is free the refusal stays in the server log only.
+pub fn audit_refusal(function: &str, device_id: &str, reason: &str) {
+    // bgw_extra holds 128 bytes: function, reason and as much of the device id as fits.
+    let mut extra = format!("{function}\u{1f}{reason}\u{1f}{device_id}");
+    while extra.len() > 127 {
+        extra.pop();
+    }
+    let db = unsafe { pg_sys::MyDatabaseId };
+    let started = BackgroundWorkerBuilder::new("awf_lifecycle refusal audit")
+        .set_type("awf_lifecycle")
+        .set_library("awf_lifecycle")
+        .set_function("awf_audit_refusal")
+        .enable_spi_access()
+        .set_argument(Some(pg_sys::Datum::from(u32::from(db) as usize)))
+        .set_extra(&extra)
+        .set_restart_time(None)
+        .load_dynamic();
+    if started.is_err() {
+        log!("awf audit: no worker slot to record the refusal of {function} for device {device_id:?}");
+    }
+}
+
+/// Worker: records one refusal in `awf.audit_log` (action `sync_refused`).
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn awf_audit_refusal(arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let db = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+    let extra = BackgroundWorker::get_extra().to_owned();
+    let mut parts = extra.splitn(3, '\u{1f}');
+    let (function, reason, device) = (
+        parts.next().unwrap_or_default().to_owned(),
+        parts.next().unwrap_or_default().to_owned(),
+        parts.next().unwrap_or_default().to_owned(),
+    );
+    BackgroundWorker::transaction(|| {
+        Spi::connect_mut(|c| {
+            crate::audit::record(
+                c,
+                "sync_refused",
+                None,
+                serde_json::json!({"function": function, "device_id": device, "reason": reason}),
+            );
+        })
+    });
+}

@@ -19,9 +19,8 @@ pub struct Device {
 
 /// Checks a device's token; refuses (42501) an unknown device, a wrong or expired token.
 ///
-/// A refused call rolls back, so it cannot leave a row in `awf.audit_log`: the refusal is
-/// written to the server log instead (`awf audit: ...`), which is where such attempts are
-/// reviewed.
+/// A refused call rolls back, and its audit row must not roll back with it: a short-lived
+/// background worker writes it (`sync_refused`), and the server log gets a line too.
 pub fn authenticate(
     c: &mut SpiClient<'_>,
     device_id: &str,
@@ -30,6 +29,7 @@ pub fn authenticate(
 ) -> Device {
     let refuse = |why: &str| -> ! {
         log!("awf audit: {f} refused for device {device_id:?}: {why}");
+        crate::bgworker::audit_refusal(f, device_id, why);
         raise(
             Error::not_allowed(format!("device {device_id:?} is not authorized: {why}")),
             f,
@@ -79,6 +79,7 @@ pub fn check_owner(device: &Device, save_user: &str, save_id: Uuid, f: &'static 
             "awf audit: {f} refused for device {:?}: save {save_id} belongs to another user",
             device.device_id
         );
+        crate::bgworker::audit_refusal(f, &device.device_id, "the save belongs to another user");
         raise(
             Error::not_allowed(format!(
                 "device {:?} may not use save {save_id}: it belongs to another user",
@@ -157,6 +158,7 @@ fn device_register(
             .expect("upsert awf.devices");
         if t.is_empty() {
             log!("awf audit: device_register refused for device {device_id:?}: it belongs to another user");
+            crate::bgworker::audit_refusal(F, device_id, "the device belongs to another user");
             raise(
                 Error::not_allowed(format!("device {device_id:?} belongs to another user")),
                 F,

@@ -212,3 +212,65 @@ fn a_device_back_100_turns_behind_with_20_of_its_own() {
     assert_eq!(verify["ok"], json!(true));
     println!("offline device: 100 server turns kept, 20 device turns archived and restorable, sync_down sent 100");
 }
+
+/// A refused call rolls back, but its audit row does not: a worker of its own records it.
+#[test]
+fn refused_calls_are_audited_although_they_roll_back() {
+    let db = TestDb::new();
+    let mut c = connect(&db);
+    let (save, _, tb) = setup(&mut c);
+    let wrong = "0".repeat(64);
+    let err = c
+        .query_one(
+            "SELECT awf.sync_down('device-a', $1, $2::text::uuid, 0)",
+            &[&wrong, &save],
+        )
+        .unwrap_err();
+    assert_eq!(awf_tests::sqlstate(&err), "42501");
+    c.query_one(
+        "SELECT awf.session_upsert($1::text::uuid, 'u2', '{}')",
+        &[&"66666666-6666-6666-6666-666666666666"],
+    )
+    .unwrap();
+    let other: String = c
+        .query_one(
+            "SELECT awf.save_create_or_attach($1::text::uuid, 'u2') ->> 'save_id'",
+            &[&"66666666-6666-6666-6666-666666666666"],
+        )
+        .unwrap()
+        .get(0);
+    let err = c
+        .query_one(
+            "SELECT awf.sync_down('device-b', $1, $2::text::uuid, 0)",
+            &[&tb, &other],
+        )
+        .unwrap_err();
+    assert_eq!(awf_tests::sqlstate(&err), "42501");
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = c
+            .query(
+                "SELECT details ->> 'device_id', details ->> 'reason' FROM awf.audit_log
+                 WHERE action = 'sync_refused' ORDER BY id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>();
+        if rows.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "device-a");
+    assert!(rows[0].1.contains("wrong sync token"), "{rows:?}");
+    assert_eq!(rows[1].0, "device-b");
+    let verify: Value = c
+        .query_one("SELECT awf.audit_verify()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(verify["ok"], json!(true), "{verify}");
+    println!("refusals: 2 refused calls, 2 audit rows written by the refusal worker, chain ok");
+}
