@@ -156,6 +156,53 @@ pub fn bump(c: &mut SpiClient<'_>, name: &str, by: i64) {
 /// per 2000 rows from the first redacted row to the newest one. In REPEATABLE READ, a row
 /// committed after the transaction's snapshot cannot be rewritten: 40001, retry.
 pub fn redact_details(c: &mut SpiClient<'_>, save_id: Uuid) -> usize {
+    redact_where(
+        c,
+        // A typed uuid formatted by us, never caller text.
+        &format!("save_id = '{save_id}'::uuid OR (save_id IS NULL AND details->>'save_id' = '{save_id}')"),
+        Some(save_id),
+        json!({"save_id": save_id.to_string()}),
+    )
+}
+
+/// Redacts, as [`redact_details`] does, the audit rows of an erased user that no save ties
+/// together: those of the user's sessions and devices, and those naming the user.
+pub fn redact_user_rows(
+    c: &mut SpiClient<'_>,
+    user_id_hash: &str,
+    sessions: &[Uuid],
+    devices: &[String],
+) -> usize {
+    let ids: Vec<i64> = c
+        .update(
+            "SELECT id FROM awf.audit_log
+             WHERE session_id = ANY($1) OR device_id = ANY($2) OR details->>'user_id_hash' = $3
+             ORDER BY id",
+            None,
+            &[
+                sessions.to_vec().into(),
+                devices.to_vec().into(),
+                user_id_hash.into(),
+            ],
+        )
+        .expect("select the user's audit rows")
+        .map(|r| r.get::<i64>(1).expect("id").expect("id is not NULL"))
+        .collect();
+    if ids.is_empty() {
+        return 0;
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    redact_where(
+        c,
+        &format!("id = ANY('{{{list}}}'::int8[])"),
+        None,
+        json!({"user_rows": ids.len()}),
+    )
+}
+
+/// Redacts the details of the rows matching `filter` (SQL built only from typed values) and
+/// re-chains; `scope` describes them in the `audit_redacted` row.
+fn redact_where(c: &mut SpiClient<'_>, filter: &str, save_id: Option<Uuid>, scope: Value) -> usize {
     const F: &str = "redact_details";
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut changed: BTreeMap<i64, Value> = BTreeMap::new();
@@ -174,12 +221,7 @@ pub fn redact_details(c: &mut SpiClient<'_>, save_id: Uuid) -> usize {
         let snap = Latest::take();
         let rows = snap.query(
             c,
-            &format!(
-                "SELECT {COLS} FROM awf.audit_log
-                 WHERE save_id = '{save_id}'::uuid
-                    OR (save_id IS NULL AND details->>'save_id' = '{save_id}')
-                 ORDER BY id"
-            ),
+            &format!("SELECT {COLS} FROM awf.audit_log WHERE {filter} ORDER BY id"),
             Row::decode,
         );
         for r in &rows {
@@ -271,15 +313,12 @@ pub fn redact_details(c: &mut SpiClient<'_>, save_id: Uuid) -> usize {
         }
     }
     let first = changed.keys().next().copied();
-    record_full(
-        c,
-        "audit_redacted",
-        None,
-        Some(save_id),
-        None,
-        json!({"save_id": save_id.to_string(), "rows_redacted": changed.len(),
-               "findings": counts, "rechained_from": first, "rows_rechained": rechained}),
-    );
+    let mut details = json!({"rows_redacted": changed.len(), "findings": counts,
+                             "rechained_from": first, "rows_rechained": rechained});
+    if let (Value::Object(d), Value::Object(sc)) = (&mut details, scope) {
+        d.extend(sc);
+    }
+    record_full(c, "audit_redacted", None, save_id, None, details);
     changed.len()
 }
 

@@ -396,6 +396,8 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
             blobs_purged += r["blobs_purged"].as_i64().unwrap_or(0);
             redacted += r["audit_rows_redacted"].as_i64().unwrap_or(0);
         }
+        // Rows no save ties together (sessions, devices, the user's own) are redacted too.
+        redacted += audit::redact_user_rows(c, user, &sessions, &devices) as i64;
         let sessions_deleted = count(
             c,
             "WITH gone AS (DELETE FROM awf.sessions WHERE user_id_hash = $1 RETURNING 1)
@@ -1181,6 +1183,24 @@ mod tests {
         assert_eq!(
             json("SELECT awf.retention_enforce()")["saves_deleted"],
             json!(0)
+        );
+        assert_eq!(json("SELECT awf.audit_verify()")["ok"], json!(true));
+    }
+
+    #[pg_test]
+    fn user_delete_redacts_audit_rows_of_sessions_and_devices() {
+        run("SELECT awf.session_upsert('77777777-7777-7777-7777-777777777777', 'u9', '{}')");
+        run("SELECT awf.snapshot_create('77777777-7777-7777-7777-777777777777', 'for ann@example.com')");
+        run("SELECT awf.device_register('ann-phone-10.1.2.3', 'u9')");
+        assert!(
+            count(
+                "SELECT count(*) FROM awf.audit_log WHERE details::text LIKE '%ann@example.com%'"
+            ) > 0
+        );
+        run("SELECT awf.user_delete('u9', 'erasure request')");
+        assert_eq!(
+            count("SELECT count(*) FROM awf.audit_log WHERE details::text LIKE '%ann@example.com%' OR details::text LIKE '%10.1.2.3%'"),
+            0
         );
         assert_eq!(json("SELECT awf.audit_verify()")["ok"], json!(true));
     }
