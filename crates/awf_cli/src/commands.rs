@@ -29,6 +29,23 @@ enum Command {
         /// Path of the JSON document, or - for standard input.
         file: String,
     },
+    /// Reconcile unapplied WAL entries (awf.wal_reconcile); one JSON line per entry.
+    Reconcile {
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// Rebuild and check every turn of a save (awf.save_verify); exit 4 when it fails.
+    Verify {
+        /// The save's id.
+        save_id: String,
+    },
+    /// Check the audit log's hash chain (awf.audit_verify); exit 4 when it is broken.
+    AuditVerify,
+    /// Apply every retention setting (awf.retention_enforce).
+    Retention,
+    /// Print cloud-save and sync statistics (awf.sync_stats).
+    Stats,
 }
 
 /// A failure, with the exit code scripts can branch on.
@@ -40,6 +57,8 @@ pub enum CliError {
     Sql { code: String, message: String },
     /// The database could not be reached (exit 3).
     Connect(String),
+    /// A verification found a problem (exit 4); the report was printed.
+    Failed(String),
 }
 
 impl CliError {
@@ -48,6 +67,7 @@ impl CliError {
             CliError::Sql { .. } => 1,
             CliError::Usage(_) => 2,
             CliError::Connect(_) => 3,
+            CliError::Failed(_) => 4,
         }
     }
 }
@@ -55,7 +75,7 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Connect(m) => f.write_str(m),
+            CliError::Usage(m) | CliError::Connect(m) | CliError::Failed(m) => f.write_str(m),
             CliError::Sql { code, message } => write!(f, "{message} (SQLSTATE {code})"),
         }
     }
@@ -89,8 +109,55 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 .get(0);
             println!("{h}");
         }
+        Command::Reconcile { session } => {
+            let mut db = connect(cli.database_url)?;
+            let rows = db.query(
+                "SELECT to_jsonb(r) FROM awf.wal_reconcile($1::text::uuid) r",
+                &[&session],
+            )?;
+            for row in rows {
+                let v: Value = row.get(0);
+                println!("{v}");
+            }
+        }
+        Command::Verify { save_id } => {
+            let mut db = connect(cli.database_url)?;
+            let v: Value = db
+                .query_one("SELECT awf.save_verify($1::text::uuid)", &[&save_id])?
+                .get(0);
+            report(&v, "save verification failed")?;
+        }
+        Command::AuditVerify => {
+            let mut db = connect(cli.database_url)?;
+            let v: Value = db.query_one("SELECT awf.audit_verify()", &[])?.get(0);
+            report(&v, "the audit chain is broken")?;
+        }
+        Command::Retention => {
+            let mut db = connect(cli.database_url)?;
+            let v: Value = db.query_one("SELECT awf.retention_enforce()", &[])?.get(0);
+            println!("{}", pretty(&v));
+        }
+        Command::Stats => {
+            let mut db = connect(cli.database_url)?;
+            let v: Value = db.query_one("SELECT awf.sync_stats()", &[])?.get(0);
+            println!("{}", pretty(&v));
+        }
     }
     Ok(())
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// Prints a `{ok, ...}` report; a report that is not ok is exit 4.
+fn report(v: &Value, failure: &str) -> Result<(), CliError> {
+    println!("{}", pretty(v));
+    if v["ok"] == Value::Bool(true) {
+        Ok(())
+    } else {
+        Err(CliError::Failed(failure.to_owned()))
+    }
 }
 
 fn connect(url: Option<String>) -> Result<Client, CliError> {

@@ -89,3 +89,46 @@ fn usage_errors_exit_2() {
     let out = awf(&["hash", f.path()], None);
     assert_eq!(out.status.code(), Some(2), "no database configured");
 }
+
+#[test]
+fn operator_commands_report_and_exit_by_outcome() {
+    let db = TestDb::new();
+    let save: String = {
+        let mut c = db.client();
+        c.batch_execute(
+            "SELECT awf.session_upsert('88888888-8888-8888-8888-888888888888', 'u1', '{\"hp\": 1}')",
+        )
+        .unwrap();
+        c.query_one(
+            "SELECT awf.save_create_or_attach('88888888-8888-8888-8888-888888888888', 'u1') ->> 'save_id'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let out = awf(&["verify", &save], Some(&db));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"ok\": true"));
+    let out = awf(&["audit-verify"], Some(&db));
+    assert!(out.status.success());
+    let out = awf(&["stats"], Some(&db));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("saves"));
+    let out = awf(&["retention"], Some(&db));
+    assert!(out.status.success());
+    let out = awf(&["reconcile"], Some(&db));
+    assert!(out.status.success());
+    // A corrupted save: verify prints the report and exits 4.
+    db.client()
+        .batch_execute("UPDATE awf.save_diffs SET content_hash = repeat('a', 64)")
+        .unwrap();
+    let out = awf(&["verify", &save], Some(&db));
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("first_bad_turn"));
+    let out = awf(&["verify", "not-a-uuid"], Some(&db));
+    assert_eq!(out.status.code(), Some(1), "22P02 from the database");
+}
