@@ -1,7 +1,9 @@
 //! The router: one module per resource, merged here.
 
+mod devices;
 mod health;
 mod pure;
+mod sync;
 
 use crate::db::AppState;
 use axum::Router;
@@ -11,5 +13,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(pure::routes())
+        .merge(devices::routes())
+        .merge(sync::routes())
         .with_state(state)
 }
