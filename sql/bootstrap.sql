@@ -176,7 +176,7 @@ CREATE TABLE awf.saves (
   head_chain        text NOT NULL DEFAULT repeat('0', 64),
   head_content_hash text,
   head_state        jsonb,                           -- materialized head (NULL when sealed or empty)
-  bytes_stored      bigint NOT NULL DEFAULT 0,       -- stored bytes of the blobs its turns use
+  bytes_stored      bigint NOT NULL DEFAULT 0 CHECK (bytes_stored >= 0), -- stored bytes of the blobs its turns use
   integrity_ok      boolean,
   last_verified_at  timestamptz,
   created_at        timestamptz NOT NULL DEFAULT now(),
@@ -255,7 +255,10 @@ ALTER TABLE awf.save_diffs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE awf.save_archives ENABLE ROW LEVEL SECURITY;
 CREATE POLICY saves_app ON awf.saves TO awf_app
   USING (user_id_hash = awf.current_user_id_hash())
-  WITH CHECK (user_id_hash = awf.current_user_id_hash());
+  WITH CHECK (user_id_hash = awf.current_user_id_hash()
+              -- a save can only be bound to a session the caller sees (its own)
+              AND (session_id IS NULL
+                   OR EXISTS (SELECT FROM awf.sessions s WHERE s.session_id = saves.session_id)));
 CREATE POLICY save_diffs_app ON awf.save_diffs TO awf_app
   USING (EXISTS (SELECT FROM awf.saves s WHERE s.save_id = save_diffs.save_id));
 CREATE POLICY save_archives_app ON awf.save_archives TO awf_app
@@ -272,16 +275,17 @@ GRANT SELECT, INSERT, UPDATE ON awf.saves, awf.save_diffs, awf.save_archives,
   awf.save_archive_turns TO awf_app;
 GRANT DELETE ON awf.save_diffs, awf.save_archive_turns TO awf_app;
 -- A blob is visible to an awf_app caller only through a turn or archive of its own saves
--- (the inner tables' policies apply), so no one reads another user's blobs.
+-- (the inner tables' policies apply), so no one reads another user's blobs; and only the
+-- extension inserts blobs, so no one plants bytes under a hash another user will need.
 ALTER TABLE awf.save_blobs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY save_blobs_app_read ON awf.save_blobs FOR SELECT TO awf_app
   USING (EXISTS (SELECT FROM awf.save_diffs d
                  WHERE d.blob_hash = save_blobs.blob_hash AND d.key_id = save_blobs.key_id)
          OR EXISTS (SELECT FROM awf.save_archive_turns a
                     WHERE a.blob_hash = save_blobs.blob_hash AND a.key_id = save_blobs.key_id));
-CREATE POLICY save_blobs_app_insert ON awf.save_blobs FOR INSERT TO awf_app WITH CHECK (true);
 CREATE POLICY save_blobs_admin ON awf.save_blobs TO awf_admin USING (true) WITH CHECK (true);
-GRANT SELECT, INSERT ON awf.save_blobs TO awf_app;
+-- Only the extension writes blobs (as the owner; see src/saves/blobs.rs).
+GRANT SELECT ON awf.save_blobs TO awf_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON awf.saves, awf.save_diffs, awf.save_archives,
   awf.save_archive_turns, awf.save_blobs TO awf_admin;
 -- Wrapped data keys are useless without the master key, which only the extension's code in

@@ -536,14 +536,14 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
 /// `pg_catalog, pg_temp`, the way PostgreSQL runs a `SECURITY DEFINER` function with
 /// `SET search_path`. Dropping it restores both; on an ERROR the transaction's (or
 /// subtransaction's) abort restores them.
-struct AsOwner {
+pub(crate) struct AsOwner {
     user: pg_sys::Oid,
     sec_context: i32,
     nest_level: i32,
 }
 
 impl AsOwner {
-    fn enter(c: &SpiClient<'_>) -> AsOwner {
+    pub(crate) fn enter(c: &SpiClient<'_>) -> AsOwner {
         let owner: pg_sys::Oid = c
             .select(
                 "SELECT c.relowner FROM pg_catalog.pg_class c

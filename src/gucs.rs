@@ -44,7 +44,8 @@ static SYNC_TOKEN_TTL_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 /// The master key file: one `id:hex` key per line, the first one current.
 static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// Registers an integer setting any role may change.
+/// Registers an integer setting. Limits, quotas and retention are superuser-only
+/// (`Suset`): a caller must not lift its own quota or token lifetime with `SET`.
 fn define_int(
     name: &'static std::ffi::CStr,
     short: &'static std::ffi::CStr,
@@ -52,6 +53,11 @@ fn define_int(
     min: i32,
     max: i32,
 ) {
+    let context = if name.to_bytes().starts_with(b"awf.recap_") {
+        GucContext::Userset
+    } else {
+        GucContext::Suset
+    };
     GucRegistry::define_int_guc(
         name,
         short,
@@ -59,7 +65,7 @@ fn define_int(
         setting,
         min,
         max,
-        GucContext::Userset,
+        context,
         GucFlags::default(),
     )
 }

@@ -61,6 +61,10 @@ pub fn encode(
 /// Writes an encoded blob (a no-op for one that already exists).
 pub fn write(c: &mut SpiClient<'_>, blob: &Encoded) {
     if let Some(data) = &blob.data {
+        // Blobs are shared by content across users, so only the extension writes them (as the
+        // tables' owner): a caller could otherwise plant bytes under a hash another user's
+        // state will have, and ON CONFLICT would keep them.
+        let _owner = crate::audit::AsOwner::enter(c);
         c.update(
             "INSERT INTO awf.save_blobs (blob_hash, key_id, data, plain_bytes, stored_bytes)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",

@@ -71,8 +71,10 @@ pub fn data_key_for(c: &mut SpiClient<'_>, user_id_hash: &str) -> Result<Option<
     let id = format!("dk-{}", uuid_hex(c));
     let key = DataKey::generate(&id)?;
     let wrapped = ring.current().wrap(&key);
-    c.update(
-        "INSERT INTO awf.data_keys (user_id_hash, key_id, wrapped, master_key_id) VALUES ($1, $2, $3, $4)",
+    // Two saves of one user may create the key at once: the loser uses the winner's.
+    let inserted = c.update(
+        "INSERT INTO awf.data_keys (user_id_hash, key_id, wrapped, master_key_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id_hash) DO NOTHING RETURNING 1",
         None,
         &[
             user_id_hash.into(),
@@ -82,6 +84,25 @@ pub fn data_key_for(c: &mut SpiClient<'_>, user_id_hash: &str) -> Result<Option<
         ],
     )
     .expect("insert into awf.data_keys");
+    if inserted.is_empty() {
+        // Another transaction created it first; it committed, so read it (in REPEATABLE READ
+        // it may be invisible to this snapshot: then retry the transaction).
+        let t = c
+            .update(
+                "SELECT wrapped FROM awf.data_keys WHERE user_id_hash = $1",
+                Some(1),
+                &[user_id_hash.into()],
+            )
+            .expect("select awf.data_keys");
+        if t.is_empty() {
+            return Err(Error::new(
+                awf_core::ErrorKind::Conflict,
+                "the user's data key was created concurrently; retry the transaction",
+            ));
+        }
+        let wrapped: Vec<u8> = col(&t.first(), 1);
+        return ring.unwrap(&WrappedKey::from_bytes(&wrapped)?).map(Some);
+    }
     Ok(Some(key))
 }
 

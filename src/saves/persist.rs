@@ -186,13 +186,7 @@ pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> 
         state,
         make_base,
     )?;
-    if planned.kind == Kind::Diff && planned.blob.len() > gucs::sync_max_diff_bytes() {
-        return Err(Error::limit(format!(
-            "the diff of turn {turn_id} is {} KB, over awf.sync_max_diff_bytes_kb = {}",
-            planned.blob.len().div_ceil(1024),
-            gucs::sync_max_diff_bytes() / 1024
-        )));
-    }
+    check_diff_size(&planned, turn_id)?;
     write(c, s, turn_id, planned, Some(state))
 }
 
@@ -213,31 +207,7 @@ fn write(
         gucs::sync_zstd_level(),
     )?;
     let added = i64::from(blob.stored_bytes);
-    if s.bytes_stored + added > gucs::sync_max_save_bytes() {
-        return Err(Error::limit(format!(
-            "save {} would grow to {} bytes, over awf.sync_max_save_bytes_mb = {}",
-            s.save_id,
-            s.bytes_stored + added,
-            gucs::sync_max_save_bytes() / (1024 * 1024)
-        )));
-    }
-    let used: i64 = col(
-        &c.update(
-            "SELECT coalesce(sum(bytes_stored), 0)::bigint FROM awf.saves WHERE user_id_hash = $1",
-            Some(1),
-            &[s.user_id_hash.as_str().into()],
-        )
-        .expect("sum awf.saves")
-        .first(),
-        1,
-    );
-    if used + added > gucs::sync_user_quota_bytes() {
-        return Err(Error::limit(format!(
-            "user quota exceeded: {} bytes used, this turn needs {added}, awf.sync_user_quota_mb = {}",
-            used,
-            gucs::sync_user_quota_bytes() / (1024 * 1024)
-        )));
-    }
+    check_limits(c, s, added)?;
     blobs::write(c, &blob);
     c.update(
         "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id, content_hash,
@@ -358,4 +328,53 @@ pub fn mark_session_base(c: &mut SpiClient<'_>, session_id: Uuid) -> Result<Opti
     }
     rebase(c, &s, s.head_turn)?;
     Ok(Some(s.head_turn))
+}
+
+/// Checks a save's size limit and its user's quota for `added` more stored bytes, before
+/// anything is written (54000, saying which). Holds a per-user lock to the end of the
+/// transaction, so two saves of one user cannot both pass and together exceed the quota.
+pub fn check_limits(c: &mut SpiClient<'_>, s: &Save, added: i64) -> Result<()> {
+    if s.bytes_stored + added > gucs::sync_max_save_bytes() {
+        return Err(Error::limit(format!(
+            "save {} would grow to {} bytes, over awf.sync_max_save_bytes_mb = {}",
+            s.save_id,
+            s.bytes_stored + added,
+            gucs::sync_max_save_bytes() / (1024 * 1024)
+        )));
+    }
+    c.update(
+        "SELECT pg_advisory_xact_lock(hashtextextended('awf.quota:' || $1, 0))",
+        None,
+        &[s.user_id_hash.as_str().into()],
+    )
+    .expect("quota lock");
+    let used: i64 = col(
+        &c.update(
+            "SELECT coalesce(sum(bytes_stored), 0)::bigint FROM awf.saves WHERE user_id_hash = $1",
+            Some(1),
+            &[s.user_id_hash.as_str().into()],
+        )
+        .expect("sum awf.saves")
+        .first(),
+        1,
+    );
+    if used + added > gucs::sync_user_quota_bytes() {
+        return Err(Error::limit(format!(
+            "user quota exceeded: {used} bytes used, this needs {added} more, awf.sync_user_quota_mb = {}",
+            gucs::sync_user_quota_bytes() / (1024 * 1024)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one planned turn's diff against `awf.sync_max_diff_bytes_kb` (54000).
+pub fn check_diff_size(planned: &Planned, turn_id: i64) -> Result<()> {
+    if planned.kind == Kind::Diff && planned.blob.len() > gucs::sync_max_diff_bytes() {
+        return Err(Error::limit(format!(
+            "the diff of turn {turn_id} is {} KB, over awf.sync_max_diff_bytes_kb = {}",
+            planned.blob.len().div_ceil(1024),
+            gucs::sync_max_diff_bytes() / 1024
+        )));
+    }
+    Ok(())
 }

@@ -358,15 +358,16 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
     check_reason(reason, F);
     Spi::connect_mut(|c| {
         let user = user_id_hash;
-        let saves: Vec<Uuid> = ids(
-            c,
-            "SELECT save_id FROM awf.saves WHERE user_id_hash = $1 ORDER BY save_id FOR UPDATE",
-            user,
-        );
+        // Sessions before saves: the order awf.turn_submit locks them in.
         let sessions: Vec<Uuid> = ids(
             c,
             "SELECT session_id FROM awf.sessions WHERE user_id_hash = $1
              ORDER BY session_id FOR UPDATE",
+            user,
+        );
+        let saves: Vec<Uuid> = ids(
+            c,
+            "SELECT save_id FROM awf.saves WHERE user_id_hash = $1 ORDER BY save_id FOR UPDATE",
             user,
         );
         let devices: Vec<String> = ids(

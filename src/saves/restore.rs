@@ -98,7 +98,7 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
 fn save_restore(save_id: Uuid, target_turn: i64) -> JsonB {
     const F: &str = "save_restore";
     Spi::connect_mut(|c| {
-        let s = store::save(c, save_id, true);
+        let s = store::save_with_session_locked(c, save_id);
         let head = store::rebuild(c, &s, target_turn).or_raise(F);
         if target_turn == s.head_turn {
             return JsonB(
@@ -158,7 +158,7 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
                 F,
             );
         }
-        let s = store::save(c, save_id, true);
+        let s = store::save_with_session_locked(c, save_id);
         if from - 1 < s.origin_turn || from - 1 > s.head_turn {
             raise(
                 Error::conflict(format!(

@@ -44,10 +44,6 @@ fn retention_enforce() -> JsonB {
             .expect("select stale saves")
             .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
             .collect();
-        for id in &stale {
-            let s = store::save(c, *id, true);
-            privacy::delete_save(c, &s, "retention");
-        }
         let saves: Vec<Uuid> = c
             .update(
                 "SELECT DISTINCT d.save_id FROM awf.save_diffs d JOIN awf.saves s USING (save_id)
@@ -59,9 +55,32 @@ fn retention_enforce() -> JsonB {
             .expect("select prunable saves")
             .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
             .collect();
+        // Every row lock first (sessions, then saves: turn_submit's order), and only then any
+        // audit row: its chain lock is held to commit, so nothing may be waited on after it.
+        let mut all: Vec<Uuid> = stale.iter().chain(&saves).copied().collect();
+        all.sort_unstable_by_key(|u| u.as_bytes().to_owned());
+        all.dedup();
+        c.update(
+            "SELECT 1 FROM awf.sessions WHERE session_id IN
+               (SELECT session_id FROM awf.saves WHERE save_id = ANY($1))
+             ORDER BY session_id FOR UPDATE",
+            None,
+            &[all.clone().into()],
+        )
+        .expect("lock sessions");
+        c.update(
+            "SELECT 1 FROM awf.saves WHERE save_id = ANY($1) ORDER BY save_id FOR UPDATE",
+            None,
+            &[all.into()],
+        )
+        .expect("lock saves");
+        for id in &stale {
+            let s = store::save(c, *id, true);
+            privacy::delete_save(c, &s, "retention");
+        }
         let mut pruned = 0i64;
         let mut rebased = 0i64;
-        for id in &saves {
+        for id in saves.iter().filter(|id| !stale.contains(id)) {
             let s = store::save(c, *id, true);
             let (n, r) = prune_save(c, &s, days).or_raise(F);
             pruned += n;
@@ -127,7 +146,23 @@ fn prune_save(c: &mut SpiClient<'_>, s: &Save, days: i32) -> Result<(i64, bool)>
         .first()
         .get(1)
         .expect("max turn");
-    let Some(last) = last else {
+    // An archive that is still restorable attaches after turn from_turn - 1, whose state
+    // must stay rebuildable: keep it stored (the origin holds no state).
+    let attach: Option<i64> = c
+        .update(
+            "SELECT min(from_turn) FROM awf.save_archives WHERE save_id = $1 AND restored_at IS NULL",
+            Some(1),
+            &[s.save_id.into()],
+        )
+        .expect("select awf.save_archives")
+        .first()
+        .get(1)
+        .expect("min from_turn");
+    let last = match (last, attach) {
+        (Some(l), Some(a)) => Some(l.min(a - 2)),
+        (l, _) => l,
+    };
+    let Some(last) = last.filter(|l| *l > s.origin_turn) else {
         return Ok((0, false));
     };
     // Re-base the first kept turn while its history is still there to rebuild it from.

@@ -57,6 +57,43 @@ pub fn save(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Save {
     }
 }
 
+/// Locks a save for a change that may also touch its session (restore, sync, archive
+/// restore): the session first, then the save, the order `awf.turn_submit` takes them in, so
+/// the two never deadlock.
+pub fn save_with_session_locked(c: &mut SpiClient<'_>, id: Uuid) -> Save {
+    let t = c
+        .update(
+            "SELECT session_id FROM awf.saves WHERE save_id = $1",
+            Some(1),
+            &[id.into()],
+        )
+        .expect("select awf.saves");
+    if let Some(Some(sid)) = (!t.is_empty()).then(|| t.first().get::<Uuid>(1).expect("session_id"))
+    {
+        c.update(
+            "SELECT 1 FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
+            None,
+            &[sid.into()],
+        )
+        .expect("lock awf.sessions");
+    }
+    save(c, id, true)
+}
+
+/// Whether a save belongs to a user, seen past row-level security, so a device of another
+/// user is refused (42501) rather than told the save does not exist; `None` when it does not.
+pub fn save_belongs_to(c: &mut SpiClient<'_>, id: Uuid, user: &str) -> Option<bool> {
+    c.update(
+        "SELECT awf.save_belongs_to($1, $2)",
+        Some(1),
+        &[id.into(), user.into()],
+    )
+    .expect("awf.save_belongs_to")
+    .first()
+    .get::<bool>(1)
+    .expect("save_belongs_to")
+}
+
 /// One stored turn's row.
 pub struct TurnRow {
     pub turn_id: i64,

@@ -72,21 +72,33 @@ pub fn authenticate(
     }
 }
 
-/// Refuses (42501) a device acting on another user's save.
-pub fn check_owner(device: &Device, save_user: &str, save_id: Uuid, f: &'static str) {
-    if device.user_id_hash != save_user {
-        log!(
-            "awf audit: {f} refused for device {:?}: save {save_id} belongs to another user",
-            device.device_id
-        );
-        crate::bgworker::audit_refusal(f, &device.device_id, "the save belongs to another user");
-        raise(
-            Error::not_allowed(format!(
-                "device {:?} may not use save {save_id}: it belongs to another user",
-                device.device_id
-            )),
+/// Refuses (42501) a device acting on another user's save, and P0002 for no such save. The
+/// owner is read past row-level security, so the refusal is a refusal, audited as such.
+pub fn check_owner(c: &mut SpiClient<'_>, device: &Device, save_id: Uuid, f: &'static str) {
+    match crate::saves::store::save_belongs_to(c, save_id, &device.user_id_hash) {
+        Some(true) => {}
+        None => raise(
+            Error::not_found(format!("save {save_id} does not exist")),
             f,
-        );
+        ),
+        Some(false) => {
+            log!(
+                "awf audit: {f} refused for device {:?}: save {save_id} belongs to another user",
+                device.device_id
+            );
+            crate::bgworker::audit_refusal(
+                f,
+                &device.device_id,
+                "the save belongs to another user",
+            );
+            raise(
+                Error::not_allowed(format!(
+                    "device {:?} may not use save {save_id}: it belongs to another user",
+                    device.device_id
+                )),
+                f,
+            );
+        }
     }
 }
 

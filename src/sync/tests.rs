@@ -359,4 +359,103 @@ mod tests {
             "P0002",
         );
     }
+
+    #[pg_test]
+    fn a_retried_upload_is_up_to_date_not_a_conflict() {
+        let (save, tok) = setup(2);
+        let (t, c) = head(&save);
+        let req = json!({"save_id": save, "base_turn": t, "base_chain": c,
+                         "strategy": "three_way_merge", "turns": gold_turns(t + 1, 2, 0)});
+        assert_eq!(up(&tok, req.clone())["status"], json!("fast_forward"));
+        let again = up(&tok, req.clone());
+        assert_eq!(again["status"], json!("up_to_date"), "{again}");
+        assert_eq!(head(&save).0, t + 2, "applied once");
+        // A device that sent one turn already and now sends it again with one more.
+        let mut longer = req.clone();
+        longer["turns"] = gold_turns(t + 1, 3, 0);
+        let r = up(&tok, longer);
+        assert_eq!(r["status"], json!("fast_forward"), "{r}");
+        assert_eq!(r["already_held"], json!(2));
+        assert_eq!(head(&save).0, t + 3);
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.save_conflicts"),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn an_archived_branch_counts_against_the_limits() {
+        let (save, tok) = setup(2);
+        let base = (1, chain_at(&save, 1));
+        run("SET awf.sync_user_quota_mb = 1");
+        run("SET awf.sync_snapshot_every = 1");
+        // Three turns of random hex (~0.6 MB each after zstd): over the quota together.
+        let sql = format!(
+            "SELECT awf.sync_up('phone', '{tok}', jsonb_build_object(
+               'save_id', '{save}', 'base_turn', {}, 'base_chain', '{}', 'strategy', 'server_wins',
+               'turns', (SELECT jsonb_agg(jsonb_build_object('turn_id', 1 + t, 'state',
+                          jsonb_build_object('noise', (SELECT string_agg(md5(random()::text || t || g), '')
+                                                       FROM generate_series(1, 40000) g))) ORDER BY t)
+                         FROM generate_series(1, 3) t)))",
+            base.0, base.1
+        );
+        assert_sqlstate(&sql, "54000");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.save_archives"),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn retention_keeps_a_restorable_archive_attachable() {
+        let (save, tok) = setup(6);
+        let base = (2, chain_at(&save, 2));
+        up(
+            &tok,
+            json!({"save_id": save, "base_turn": base.0, "base_chain": base.1,
+                        "strategy": "server_wins", "turns": gold_turns(3, 1, 0)}),
+        );
+        run(&format!(
+            "UPDATE awf.save_diffs SET created_at = now() - interval '2 years' WHERE save_id = '{save}' AND turn_id <= 5"
+        ));
+        run("SELECT awf.retention_enforce()");
+        assert!(
+            one::<i64>(&format!(
+                "SELECT origin_turn FROM awf.saves WHERE save_id = '{save}'"
+            ))
+            .unwrap()
+                <= 1,
+            "turn 2, where the archive attaches, is still stored"
+        );
+        run("SELECT awf.save_archive_restore(archive_id) FROM awf.save_archives");
+        assert_eq!(head(&save).0, 3);
+        assert_eq!(
+            json(&format!("SELECT awf.save_verify('{save}')"))["ok"],
+            json!(true)
+        );
+    }
+
+    #[pg_test]
+    fn app_roles_cannot_lift_limits_plant_blobs_or_borrow_sessions() {
+        let (save, _) = setup(1);
+        run("SELECT awf.session_upsert('99999999-9999-9999-9999-999999999999', 'u2', '{}')");
+        run("CREATE ROLE awf_test_app2 IN ROLE awf_app");
+        run("SET ROLE awf_test_app2");
+        run("SET awf.user_id_hash = 'u1'");
+        assert_sqlstate("SET awf.sync_user_quota_mb = 100000", "42501");
+        assert_sqlstate("SET awf.sync_token_ttl_days = 3650", "42501");
+        assert_sqlstate(
+            "INSERT INTO awf.save_blobs VALUES (repeat('a', 64), '', '\\x00', 1, 1)",
+            "42501",
+        );
+        assert_sqlstate(
+            "INSERT INTO awf.saves (session_id, user_id_hash) VALUES ('99999999-9999-9999-9999-999999999999', 'u1')",
+            "42501",
+        );
+        assert_sqlstate(
+            &format!("UPDATE awf.saves SET bytes_stored = -1 WHERE save_id = '{save}'"),
+            "23514",
+        );
+        run("RESET ROLE");
+    }
 }

@@ -181,16 +181,33 @@ fn archive_client_branch(
         )
         .expect("insert into awf.save_archives");
     let archive_id: i64 = col(&t.first(), 1);
+    for (p, t) in plans.iter().zip(ancestor_turn + 1..) {
+        persist::check_diff_size(p, t)?;
+    }
     let key = keys::data_key_for(c, &s.user_id_hash)?;
-    for (i, p) in plans.iter().enumerate() {
-        let blob = blobs::encode(
-            c,
-            &p.blob,
-            &p.blob_hash,
-            key.as_ref(),
-            gucs::sync_zstd_level(),
-        )?;
-        blobs::write(c, &blob);
+    let encoded = plans
+        .iter()
+        .map(|p| {
+            blobs::encode(
+                c,
+                &p.blob,
+                &p.blob_hash,
+                key.as_ref(),
+                gucs::sync_zstd_level(),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // An archived branch takes storage like any turn: same limits, counted in the save.
+    let added: i64 = encoded.iter().map(|b| i64::from(b.stored_bytes)).sum();
+    persist::check_limits(c, s, added)?;
+    c.update(
+        "UPDATE awf.saves SET bytes_stored = bytes_stored + $2 WHERE save_id = $1",
+        None,
+        &[s.save_id.into(), added.into()],
+    )
+    .expect("update awf.saves");
+    for ((i, p), blob) in plans.iter().enumerate().zip(&encoded) {
+        blobs::write(c, blob);
         c.update(
             "INSERT INTO awf.save_archive_turns (archive_id, turn_id, kind, blob_hash, key_id,
                                                 content_hash, chain_hash, stored_bytes)
@@ -235,8 +252,8 @@ fn sync_up(device_id: &str, sync_token: &str, request: JsonB) -> JsonB {
         let device = devices::authenticate(c, device_id, sync_token, F);
         let req = parse(&request.0).or_raise(F);
         let save_id = parse_uuid(c, &req.save_id);
-        let s = store::save(c, save_id, true);
-        devices::check_owner(&device, &s.user_id_hash, save_id, F);
+        devices::check_owner(c, &device, save_id, F);
+        let s = store::save_with_session_locked(c, save_id);
         if s.sealed {
             raise(
                 Error::invalid("sync_up carries JSON states; this save is client-sealed"),
@@ -338,13 +355,54 @@ fn resolve_conflict(
     if store::chain_at(c, s, req.base_turn).as_deref() != Some(req.base_chain.as_str()) {
         return Err(stale());
     }
-    let ancestor_turn = req.base_turn;
-    let ancestor_state = match store::rebuild(c, s, ancestor_turn)? {
+    let base_state = match store::rebuild(c, s, req.base_turn)? {
         Rebuilt::State { state, .. } => state,
         Rebuilt::Sealed { .. } => return Err(Error::invalid("the common ancestor is sealed")),
     };
-    let turns = client_turns(req, &ancestor_state)?;
-    let plans = plan_branch(s, &ancestor_state, &req.base_chain, &turns)?;
+    let mut turns = client_turns(req, &base_state)?;
+    let mut plans = plan_branch(s, &base_state, &req.base_chain, &turns)?;
+    // Walk the device's turns along the save's lineage: the turns the save already holds
+    // (same turn, same chain hash — a retried upload, or a device that synced elsewhere) are
+    // shared history, and the common ancestor is the last of them.
+    let mut shared = 0;
+    while shared < plans.len()
+        && store::chain_at(c, s, req.base_turn + 1 + shared as i64).as_deref()
+            == Some(plans[shared].chain_hash.as_str())
+    {
+        shared += 1;
+    }
+    let ancestor_turn = req.base_turn + shared as i64;
+    let (ancestor_state, ancestor_chain) = match shared {
+        0 => (base_state, req.base_chain.clone()),
+        k => (turns[k - 1].state.clone(), plans[k - 1].chain_hash.clone()),
+    };
+    turns.drain(..shared);
+    plans.drain(..shared);
+    if turns.is_empty() {
+        // Everything the device sent is already here: nothing to do, nothing to archive.
+        return Ok(json!({
+            "status": "up_to_date", "save_id": s.save_id.to_string(),
+            "head_turn": s.head_turn, "head_chain": s.head_chain,
+        }));
+    }
+    if ancestor_turn == s.head_turn {
+        let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
+        let after = append(c, s.save_id, &states)?;
+        sync_session(c, &after)?;
+        audit::record(
+            c,
+            "sync_up",
+            after.session_id,
+            json!({"save_id": s.save_id.to_string(), "device_id": device.device_id,
+                   "outcome": "fast_forward", "turns": turns.len(), "already_held": shared,
+                   "head_turn": after.head_turn}),
+        );
+        return Ok(json!({
+            "status": "fast_forward", "save_id": s.save_id.to_string(),
+            "head_turn": after.head_turn, "head_chain": after.head_chain,
+            "turns_applied": turns.len(), "already_held": shared,
+        }));
+    }
     let client_tip = plans.last().expect("turns is non-empty");
     let server_branch = Branch {
         branch_id: format!("server-{}", &s.head_chain[..16]),
@@ -373,7 +431,7 @@ fn resolve_conflict(
             c,
             s,
             ancestor_turn,
-            &req.base_chain,
+            &ancestor_chain,
             &plans,
             details("client"),
         )?;
@@ -398,7 +456,7 @@ fn resolve_conflict(
             c,
             s,
             ancestor_turn,
-            &req.base_chain,
+            &ancestor_chain,
             &plans,
             details("client"),
         )?;
@@ -413,7 +471,7 @@ fn resolve_conflict(
     };
     let mut report = json!({
         "save_id": s.save_id.to_string(),
-        "ancestor": {"turn_id": ancestor_turn, "chain_hash": req.base_chain},
+        "ancestor": {"turn_id": ancestor_turn, "chain_hash": ancestor_chain},
         "branches": [server_branch, client_branch],
         "resolution": {
             "strategy": req.strategy.as_str(),
