@@ -28,11 +28,11 @@ $$;
 
 -- Admin functions: awf_admin only. Everything else stays executable by awf_app (and PUBLIC,
 -- which row-level security and table grants still constrain).
-REVOKE EXECUTE ON FUNCTION awf.wal_reconcile(uuid), awf.wal_cleanup(interval),
+REVOKE EXECUTE ON FUNCTION awf.wal_reconcile(uuid), awf.wal_cleanup(interval), awf.wal_discard(uuid, bigint),
   awf.snapshot_prune(uuid), awf.session_import(jsonb, boolean),
   awf.retention_enforce(), awf.rotate_master_key(), awf.save_verify_sample(double precision)
   FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION awf.wal_reconcile(uuid), awf.wal_cleanup(interval),
+GRANT EXECUTE ON FUNCTION awf.wal_reconcile(uuid), awf.wal_cleanup(interval), awf.wal_discard(uuid, bigint),
   awf.snapshot_prune(uuid), awf.session_import(jsonb, boolean),
   awf.retention_enforce(), awf.rotate_master_key(), awf.save_verify_sample(double precision)
   TO awf_admin;

@@ -37,9 +37,10 @@ fn session_export(session_id: Uuid, redact: default!(Option<bool>, "NULL")) -> J
     const F: &str = "session_export";
     let redact = redact.unwrap_or_else(gucs::export_redact_sensitive);
     Spi::connect_mut(|c| {
+        // Locked as a turn locks it, so every section describes the same moment.
         let Some(session) = json_of(
             c,
-            "SELECT to_jsonb(s) - 'state' FROM awf.sessions s WHERE session_id = $1",
+            "SELECT to_jsonb(s) - 'state' FROM awf.sessions s WHERE session_id = $1 FOR UPDATE",
             session_id,
         ) else {
             raise(
@@ -133,7 +134,18 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
     let Some(user_id_hash) = text("user_id_hash").filter(|u| !u.is_empty()) else {
         raise(Error::invalid("bundle session has no user_id_hash"), F)
     };
-    let source_turn = session.get("turn_id").and_then(Value::as_i64).unwrap_or(0);
+    // jsonb may have rewritten 7 as 7.0; a missing or fractional counter is a bad bundle.
+    let source_turn = session
+        .get("turn_id")
+        .and_then(|v| {
+            v.as_i64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            })
+        })
+        .filter(|t| *t >= 0)
+        .unwrap_or_else(|| raise(Error::invalid("bundle session has no valid turn_id"), F));
     let offset = if preserve_turn_id { 0 } else { -source_turn };
     let source_id = text("session_id");
     let source = json!({
@@ -199,12 +211,16 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
         )
         .expect("insert imported turns");
         c.update(
+            // Applied entries come over as history. Unapplied ones stay behind: they belong to
+            // the source's state, and a sandbox must not replay them. The payload hash is
+            // recomputed, since a redacted export rewrote the payloads.
             "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before,
                                        applied, attempts, last_error, created_at, applied_at)
-             SELECT $1, (w->>'turn_id')::bigint + $2, w->'awf_raw', w->>'payload_hash',
-                    w->>'state_hash_before', (w->>'applied')::boolean, (w->>'attempts')::int,
+             SELECT $1, (w->>'turn_id')::bigint + $2, w->'awf_raw', awf.canonical_hash(w->'awf_raw'),
+                    w->>'state_hash_before', true, (w->>'attempts')::int,
                     w->>'last_error', (w->>'created_at')::timestamptz, (w->>'applied_at')::timestamptz
-             FROM jsonb_array_elements($3) w",
+             FROM jsonb_array_elements($3) w
+             WHERE (w->>'applied')::boolean",
             None,
             &[new_id.into(), offset.into(), JsonB(wal).into()],
         )

@@ -44,8 +44,9 @@ static SYNC_TOKEN_TTL_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 /// The master key file: one `id:hex` key per line, the first one current.
 static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// Registers an integer setting. Limits, quotas and retention are superuser-only
-/// (`Suset`): a caller must not lift its own quota or token lifetime with `SET`.
+/// Registers an integer setting. Size limits, the quota and the token lifetime are
+/// superuser-only (`Suset`): a caller must not lift its own limits with `SET`. Retention
+/// settings stay settable: only admin-only functions read them.
 fn define_int(
     name: &'static std::ffi::CStr,
     short: &'static std::ffi::CStr,
@@ -53,10 +54,19 @@ fn define_int(
     min: i32,
     max: i32,
 ) {
-    let context = if name.to_bytes().starts_with(b"awf.recap_") {
-        GucContext::Userset
-    } else {
+    let n = name.to_bytes();
+    let is_limit = [
+        &b"awf.sync_max_"[..],
+        b"awf.sync_user_quota",
+        b"awf.sync_token_ttl",
+        b"awf.export_max_",
+    ]
+    .iter()
+    .any(|p| n.starts_with(p));
+    let context = if is_limit {
         GucContext::Suset
+    } else {
+        GucContext::Userset
     };
     GucRegistry::define_int_guc(
         name,

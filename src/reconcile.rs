@@ -171,6 +171,43 @@ fn skip(
     outcome("skipped", why)
 }
 
+/// Discards an unapplied WAL entry that can no longer apply (reconciliation skipped it: the
+/// session moved on through a restore or an upsert), so the session can take that turn again.
+/// Admin only; audited with the discarded payload's hash. P0002 when there is no unapplied
+/// entry for that turn.
+#[pg_extern(volatile, parallel_unsafe)]
+fn wal_discard(session_id: Uuid, turn_id: i64) -> bool {
+    Spi::connect_mut(|c| {
+        store::session(c, session_id, true);
+        let t = c
+            .update(
+                "DELETE FROM awf.turn_wal WHERE session_id = $1 AND turn_id = $2 AND NOT applied
+                 RETURNING payload_hash, last_error",
+                Some(1),
+                &[session_id.into(), turn_id.into()],
+            )
+            .expect("delete from awf.turn_wal");
+        if t.is_empty() {
+            crate::errors::raise(
+                awf_core::Error::not_found(format!(
+                    "session {session_id} has no unapplied WAL entry for turn {turn_id}"
+                )),
+                "wal_discard",
+            );
+        }
+        let t = t.first();
+        let hash: String = col(&t, 1);
+        let why: Option<String> = t.get(2).expect("last_error");
+        audit::record(
+            c,
+            "wal_discard",
+            Some(session_id),
+            json!({"turn_id": turn_id, "payload_hash": hash, "last_error": why}),
+        );
+        true
+    })
+}
+
 /// Deletes applied WAL entries older than `older_than` (default: `awf.wal_max_age_days`).
 /// Unapplied entries are never deleted. Returns how many were removed.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -262,6 +299,32 @@ mod tests {
         assert_eq!(
             one::<i64>("SELECT awf.wal_cleanup(interval '1 day')"),
             Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn a_skipped_entry_can_be_discarded_so_the_session_moves_on() {
+        new_session();
+        run(&format!("SELECT awf.wal_append('{SID}', 1, '{{}}')"));
+        run(&format!(
+            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"player": {{"hp": 2}}}}')"#
+        ));
+        run("SELECT * FROM awf.wal_reconcile()");
+        crate::testing::assert_sqlstate(
+            &format!(r#"SELECT awf.turn_submit('{SID}', 1, '{{"txt": "new"}}')"#),
+            "23505",
+        );
+        assert_eq!(
+            one::<bool>(&format!("SELECT awf.wal_discard('{SID}', 1)")),
+            Some(true)
+        );
+        run(&format!(
+            r#"SELECT awf.turn_submit('{SID}', 1, '{{"txt": "new"}}')"#
+        ));
+        crate::testing::assert_sqlstate(&format!("SELECT awf.wal_discard('{SID}', 1)"), "P0002");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.audit_log WHERE action = 'wal_discard'"),
+            Some(1)
         );
     }
 }

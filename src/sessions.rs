@@ -26,6 +26,7 @@ fn session_upsert(
             F,
         );
     }
+    awf_core::json::check_state_depth(&state.0).or_raise(F);
     let state_hash = canonical::content_hash(&state.0).or_raise(F);
     Spi::connect_mut(|c| {
         let existing = c
@@ -35,8 +36,7 @@ fn session_upsert(
                 &[session_id.into()],
             )
             .expect("select awf.sessions");
-        let created = existing.is_empty();
-        if !created {
+        if !existing.is_empty() {
             let owner: String = col(&existing.first(), 1);
             if owner != user_id_hash {
                 raise(
@@ -52,7 +52,9 @@ fn session_upsert(
                  ON CONFLICT (session_id) DO UPDATE
                    SET state = EXCLUDED.state, state_hash = EXCLUDED.state_hash,
                        contract_ref = EXCLUDED.contract_ref, updated_at = now()
-                 RETURNING turn_id",
+                   -- a concurrent create by another user must not be overwritten
+                   WHERE awf.sessions.user_id_hash = EXCLUDED.user_id_hash
+                 RETURNING turn_id, (xmax = 0) AS created",
                 Some(1),
                 &[
                     session_id.into(),
@@ -63,7 +65,15 @@ fn session_upsert(
                 ],
             )
             .expect("upsert awf.sessions");
-        let turn_id: i64 = col(&t.first(), 1);
+        if t.is_empty() {
+            raise(
+                Error::not_allowed(format!("session {session_id} belongs to another user")),
+                F,
+            );
+        }
+        let t = t.first();
+        let turn_id: i64 = col(&t, 1);
+        let created: bool = col(&t, 2);
         JsonB(json!({
             "session_id": session_id.to_string(),
             "created": created,

@@ -58,13 +58,15 @@ fn snapshot_create(
     })
 }
 
-/// Snapshots the session's current state (share-locking it: no turn may change the state
-/// while it is captured); returns (id, content hash, turn, deduplicated).
+/// Snapshots the session's current state (locking it as a turn does: no turn changes the
+/// state while it is captured, and "snapshot, then turn" in one transaction cannot deadlock
+/// with another such transaction by upgrading a shared lock); returns (id, content hash,
+/// turn, deduplicated).
 fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, String, i64, bool) {
     let t = c
         .update(
             "SELECT user_id_hash, turn_id, state, state_hash, contract_ref
-             FROM awf.sessions WHERE session_id = $1 FOR SHARE",
+             FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
             Some(1),
             &[sid.into()],
         )

@@ -122,3 +122,15 @@ pub fn mark_wal_applied(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) {
     )
     .expect("update awf.turn_wal");
 }
+
+/// The payload hash recorded for an applied turn, if the turn is recorded.
+pub fn turn_payload_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<String> {
+    let t = c
+        .update(
+            "SELECT payload_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
+            Some(1),
+            &[id.into(), turn_id.into()],
+        )
+        .expect("select awf.turns");
+    (!t.is_empty()).then(|| col(&t.first(), 1))
+}

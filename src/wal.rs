@@ -41,6 +41,13 @@ fn turn_submit(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
             check_pre_state(session_id, &session, &entry);
             return apply(c, session_id, &session, turn_id, &raw, &payload_hash);
         }
+        // The WAL entry may have been cleaned up: the turn row still knows its payload.
+        if turn_id <= session.turn_id {
+            if let Some(recorded) = store::turn_payload_hash(c, session_id, turn_id) {
+                same_payload(session_id, turn_id, &recorded, &payload_hash);
+                return first_result(c, session_id, turn_id);
+            }
+        }
         check_next(session_id, &session, turn_id);
         insert_wal(
             c,
@@ -530,5 +537,38 @@ mod tests {
             "22023",
         );
         run("RESET awf.act_applier");
+    }
+
+    #[pg_test]
+    fn a_retry_after_wal_cleanup_is_still_idempotent() {
+        new_session();
+        let first = submit(1, r#"[{"op": "increment", "path": "/player/gold"}]"#).0;
+        run("UPDATE awf.turn_wal SET applied_at = now() - interval '1 day'");
+        run("SELECT awf.wal_cleanup('1 hour')");
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.turn_wal"), Some(0));
+        let again = submit(1, r#"[{"op": "increment", "path": "/player/gold"}]"#).0;
+        assert_eq!(again["duplicate"], json!(true));
+        assert_eq!(again["state_hash"], first["state_hash"]);
+        assert_sqlstate(
+            &format!(r#"SELECT awf.turn_submit('{SID}', 1, '{{"txt": "other"}}')"#),
+            "23505",
+        );
+    }
+
+    #[pg_test]
+    fn states_nested_too_deep_are_refused_up_front() {
+        new_session();
+        let deep = format!("{}1{}", "[".repeat(101), "]".repeat(101));
+        assert_sqlstate(
+            &format!(r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"a": {deep}}}')"#),
+            "22023",
+        );
+        let value = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert_sqlstate(
+            &format!(
+                r#"SELECT awf.turn_submit('{SID}', 1, '{{"acts": [{{"op": "add", "path": "/deep", "value": {value}}}]}}')"#
+            ),
+            "22023",
+        );
     }
 }

@@ -178,6 +178,7 @@ pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> 
     if !state.is_object() {
         return Err(Error::invalid("a saved state must be a JSON object"));
     }
+    awf_core::json::check_state_depth(state)?;
     let make_base = save::base_every(turn_id, s.origin_turn, gucs::sync_snapshot_every());
     let planned = save::plan(
         s.head_state.as_ref(),

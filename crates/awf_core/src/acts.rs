@@ -275,6 +275,7 @@ pub fn apply_acts(state: &Value, acts: &[Act], turn: i64) -> Result<Value> {
             )));
         }
     }
+    crate::json::check_state_depth(&out)?;
     Ok(out)
 }
 

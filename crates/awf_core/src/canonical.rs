@@ -278,6 +278,13 @@ impl PartialEq for DigitSeq<'_> {
 
 impl Eq for DigitSeq<'_> {}
 
+/// Whether two JSON number texts have the same exact decimal value (`1`, `1.0`, `10e-1` do;
+/// `0.1` and `0.10000000000000000001` do not). `None` when either is not number text.
+pub fn decimal_eq(a: &str, b: &str) -> Option<bool> {
+    let (x, y) = (parse_decimal(a)?, parse_decimal(b)?);
+    Some(x.negative == y.negative && x.exp == y.exp && x.digits == y.digits)
+}
+
 /// Parses JSON number text (RFC 8259 grammar) into its exact decimal value.
 fn parse_decimal(text: &str) -> Option<Decimal<'_>> {
     let s = text.as_bytes();

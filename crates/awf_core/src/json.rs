@@ -22,12 +22,15 @@ pub fn parse_str(text: &str) -> Result<Value> {
     parse(text.as_bytes())
 }
 
-/// Compares two numbers by value: `1`, `1.0` and `1e0` are equal.
-///
-/// Exact for integers that fit i64/u64; other numbers compare as f64, which is what
-/// canonicalization accepts anyway.
+/// Compares two numbers by exact decimal value: `1`, `1.0` and `1e0` are equal, while
+/// `0.1` and `0.10000000000000000001` (one f64) are not, so a diff, a patch `test` or a merge
+/// never treats two different states as one.
 pub fn numbers_equal(a: &Number, b: &Number) -> bool {
-    number_cmp(a, b) == Some(Ordering::Equal)
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x == y;
+    }
+    crate::canonical::decimal_eq(a.as_str(), b.as_str())
+        .unwrap_or_else(|| number_cmp(a, b) == Some(Ordering::Equal))
 }
 
 fn number_cmp(a: &Number, b: &Number) -> Option<Ordering> {
@@ -66,6 +69,42 @@ pub fn value_eq(a: &Value, b: &Value) -> bool {
         }
         _ => false,
     }
+}
+
+/// How deeply a value nests (a scalar is 0, `[]` is 1). Iterative, so it cannot overflow.
+pub fn depth(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(a) => {
+                max = max.max(d + 1);
+                stack.extend(a.iter().map(|x| (x, d + 1)));
+            }
+            Value::Object(o) => {
+                max = max.max(d + 1);
+                stack.extend(o.values().map(|x| (x, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+/// The deepest a stored state may nest. PostgreSQL's jsonb has no limit, but the JSON
+/// conversions between jsonb and Rust stop at 128 levels, and exports and snapshots wrap a
+/// state in a few more: refusing deeper states up front keeps every later read possible.
+pub const MAX_STATE_DEPTH: usize = 100;
+
+/// Refuses a state nested deeper than [`MAX_STATE_DEPTH`] (22023).
+pub fn check_state_depth(v: &Value) -> Result<()> {
+    let d = depth(v);
+    if d > MAX_STATE_DEPTH {
+        return Err(Error::invalid(format!(
+            "the state nests {d} levels deep; at most {MAX_STATE_DEPTH} are allowed"
+        )));
+    }
+    Ok(())
 }
 
 /// The JSON type of a value with its article, for messages ("a string", "null").
