@@ -13,7 +13,11 @@ use tower::ServiceExt;
 const USER: &str = "u1";
 
 fn app(db: &TestDb) -> axum::Router {
-    router(AppState::connect(&db.url(), 2).unwrap())
+    router(
+        AppState::connect(&db.url(), 2)
+            .unwrap()
+            .with_admin_token(Some(ADMIN.to_owned())),
+    )
 }
 
 /// A server whose database cannot be reached: any route that runs SQL answers 503.
@@ -48,8 +52,14 @@ struct Device {
     token: String,
 }
 
+/// The backend's admin token in these tests.
+const ADMIN: &str = "test-admin-token";
+
 fn request(method: &str, uri: &str, device: Option<&Device>, body: Option<&str>) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(uri);
+    if uri == "/v1/devices" && device.is_none() {
+        b = b.header("authorization", format!("Bearer {ADMIN}"));
+    }
     if let Some(d) = device {
         b = b
             .header("x-device-id", &d.id)
@@ -598,6 +608,7 @@ async fn syncs_over_a_real_socket() {
 
     let res = http
         .post(format!("http://{addr}/v1/devices"))
+        .bearer_auth(ADMIN)
         .json(&json!({"device_id": "phone", "user_id_hash": USER, "session_id": session}))
         .send()
         .await
@@ -644,4 +655,29 @@ async fn syncs_over_a_real_socket() {
     assert_eq!(res.status(), 401);
     assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "28000");
     server.abort();
+}
+
+#[tokio::test]
+async fn registering_a_device_needs_the_admin_token() {
+    let db = TestDb::new();
+    let body = json!({"device_id": "phone", "user_id_hash": USER}).to_string();
+    let no_token = Request::post("/v1/devices")
+        .header("content-type", "application/json")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    let r = send(&app(&db), no_token).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let wrong = Request::post("/v1/devices")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer nope")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    assert_eq!(
+        send(&app(&db), wrong).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let disabled = router(AppState::connect(&db.url(), 1).unwrap());
+    let r = send(&disabled, request("POST", "/v1/devices", None, Some(&body))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body["error"]["code"], "42501");
 }

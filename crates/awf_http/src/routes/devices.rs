@@ -39,8 +39,10 @@ fn token_response(status: StatusCode, body: Value) -> Response {
 /// `{"device_id", "sync_token", "expires_at"}`.
 async fn register(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<Register>,
 ) -> Result<Response, AppError> {
+    authorize_backend(&state, &headers)?;
     if let Some(sid) = &body.session_id {
         check_uuid("session_id", sid)?;
     }
@@ -68,4 +70,36 @@ async fn rotate_token(
         )
         .await?;
     Ok(token_response(StatusCode::OK, row.get(0)))
+}
+
+/// Registration names the user a device acts for, so only a backend holding the admin token
+/// may do it: 403 when none is configured, 401 when it is missing or wrong.
+fn authorize_backend(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), AppError> {
+    let Some(expected) = state.admin_token() else {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "42501",
+            "device registration over HTTP is disabled: start the server with AWF_HTTP_ADMIN_TOKEN",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "28000",
+            "registering a device needs the backend's admin token (Authorization: Bearer ...)",
+        ))
+    }
 }
