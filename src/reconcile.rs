@@ -72,7 +72,7 @@ pub fn reconcile(c: &mut SpiClient<'_>, only: Option<Uuid>) -> Vec<Outcome> {
     };
     let mut outcomes = Vec::with_capacity(pending.len());
     for (sid, turn_id) in pending {
-        outcomes.push(reconcile_one(c, sid, turn_id));
+        outcomes.push(isolated(c, sid, turn_id));
     }
     let fixed = outcomes.iter().filter(|o| o.fixed()).count() as i64;
     audit::bump(c, "awf.wal.reconciled", fixed);
@@ -89,6 +89,56 @@ pub fn reconcile(c: &mut SpiClient<'_>, only: Option<Uuid>) -> Vec<Outcome> {
         );
     }
     outcomes
+}
+
+/// Reconciles one entry in a subtransaction of its own: an ERROR while applying it (a host
+/// applier that raises, a cloud-save limit) rolls back that entry only and reports it as
+/// `skipped`, so one broken entry never stops the recovery of every other session.
+fn isolated(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
+    // SAFETY: the standard internal-subtransaction pattern (as PL/pgSQL's exception blocks):
+    // memory context and resource owner are restored after commit or rollback.
+    let (ctx, owner) = unsafe {
+        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(saved.0);
+        saved
+    };
+    let c = std::cell::RefCell::new(c);
+    let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        Ok(reconcile_one(&mut c.borrow_mut(), sid, turn_id))
+    }))
+    .catch_others(|e| {
+        Err(match e {
+            pg_sys::panic::CaughtError::PostgresError(r)
+            | pg_sys::panic::CaughtError::ErrorReport(r)
+            | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_owned(),
+        })
+    })
+    .execute();
+    let c = c.into_inner();
+    unsafe {
+        match result {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(ctx);
+        pg_sys::CurrentResourceOwner = owner;
+    }
+    match result {
+        Ok(outcome) => outcome,
+        Err(why) => skip(
+            c,
+            sid,
+            turn_id,
+            |action, detail| Outcome {
+                session_id: sid,
+                turn_id,
+                action,
+                detail,
+            },
+            format!("applying it raised an error: {why}"),
+        ),
+    }
 }
 
 fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
@@ -326,5 +376,36 @@ mod tests {
             one::<i64>("SELECT count(*) FROM awf.audit_log WHERE action = 'wal_discard'"),
             Some(1)
         );
+    }
+
+    #[pg_test]
+    fn an_entry_that_raises_is_skipped_and_the_others_recover() {
+        new_session();
+        let other = "22222222-2222-2222-2222-222222222222";
+        run(&format!(
+            r#"SELECT awf.session_upsert('{other}', 'u1', '{{"n": 0}}')"#
+        ));
+        run(
+            "CREATE FUNCTION public.picky(state jsonb, acts jsonb, turn_id bigint) RETURNS jsonb
+             LANGUAGE plpgsql AS $$ BEGIN
+               IF acts ? 'boom' THEN RAISE EXCEPTION 'host applier refuses'; END IF;
+               RETURN state || jsonb_build_object('n', turn_id); END $$",
+        );
+        run("SET awf.act_applier = 'public.picky'");
+        run(&format!(
+            r#"SELECT awf.wal_append('{SID}', 1, '{{"acts": ["boom"]}}')"#
+        ));
+        run(&format!(
+            r#"SELECT awf.wal_append('{other}', 1, '{{"acts": ["ok"]}}')"#
+        ));
+        let rows = json("SELECT jsonb_object_agg(session_id, action) FROM awf.wal_reconcile() r");
+        assert_eq!(rows[SID], json!("skipped"), "{rows}");
+        assert_eq!(rows[other], json!("reapplied"), "{rows}");
+        assert!(one::<String>(&format!(
+            "SELECT last_error FROM awf.turn_wal WHERE session_id = '{SID}'"
+        ))
+        .unwrap()
+        .contains("host applier refuses"));
+        run("RESET awf.act_applier");
     }
 }
