@@ -105,8 +105,23 @@ pub extern "C-unwind" fn awf_reconcile_database(_arg: pg_sys::Datum) {
 
 /// Writes the audit row of a refused device call from a short-lived worker of its own: the
 /// refused call rolls back, and its audit row must not roll back with it. Fire and forget;
-/// when no worker slot is free the refusal stays in the server log only.
+/// when no worker slot is free, or this backend started one less than a second ago, the
+/// refusal stays in the server log only.
 pub fn audit_refusal(function: &str, device_id: &str, reason: &str) {
+    // A flood of bad tokens must not use up max_worker_processes: at most one worker per
+    // backend per second; beyond that the refusal is in the server log only.
+    thread_local! {
+        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    if LAST.with(|l| {
+        l.get()
+            .is_some_and(|t| now.duration_since(t).as_secs_f64() < 1.0)
+    }) {
+        log!("awf audit: refusal of {function} for device {device_id:?} not recorded in awf.audit_log (rate limit)");
+        return;
+    }
+    LAST.with(|l| l.set(Some(now)));
     // bgw_extra holds 128 bytes: function, reason and as much of the device id as fits.
     let mut extra = format!("{function}\u{1f}{reason}\u{1f}{device_id}");
     while extra.len() > 127 {

@@ -239,7 +239,8 @@ fn refused_calls_are_audited_although_they_roll_back() {
         )
         .unwrap()
         .get(0);
-    let err = c
+    // Another connection: each backend starts at most one refusal worker per second.
+    let err = connect(&db)
         .query_one(
             "SELECT awf.sync_down('device-b', $1, $2::text::uuid, 0)",
             &[&tb, &other],
