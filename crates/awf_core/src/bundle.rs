@@ -176,12 +176,12 @@ pub fn build(input: BundleInput, opts: &ExportOptions) -> Result<Value> {
 
     // The canonical size without serializing the sections a second time: JCS writes each
     // member independently, so the size with the sections in place is the size with `null`
-    // placeholders, minus the placeholders, plus the section lengths measured above.
-    let mut placeholders = Map::new();
+    // in their stead, minus those nulls, plus the section lengths measured above.
+    let mut null_sections = Map::new();
     for name in SECTIONS {
-        placeholders.insert(name.into(), Value::Null);
+        null_sections.insert(name.into(), Value::Null);
     }
-    bundle["sections"] = Value::Object(placeholders);
+    bundle["sections"] = Value::Object(null_sections);
     bundle["checksums"]["bundle"] = Value::String(bundle_sum);
     let size = canonical_bytes(&bundle)?.len() - SECTIONS.len() * "null".len() + sections_len;
     if let Some(max) = opts.max_bytes {
