@@ -33,8 +33,9 @@ fn json_array(c: &mut SpiClient<'_>, sql: &str, sid: Uuid) -> Vec<Value> {
 /// SHA-256 per section and for the whole. `redact` defaults to `awf.export_redact_sensitive`;
 /// the redaction report is part of the bundle. Over `awf.export_max_size_mb`: 54000.
 #[pg_extern(volatile, parallel_unsafe)]
-fn session_export(session_id: Uuid, redact: default!(Option<bool>, "NULL")) -> JsonB {
+fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL")) -> JsonB {
     const F: &str = "session_export";
+    let session_id = crate::errors::required(session_id, "session_id", F);
     let redact = redact.unwrap_or_else(gucs::export_redact_sensitive);
     Spi::connect_mut(|c| {
         // Locked as a turn locks it, so every section describes the same moment.

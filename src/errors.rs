@@ -42,3 +42,10 @@ impl<T> OrRaise<T> for Result<T, Error> {
         }
     }
 }
+
+/// The value of a required argument of a function that is not STRICT (it has optional
+/// arguments): NULL is refused with a message naming the argument, not a panic (XX000).
+#[track_caller]
+pub fn required<T>(value: Option<T>, name: &str, function: &'static str) -> T {
+    value.unwrap_or_else(|| raise(Error::invalid(format!("{name} must not be NULL")), function))
+}

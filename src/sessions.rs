@@ -11,12 +11,15 @@ use serde_json::json;
 /// user; the turn counter is kept. Returns `{session_id, created, turn_id, state_hash}`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn session_upsert(
-    session_id: Uuid,
-    user_id_hash: &str,
-    state: JsonB,
+    session_id: Option<Uuid>,
+    user_id_hash: Option<&str>,
+    state: Option<JsonB>,
     contract_ref: default!(Option<&str>, "NULL"),
 ) -> JsonB {
     const F: &str = "session_upsert";
+    let session_id = crate::errors::required(session_id, "session_id", F);
+    let user_id_hash = crate::errors::required(user_id_hash, "user_id_hash", F);
+    let state = crate::errors::required(state, "state", F);
     if user_id_hash.is_empty() {
         raise(Error::invalid("user_id_hash must not be empty"), F);
     }
@@ -130,5 +133,19 @@ mod tests {
             "22023",
         );
         assert_eq!(one::<i64>("SELECT count(*) FROM awf.sessions"), Some(1));
+    }
+
+    #[pg_test]
+    fn null_arguments_are_refused_with_22023_not_a_panic() {
+        assert_sqlstate("SELECT awf.session_upsert(NULL, 'u1', '{}')", "22023");
+        assert_sqlstate(
+            "SELECT awf.session_upsert(gen_random_uuid(), NULL, '{}')",
+            "22023",
+        );
+        assert_sqlstate("SELECT awf.snapshot_create(NULL)", "22023");
+        assert_sqlstate("SELECT awf.session_export(NULL)", "22023");
+        assert_sqlstate("SELECT awf.device_register(NULL, 'u1')", "22023");
+        assert_sqlstate("SELECT awf.save_materialize(NULL)", "22023");
+        assert_sqlstate("SELECT awf.save_create_or_attach(NULL, NULL)", "22023");
     }
 }

@@ -33,10 +33,12 @@ fn content_hash(payload: &Value) -> Result<String, Error> {
 /// session's cloud save is also stored as a base (`save_base_turn`; null without a save).
 #[pg_extern(volatile, parallel_unsafe)]
 fn snapshot_create(
-    session_id: Uuid,
+    session_id: Option<Uuid>,
     label: default!(Option<&str>, "NULL"),
-    as_base: default!(bool, false),
+    as_base: default!(Option<bool>, false),
 ) -> JsonB {
+    let session_id = crate::errors::required(session_id, "session_id", "snapshot_create");
+    let as_base = as_base.unwrap_or(false);
     Spi::connect_mut(|c| {
         let (id, hash, turn_id, dedup) = capture(c, session_id, label);
         let base = if as_base {

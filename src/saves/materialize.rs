@@ -23,8 +23,9 @@ fn rebuilt(c: &mut SpiClient<'_>, id: Uuid, target: Option<i64>, f: &'static str
 /// rather than a wrong state). A client-sealed save is refused here (22023): its turns are
 /// bytes only the client can read, see `awf.save_materialize_bytes`.
 #[pg_extern(stable)]
-fn save_materialize(save_id: Uuid, target_turn: default!(Option<i64>, "NULL")) -> JsonB {
+fn save_materialize(save_id: Option<Uuid>, target_turn: default!(Option<i64>, "NULL")) -> JsonB {
     const F: &str = "save_materialize";
+    let save_id = crate::errors::required(save_id, "save_id", F);
     Spi::connect_mut(|c| match rebuilt(c, save_id, target_turn, F) {
         Rebuilt::State { state, .. } => JsonB(state),
         Rebuilt::Sealed { turn_id, .. } => raise(
@@ -40,7 +41,11 @@ fn save_materialize(save_id: Uuid, target_turn: default!(Option<i64>, "NULL")) -
 /// The exact RFC 8785 bytes of a save's state at `target_turn` (the sealed bytes for a
 /// client-sealed save), checked as `awf.save_materialize` checks them.
 #[pg_extern(stable)]
-fn save_materialize_bytes(save_id: Uuid, target_turn: default!(Option<i64>, "NULL")) -> Vec<u8> {
+fn save_materialize_bytes(
+    save_id: Option<Uuid>,
+    target_turn: default!(Option<i64>, "NULL"),
+) -> Vec<u8> {
+    let save_id = crate::errors::required(save_id, "save_id", "save_materialize_bytes");
     Spi::connect_mut(|c| {
         rebuilt(c, save_id, target_turn, "save_materialize_bytes")
             .bytes()
@@ -105,6 +110,14 @@ fn record(c: &mut SpiClient<'_>, s: &Save, report: &VerifyReport, action: &str) 
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_verify(save_id: Uuid) -> JsonB {
     Spi::connect_mut(|c| {
+        // FOR SHARE: a restore or retention must not move turns under the check, or a
+        // healthy save would be reported corrupt.
+        c.update(
+            "SELECT 1 FROM awf.saves WHERE save_id = $1 FOR SHARE",
+            None,
+            &[save_id.into()],
+        )
+        .expect("share-lock awf.saves");
         let s = store::save(c, save_id, false);
         let report = check(c, &s);
         record(c, &s, &report, "save_verify_failed");
@@ -148,6 +161,12 @@ fn save_verify_sample(
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
+            c.update(
+                "SELECT 1 FROM awf.saves WHERE save_id = $1 FOR SHARE",
+                None,
+                &[id.into()],
+            )
+            .expect("share-lock awf.saves");
             let s = store::save(c, id, false);
             let report = check(c, &s);
             if !report.ok {

@@ -21,11 +21,14 @@ use serde_json::{json, Value};
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_create_or_attach(
     session_id: Option<Uuid>,
-    user_id_hash: &str,
-    version: default!(&str, "'1.0.0'"),
-    sealed: default!(bool, false),
+    user_id_hash: Option<&str>,
+    version: default!(Option<&str>, "'1.0.0'"),
+    sealed: default!(Option<bool>, false),
 ) -> JsonB {
     const F: &str = "save_create_or_attach";
+    let user_id_hash = crate::errors::required(user_id_hash, "user_id_hash", F);
+    let version = crate::errors::required(version, "version", F);
+    let sealed = sealed.unwrap_or(false);
     if user_id_hash.is_empty() {
         raise(Error::invalid("user_id_hash must not be empty"), F);
     }
@@ -304,8 +307,9 @@ pub fn rebase(c: &mut SpiClient<'_>, s: &Save, turn_id: i64) -> Result<bool> {
 /// Marks turn `turn_id` (default: the head) of a save as a base: it is stored whole from now
 /// on, so rebuilding it or any later turn starts there. Returns `{save_id, turn_id, rebased}`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn save_mark_base(save_id: Uuid, turn_id: default!(Option<i64>, "NULL")) -> JsonB {
+fn save_mark_base(save_id: Option<Uuid>, turn_id: default!(Option<i64>, "NULL")) -> JsonB {
     const F: &str = "save_mark_base";
+    let save_id = crate::errors::required(save_id, "save_id", F);
     Spi::connect_mut(|c| {
         let s = store::save(c, save_id, true);
         let turn_id = turn_id.unwrap_or(s.head_turn);

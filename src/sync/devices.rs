@@ -127,11 +127,13 @@ fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String) {
 /// of another user is refused (42501).
 #[pg_extern(volatile, parallel_unsafe)]
 fn device_register(
-    device_id: &str,
-    user_id_hash: &str,
+    device_id: Option<&str>,
+    user_id_hash: Option<&str>,
     session_id: default!(Option<Uuid>, "NULL"),
 ) -> JsonB {
     const F: &str = "device_register";
+    let device_id = crate::errors::required(device_id, "device_id", F);
+    let user_id_hash = crate::errors::required(user_id_hash, "user_id_hash", F);
     if device_id.trim().is_empty() || user_id_hash.is_empty() {
         raise(
             Error::invalid("device_id and user_id_hash must not be empty"),
