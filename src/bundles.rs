@@ -157,6 +157,7 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
         "source_database": verified.metadata().get("source_database"),
         "source_turn_id": source_turn,
     });
+    check_rows(&verified).or_raise(F);
     // Snapshots of a redacted export hold redacted states: re-address them by what they hold.
     let mut snapshots = Vec::with_capacity(verified.snapshots().len());
     for s in verified.snapshots() {
@@ -345,4 +346,79 @@ mod tests {
             Some(0)
         );
     }
+
+    #[pg_test]
+    fn a_hand_built_bundle_with_malformed_rows_is_22023() {
+        use awf_core::bundle::{build, BundleInput, ExportOptions};
+        let bundle = build(
+            BundleInput {
+                session: json!({"session_id": SID, "user_id_hash": "u1", "turn_id": 1}),
+                state: json!({"hp": 1}),
+                turns: vec![json!({"turn_id": 1, "state_hash": "x"})],
+                wal: vec![],
+                snapshots: vec![],
+                metadata: json!({}),
+            },
+            &ExportOptions {
+                redact: false,
+                salt: String::new(),
+                max_bytes: None,
+            },
+        )
+        .unwrap();
+        assert_sqlstate(&format!("SELECT awf.session_import('{bundle}')"), "22023");
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.sessions"), Some(0));
+    }
+}
+
+/// A required member of a bundle row: its name, its type check, and the type for messages.
+type Member = (&'static str, fn(&Value) -> bool, &'static str);
+
+/// The members each row kind needs, with their JSON types: a bundle whose checksums verify can
+/// still have been built by hand, and a missing member must be 22023, not a constraint error.
+fn check_rows(b: &bundle::VerifiedBundle<'_>) -> Result<(), Error> {
+    fn need(section: &str, rows: &[Value], members: &[Member]) -> Result<(), Error> {
+        for (i, row) in rows.iter().enumerate() {
+            for (name, ok, what) in members {
+                if !row.get(*name).is_some_and(ok) {
+                    return Err(Error::invalid(format!(
+                        "bundle section \"{section}\" row {i}: \"{name}\" must be {what}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+    fn int(v: &Value) -> bool {
+        v.as_i64().is_some()
+            || v.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9e15)
+    }
+    let text: fn(&Value) -> bool = Value::is_string;
+    need(
+        "turns",
+        b.turns(),
+        &[
+            ("turn_id", int, "an integer"),
+            ("payload_hash", text, "a string"),
+            ("state_hash", text, "a string"),
+        ],
+    )?;
+    need(
+        "wal",
+        b.wal(),
+        &[
+            ("turn_id", int, "an integer"),
+            ("awf_raw", Value::is_object, "an object"),
+            ("applied", Value::is_boolean, "a boolean"),
+        ],
+    )?;
+    need(
+        "snapshots",
+        b.snapshots(),
+        &[
+            ("turn_id", int, "an integer"),
+            ("payload", Value::is_object, "an object"),
+        ],
+    )
 }
