@@ -76,6 +76,19 @@ source_stamp() {
     sha256sum | cut -c1-64
 }
 
+# Moves the installed library aside, for `cargo pgrx test`, which copies its own build over
+# the file in place: a running backend that has the old one mapped would crash. After the
+# rename the path is free (new backends cannot load the library until the test build lands)
+# and running backends keep the old inode until they exit.
+retire_installed_library() {
+  local lib
+  lib=$("$PG_CONFIG" --pkglibdir)/awf_lifecycle.so
+  if [ -f "$lib" ]; then
+    as_root mv -f "$lib" "$lib.retired"
+    as_root rm -f "$lib.retired"
+  fi
+}
+
 # Builds and installs the extension into the system PostgreSQL; skipped when the sources did
 # not change and the installed library is still the one this script installed (`cargo pgrx
 # test` installs a test build of its own over it). $1: cargo profile flag, e.g. "--release".
@@ -92,9 +105,20 @@ install_extension() {
   fi
   log "building and installing the extension ${profile:-(debug)}"
   mkdir -p "$ROOT/.awf"
-  local sudo_flag=()
-  is_root || sudo_flag=(--sudo)
-  (cd "$ROOT" && cargo pgrx install $profile "${sudo_flag[@]}" --pg-config "$PG_CONFIG") >&2
+  # Build a package, then install(1) its files: install replaces each file with a new inode,
+  # so running backends keep the library they mapped (an in-place copy would crash them).
+  local out=$ROOT/target/awf-package
+  rm -rf "$out"
+  local debug=()
+  [ -z "$profile" ] && debug=(--debug)
+  (cd "$ROOT" && cargo pgrx package "${debug[@]}" --pg-config "$PG_CONFIG" --out-dir "$out") >&2
+  local pkglib sharedir_ext
+  pkglib=$("$PG_CONFIG" --pkglibdir)
+  sharedir_ext=$("$PG_CONFIG" --sharedir)/extension
+  as_root install -m 0755 "$out$pkglib/awf_lifecycle.so" "$pkglib/awf_lifecycle.so"
+  for f in "$out$sharedir_ext"/awf_lifecycle*; do
+    as_root install -m 0644 "$f" "$sharedir_ext/$(basename "$f")"
+  done
   echo "$want $(sha256sum <"$lib" | cut -c1-64)" >"$stamp_file"
 }
 
