@@ -348,13 +348,7 @@ mod tests {
     use pgrx::prelude::*;
     use serde_json::{json, Value};
 
-    /// Audit rows from the lifecycle: the test session and `n` snapshots of it.
-    fn audited(n: usize) {
-        new_session();
-        for i in 0..n {
-            run(&format!("SELECT awf.snapshot_create('{SID}', 'l{i}')"));
-        }
-    }
+    use crate::testing::audited;
 
     fn verify() -> Value {
         json("SELECT awf.audit_verify()")

@@ -686,17 +686,11 @@ impl RawRow {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
-    use crate::testing::{assert_sqlstate, json, new_session, one, run, SID};
+    use crate::testing::{assert_sqlstate, json, one, run, SID};
     use pgrx::prelude::*;
     use serde_json::json;
 
-    /// A few audit rows through the lifecycle functions (snapshots of the test session).
-    fn audited(n: usize) {
-        new_session();
-        for i in 0..n {
-            run(&format!("SELECT awf.snapshot_create('{SID}', 'l{i}')"));
-        }
-    }
+    use crate::testing::audited;
 
     #[pg_test]
     fn rows_are_chained_from_genesis() {

@@ -60,3 +60,11 @@ pub fn submit(n: i64, acts: &str) -> pgrx::JsonB {
 pub fn json(sql: &str) -> serde_json::Value {
     one::<pgrx::JsonB>(sql).expect("NULL").0
 }
+
+/// Audit rows written through the lifecycle: the test session and `n` snapshots of it.
+pub fn audited(n: usize) {
+    new_session();
+    for i in 0..n {
+        run(&format!("SELECT awf.snapshot_create('{SID}', 'l{i}')"));
+    }
+}

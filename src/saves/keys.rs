@@ -57,16 +57,8 @@ pub fn data_key_for(c: &mut SpiClient<'_>, user_id_hash: &str) -> Result<Option<
     let Some(ring) = keyring()? else {
         return Ok(None);
     };
-    let t = c
-        .update(
-            "SELECT wrapped FROM awf.data_keys WHERE user_id_hash = $1",
-            Some(1),
-            &[user_id_hash.into()],
-        )
-        .expect("select awf.data_keys");
-    if !t.is_empty() {
-        let wrapped: Vec<u8> = col(&t.first(), 1);
-        return ring.unwrap(&WrappedKey::from_bytes(&wrapped)?).map(Some);
+    if let Some(key) = stored_key(c, &ring, user_id_hash)? {
+        return Ok(Some(key));
     }
     let id = format!("dk-{}", uuid_hex(c));
     let key = DataKey::generate(&id)?;
@@ -87,23 +79,35 @@ pub fn data_key_for(c: &mut SpiClient<'_>, user_id_hash: &str) -> Result<Option<
     if inserted.is_empty() {
         // Another transaction created it first; it committed, so read it (in REPEATABLE READ
         // it may be invisible to this snapshot: then retry the transaction).
-        let t = c
-            .update(
-                "SELECT wrapped FROM awf.data_keys WHERE user_id_hash = $1",
-                Some(1),
-                &[user_id_hash.into()],
-            )
-            .expect("select awf.data_keys");
-        if t.is_empty() {
-            return Err(Error::new(
+        return match stored_key(c, &ring, user_id_hash)? {
+            Some(key) => Ok(Some(key)),
+            None => Err(Error::new(
                 awf_core::ErrorKind::Conflict,
                 "the user's data key was created concurrently; retry the transaction",
-            ));
-        }
-        let wrapped: Vec<u8> = col(&t.first(), 1);
-        return ring.unwrap(&WrappedKey::from_bytes(&wrapped)?).map(Some);
+            )),
+        };
     }
     Ok(Some(key))
+}
+
+/// A user's stored data key, unwrapped, if there is one.
+fn stored_key(
+    c: &mut SpiClient<'_>,
+    ring: &Keyring,
+    user_id_hash: &str,
+) -> Result<Option<DataKey>> {
+    let t = c
+        .update(
+            "SELECT wrapped FROM awf.data_keys WHERE user_id_hash = $1",
+            Some(1),
+            &[user_id_hash.into()],
+        )
+        .expect("select awf.data_keys");
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let wrapped: Vec<u8> = col(&t.first(), 1);
+    ring.unwrap(&WrappedKey::from_bytes(&wrapped)?).map(Some)
 }
 
 /// The data key with this id, to decode a blob that names it.

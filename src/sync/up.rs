@@ -298,23 +298,36 @@ fn fast_forward(c: &mut SpiClient<'_>, device: &Device, s: &Save, req: &Request)
             ),
         ));
     }
+    finish_fast_forward(c, device, s.save_id, &turns, 0)
+}
+
+/// Appends the device's turns on the save's head, hands the new head to the session, audits;
+/// `already_held` counts the turns of the upload the save had already (a retry).
+fn finish_fast_forward(
+    c: &mut SpiClient<'_>,
+    device: &Device,
+    save_id: Uuid,
+    turns: &[ClientTurn],
+    already_held: usize,
+) -> Result<Value> {
     let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
-    let after = append(c, s.save_id, &states)?;
+    let after = append(c, save_id, &states)?;
     sync_session(c, &after)?;
-    let result = json!({
+    let mut details = json!({"save_id": save_id.to_string(), "device_id": device.device_id,
+                             "outcome": "fast_forward", "turns": turns.len(),
+                             "head_turn": after.head_turn});
+    let mut result = json!({
         "status": "fast_forward",
-        "save_id": s.save_id.to_string(),
+        "save_id": save_id.to_string(),
         "head_turn": after.head_turn,
         "head_chain": after.head_chain,
         "turns_applied": turns.len(),
     });
-    audit::record(
-        c,
-        "sync_up",
-        after.session_id,
-        json!({"save_id": s.save_id.to_string(), "device_id": device.device_id,
-               "outcome": "fast_forward", "turns": turns.len(), "head_turn": after.head_turn}),
-    );
+    if already_held > 0 {
+        details["already_held"] = json!(already_held);
+        result["already_held"] = json!(already_held);
+    }
+    audit::record(c, "sync_up", after.session_id, details);
     Ok(result)
 }
 
@@ -386,22 +399,7 @@ fn resolve_conflict(
         }));
     }
     if ancestor_turn == s.head_turn {
-        let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
-        let after = append(c, s.save_id, &states)?;
-        sync_session(c, &after)?;
-        audit::record(
-            c,
-            "sync_up",
-            after.session_id,
-            json!({"save_id": s.save_id.to_string(), "device_id": device.device_id,
-                   "outcome": "fast_forward", "turns": turns.len(), "already_held": shared,
-                   "head_turn": after.head_turn}),
-        );
-        return Ok(json!({
-            "status": "fast_forward", "save_id": s.save_id.to_string(),
-            "head_turn": after.head_turn, "head_chain": after.head_chain,
-            "turns_applied": turns.len(), "already_held": shared,
-        }));
+        return finish_fast_forward(c, device, s.save_id, &turns, shared);
     }
     let client_tip = plans.last().expect("turns is non-empty");
     let server_branch = Branch {
