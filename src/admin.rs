@@ -6,10 +6,11 @@
 
 use crate::audit;
 use crate::errors::raise;
+use crate::jsonb::JsonB;
 use awf_core::Error;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 /// Recomputes the audit log's hash chain in id order. Returns `{ok, rows_checked,
@@ -805,7 +806,7 @@ mod tests {
             "P0002",
         );
         assert_eq!(
-            one::<pgrx::JsonB>("SELECT awf.save_details(NULL)").map(|j| j.0),
+            one::<crate::jsonb::JsonB>("SELECT awf.save_details(NULL)").map(|j| j.0),
             None
         );
     }

@@ -24,6 +24,7 @@
 //!   no privilege on the table and `actor` still names the calling role. The table can
 //!   therefore be append-only for everyone else.
 
+use crate::jsonb::JsonB;
 use awf_core::audit_chain::{self, Entry, Stored, Verifier, GENESIS};
 use awf_core::redact::{redact, RedactOptions};
 use awf_core::Error;
@@ -31,7 +32,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, PgSqlErrorCode, Uuid};
+use pgrx::{PgSqlErrorCode, Uuid};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};

@@ -5,12 +5,13 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::store::col;
 use awf_core::bundle::{self, BundleInput, ExportOptions};
 use awf_core::{canonical, Error};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 /// One jsonb value from a one-row query.

@@ -41,12 +41,17 @@ static SYNC_VERIFY_SAMPLE_PCT: GucSetting<f64> = GucSetting::<f64>::new(5.0);
 static SYNC_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(365);
 /// Days a device's sync token stays valid.
 static SYNC_TOKEN_TTL_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+/// Most units of work one call may spend (see `awf_core::budget`).
+static MAX_WORK_UNITS: GucSetting<i32> = GucSetting::<i32>::new(100_000_000);
+/// Most JSON values one call may build beyond its input.
+static MAX_BUILT_NODES: GucSetting<i32> = GucSetting::<i32>::new(2_000_000);
 /// The master key file: one `id:hex` key per line, the first one current.
 static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// Registers an integer setting. Size limits, the quota and the token lifetime are
-/// superuser-only (`Suset`): a caller must not lift its own limits with `SET`. Retention
-/// settings stay settable: only admin-only functions read them.
+/// Registers an integer setting. Work and size limits, the quota, the token lifetime and the
+/// base interval (a base every turn would bypass the diff-size cap) are superuser-only
+/// (`Suset`): a caller must not lift its own limits with `SET`. Retention settings stay
+/// settable: only admin-only functions read them.
 fn define_int(
     name: &'static std::ffi::CStr,
     short: &'static std::ffi::CStr,
@@ -57,6 +62,8 @@ fn define_int(
     let n = name.to_bytes();
     let is_limit = [
         &b"awf.sync_max_"[..],
+        b"awf.max_",
+        b"awf.sync_snapshot_every",
         b"awf.sync_user_quota",
         b"awf.sync_token_ttl",
         b"awf.export_max_",
@@ -124,12 +131,28 @@ pub fn init() {
         1,
         1024,
     );
+    define_int(
+        c"awf.max_work_units",
+        c"Most units of work (values visited, compared, hashed or shifted) one call may spend.",
+        &MAX_WORK_UNITS,
+        1_000,
+        i32::MAX,
+    );
+    define_int(
+        c"awf.max_built_nodes",
+        c"Most JSON values one call may build (patch copies, acts, diffs).",
+        &MAX_BUILT_NODES,
+        1_000,
+        i32::MAX,
+    );
+    // Superuser-only: an unredacted export is an admin right (session_export's argument),
+    // not something any caller switches on for itself.
     GucRegistry::define_bool_guc(
         c"awf.export_redact_sensitive",
         c"Redact secrets and PII in exports unless the caller says otherwise.",
         c"",
         &EXPORT_REDACT_SENSITIVE,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
@@ -260,6 +283,15 @@ pub fn master_key_file() -> Option<String> {
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.trim().is_empty())
+}
+
+/// A fresh work and size budget for one call, from `awf.max_work_units` and
+/// `awf.max_built_nodes`.
+pub fn budget() -> awf_core::Budget {
+    awf_core::Budget::new(awf_core::Limits {
+        max_work: MAX_WORK_UNITS.get() as u64,
+        max_nodes: MAX_BUILT_NODES.get() as u64,
+    })
 }
 
 pub fn wal_max_age_days() -> i32 {

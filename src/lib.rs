@@ -18,6 +18,8 @@ mod audit;
 mod errors;
 /// Settings under `awf.` and their getters.
 mod gucs;
+/// The `jsonb` argument type: too-deep documents are 22023, not a panic.
+mod jsonb;
 /// Row access to sessions, turns and WAL entries.
 mod store;
 
@@ -49,7 +51,14 @@ mod wal;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    // Long loops in awf_core poll this, so statement_timeout and pg_cancel_backend reach them.
+    awf_core::budget::set_interrupt_check(check_for_interrupts);
     bgworker::init();
+}
+
+/// PostgreSQL's CHECK_FOR_INTERRUPTS: raises the pending cancel or timeout as an ERROR.
+fn check_for_interrupts() {
+    pgrx::check_for_interrupts!();
 }
 
 /// Required by `cargo pgrx test`: one-off setup and postgresql.conf settings for the test cluster.

@@ -1,9 +1,9 @@
 //! The pure helpers: immutable, strict, parallel-safe functions over jsonb.
 
 use crate::errors::OrRaise;
+use crate::jsonb::JsonB;
 use awf_core::{canonical, diff, merge, patch, redact};
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
 /// The extension's version.
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -26,20 +26,27 @@ fn canonical_hash(doc: JsonB) -> String {
 /// An RFC 6902 patch turning `a` into `b`.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn json_diff(a: JsonB, b: JsonB) -> JsonB {
-    JsonB(diff::diff_value(&a.0, &b.0))
+    JsonB(diff::diff_value(&a.0, &b.0, &mut crate::gucs::budget()).or_raise("json_diff"))
 }
 
 /// Applies an RFC 6902 patch; any failing operation fails the whole patch.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn json_patch_apply(doc: JsonB, patch: JsonB) -> JsonB {
-    JsonB(patch::apply(&doc.0, &patch.0).or_raise("json_patch_apply"))
+    JsonB(patch::apply(&doc.0, &patch.0, &mut crate::gucs::budget()).or_raise("json_patch_apply"))
 }
 
 /// Three-way merge: `{"merged": ..., "conflicts": [...]}`; `rule` is ours, theirs or fail.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn json_merge(base: JsonB, ours: JsonB, theirs: JsonB, rule: &str) -> JsonB {
     let rule: merge::MergeRule = rule.parse().or_raise("json_merge");
-    let outcome = merge::merge(&base.0, &ours.0, &theirs.0, rule).or_raise("json_merge");
+    let outcome = merge::merge(
+        &base.0,
+        &ours.0,
+        &theirs.0,
+        rule,
+        &mut crate::gucs::budget(),
+    )
+    .or_raise("json_merge");
     JsonB(merge::merge_outcome_to_value(&outcome))
 }
 
@@ -59,9 +66,9 @@ fn redact(doc: JsonB, salt: default!(&str, "''")) -> JsonB {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
+    use crate::jsonb::JsonB;
     use crate::testing::{assert_sqlstate, one};
     use pgrx::prelude::*;
-    use pgrx::JsonB;
     use serde_json::json;
 
     #[pg_test]

@@ -3,11 +3,12 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::store;
 use awf_core::recap::{compose, RecapInput, RecapLimits};
 use awf_core::Error;
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 
 /// Composes the recap of a session from its warm pins, episodic memories, objectives and the
 /// narrative lines of its last `last_turns` turns, within `awf.recap_max_sentences` and

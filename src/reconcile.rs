@@ -196,7 +196,7 @@ fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
     skip(c, sid, turn_id, outcome, why)
 }
 
-fn computed_hash(result: &pgrx::JsonB) -> String {
+fn computed_hash(result: &crate::jsonb::JsonB) -> String {
     result.0["state_hash"]
         .as_str()
         .unwrap_or_default()

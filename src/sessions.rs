@@ -1,10 +1,11 @@
 //! `awf.session_upsert`: create a session or replace its state.
 
 use crate::errors::{raise, OrRaise};
+use crate::jsonb::JsonB;
 use crate::store::col;
 use awf_core::{canonical, Error};
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::json;
 
 /// Creates a session, or replaces the state (and contract) of an existing one of the same

@@ -9,11 +9,12 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::store::{self, col};
 use awf_core::{canonical, Error};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 const PAYLOAD_VERSION: i64 = 1;

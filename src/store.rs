@@ -4,10 +4,11 @@
 //! broken installation (a missing table), not bad input, so they panic with the statement.
 
 use crate::errors::raise;
+use crate::jsonb::JsonB;
 use awf_core::Error;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiTupleTable};
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::Value;
 
 /// The parts of a session row the lifecycle needs.

@@ -49,8 +49,8 @@ pub fn new_session() {
 }
 
 /// Submits turn `n` of [`SID`] with the given acts JSON.
-pub fn submit(n: i64, acts: &str) -> pgrx::JsonB {
-    one::<pgrx::JsonB>(&format!(
+pub fn submit(n: i64, acts: &str) -> crate::jsonb::JsonB {
+    one::<crate::jsonb::JsonB>(&format!(
         r#"SELECT awf.turn_submit('{SID}', {n}, '{{"txt": "Turn {n}.", "acts": {acts}}}')"#
     ))
     .expect("turn_submit returned NULL")
@@ -58,7 +58,7 @@ pub fn submit(n: i64, acts: &str) -> pgrx::JsonB {
 
 /// One jsonb value.
 pub fn json(sql: &str) -> serde_json::Value {
-    one::<pgrx::JsonB>(sql).expect("NULL").0
+    one::<crate::jsonb::JsonB>(sql).expect("NULL").0
 }
 
 /// Audit rows written through the lifecycle: the test session and `n` snapshots of it.

@@ -7,11 +7,12 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::store::{self, Session};
 use awf_core::{acts, canonical, Error};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 /// What a turn call returns.
@@ -66,8 +67,6 @@ fn turn_submit(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
 fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
     let raw = awf_raw.0;
     let payload_hash = canonical::content_hash(&raw).or_raise("wal_append");
-    // Refuse a payload that can never apply now, not at apply time.
-    prepare(&raw).or_raise("wal_append");
     Spi::connect_mut(|c| {
         let session = store::session(c, session_id, true);
         if let Some(entry) = store::wal_entry(c, session_id, turn_id) {
@@ -78,6 +77,9 @@ fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
             }));
         }
         check_next(session_id, &session, turn_id);
+        // Refuse now, not at apply time (or at every restart's reconciliation), a payload that
+        // does not apply to the current state or costs more than the limits allow.
+        compute(c, &session, turn_id, &raw).or_raise("wal_append");
         insert_wal(
             c,
             session_id,
@@ -245,10 +247,15 @@ pub fn next_state(
     turn_id: i64,
 ) -> Result<Value, Error> {
     match (&turn.parsed, gucs::act_applier()) {
-        (Some(parsed), None) => acts::apply_acts(state, parsed, turn_id),
+        (Some(parsed), None) => acts::apply_acts(state, parsed, turn_id, &mut gucs::budget()),
         (_, Some(name)) => custom_apply(c, &name, state, &turn.acts, turn_id),
         // The setting changed between prepare and apply (same transaction): re-prepare.
-        (None, None) => acts::apply_acts(state, &acts::parse_acts(&turn.acts)?, turn_id),
+        (None, None) => acts::apply_acts(
+            state,
+            &acts::parse_acts(&turn.acts)?,
+            turn_id,
+            &mut gucs::budget(),
+        ),
     }
 }
 

@@ -6,12 +6,12 @@
 use crate::audit;
 use crate::errors::OrRaise;
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::store::col;
 use awf_core::codec::keys::{DataKey, Keyring, WrappedKey};
 use awf_core::{Error, Result};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::JsonB;
 use serde_json::json;
 use std::cell::RefCell;
 use std::time::SystemTime;

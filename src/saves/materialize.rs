@@ -3,13 +3,14 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::saves::blobs;
 use crate::saves::store::{self, Save};
 use awf_core::save::{self, Rebuilt, VerifyReport};
 use awf_core::Error;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::json;
 
 fn rebuilt(c: &mut SpiClient<'_>, id: Uuid, target: Option<i64>, f: &'static str) -> Rebuilt {

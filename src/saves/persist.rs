@@ -3,6 +3,7 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::saves::store::{self, Save};
 use crate::saves::{blobs, keys};
 use crate::store::col;
@@ -10,7 +11,7 @@ use awf_core::save::{self, Kind, Planned, Rebuilt};
 use awf_core::{canonical, Error, Result};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 /// Creates the save of a session, or returns the one it has. A new save starts with the
@@ -189,6 +190,7 @@ pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> 
         turn_id,
         state,
         make_base,
+        &mut gucs::budget(),
     )?;
     check_diff_size(&planned, turn_id)?;
     write(c, s, turn_id, planned, Some(state))

@@ -8,6 +8,7 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::saves::blobs;
 use crate::saves::store::{self, Save, TurnRow};
 use crate::store::col;
@@ -19,7 +20,7 @@ use awf_core::{Error, Result};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 /// The `format` named in the manifest of a save export.

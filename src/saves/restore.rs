@@ -3,13 +3,14 @@
 
 use crate::audit;
 use crate::errors::{raise, OrRaise};
+use crate::jsonb::JsonB;
 use crate::saves::store::{self, Save};
 use crate::store::col;
 use awf_core::save::Rebuilt;
 use awf_core::{canonical, Error, Result};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 /// Moves turns `from..=head` of a locked save into a new archive; returns its id.

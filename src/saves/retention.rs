@@ -4,13 +4,14 @@
 use crate::audit;
 use crate::errors::OrRaise;
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::saves::store::{self, Save};
 use crate::saves::{persist, privacy};
 use crate::store::col;
 use awf_core::Result;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::json;
 
 /// Applies the retention settings:

@@ -1,13 +1,14 @@
 //! Row access for saves and their stored turns.
 
 use crate::errors::raise;
+use crate::jsonb::JsonB;
 use crate::saves::blobs;
 use crate::store::col;
 use awf_core::chain::Link;
 use awf_core::save::{self, Kind, Rebuilt, StoredTurn};
 use awf_core::{Error, Result};
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::Value;
 
 /// A save row.

@@ -131,9 +131,14 @@ pub(crate) mod tests {
             "XX001",
         );
         // Turn 4 is a base: the head (turn 6) is rebuilt without turn 3's blob.
-        assert!(one::<pgrx::JsonB>(&format!("SELECT awf.save_materialize('{save}')")).is_some());
+        assert!(
+            one::<crate::jsonb::JsonB>(&format!("SELECT awf.save_materialize('{save}')")).is_some()
+        );
         // Turn 2 does not depend on it.
-        assert!(one::<pgrx::JsonB>(&format!("SELECT awf.save_materialize('{save}', 2)")).is_some());
+        assert!(
+            one::<crate::jsonb::JsonB>(&format!("SELECT awf.save_materialize('{save}', 2)"))
+                .is_some()
+        );
         let v = json(&format!("SELECT awf.save_verify('{save}')"));
         assert_eq!(v["ok"], json!(false));
         assert_eq!(v["first_bad_turn"], json!(3), "{v}");
@@ -366,7 +371,9 @@ pub(crate) mod tests {
                 "SELECT count(DISTINCT (blob_hash, key_id)) FROM awf.save_diffs WHERE save_id = '{save}'"
             ))
         );
-        assert!(one::<pgrx::JsonB>(&format!("SELECT awf.save_materialize('{save}')")).is_some());
+        assert!(
+            one::<crate::jsonb::JsonB>(&format!("SELECT awf.save_materialize('{save}')")).is_some()
+        );
         run("RESET ROLE");
     }
 

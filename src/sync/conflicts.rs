@@ -2,11 +2,12 @@
 
 use crate::audit;
 use crate::errors::{raise, OrRaise};
+use crate::jsonb::JsonB;
 use crate::saves::store;
 use awf_core::conflict::{self, Branch, Strategy};
 use awf_core::Error;
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::json;
 
 /// The seed's ConflictResolver: decides between `branches` (a JSON array of `{branch_id,

@@ -4,11 +4,12 @@
 use crate::audit;
 use crate::errors::raise;
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::store::col;
 use awf_core::{token, Error};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::json;
 
 /// An authenticated device.

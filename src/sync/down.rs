@@ -2,6 +2,7 @@
 
 use crate::audit;
 use crate::errors::OrRaise;
+use crate::jsonb::JsonB;
 use crate::saves::blobs;
 use crate::saves::store::{self, TurnRow};
 use crate::sync::devices;
@@ -9,7 +10,7 @@ use awf_core::save::{Kind, Rebuilt};
 use awf_core::{json as awf_json, Error, Result};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 const F: &str = "sync_down";

@@ -3,6 +3,7 @@
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
+use crate::jsonb::JsonB;
 use crate::saves::persist;
 use crate::saves::restore;
 use crate::saves::store::{self, Save};
@@ -11,10 +12,10 @@ use crate::store::col;
 use crate::sync::devices::{self, Device};
 use awf_core::conflict::{self, Branch, Strategy};
 use awf_core::save::{self, Planned, Rebuilt};
-use awf_core::{merge, patch, Error, Result};
+use awf_core::{merge, patch, Budget, Error, Result};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use serde_json::{json, Value};
 
 const F: &str = "sync_up";
@@ -79,7 +80,7 @@ fn parse(request: &Value) -> Result<Request> {
 
 /// Computes the device's states turn by turn from the ancestor's state: each turn carries a
 /// full `state` or a `patch` (RFC 6902) from the previous one.
-fn client_turns(req: &Request, ancestor: &Value) -> Result<Vec<ClientTurn>> {
+fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<Vec<ClientTurn>> {
     let mut prev = ancestor.clone();
     let mut out = Vec::with_capacity(req.turns.len());
     for (i, t) in req.turns.iter().enumerate() {
@@ -95,11 +96,11 @@ fn client_turns(req: &Request, ancestor: &Value) -> Result<Vec<ClientTurn>> {
         }
         let state = match (t.get("state"), t.get("patch")) {
             (Some(s), None) if s.is_object() => s.clone(),
-            (None, Some(p)) => patch::apply(&prev, p).map_err(|e| {
-                Error::invalid(format!(
-                    "request.turns[{i}] (turn {turn_id}): {}",
-                    e.message
-                ))
+            (None, Some(p)) => patch::apply(&prev, p, budget).map_err(|e| {
+                Error::new(
+                    e.kind,
+                    format!("request.turns[{i}] (turn {turn_id}): {}", e.message),
+                )
             })?,
             _ => {
                 return Err(Error::invalid(format!(
@@ -127,13 +128,21 @@ fn plan_branch(
     ancestor: &Value,
     ancestor_chain: &str,
     turns: &[ClientTurn],
+    budget: &mut Budget,
 ) -> Result<Vec<Planned>> {
     let mut prev_state = ancestor;
     let mut prev_chain = ancestor_chain.to_owned();
     let mut plans = Vec::with_capacity(turns.len());
     for t in turns {
         let base = save::base_every(t.turn_id, s.origin_turn, gucs::sync_snapshot_every());
-        let p = save::plan(Some(prev_state), &prev_chain, t.turn_id, &t.state, base)?;
+        let p = save::plan(
+            Some(prev_state),
+            &prev_chain,
+            t.turn_id,
+            &t.state,
+            base,
+            budget,
+        )?;
         prev_chain = p.chain_hash.clone();
         prev_state = &t.state;
         plans.push(p);
@@ -281,8 +290,9 @@ fn fast_forward(c: &mut SpiClient<'_>, device: &Device, s: &Save, req: &Request)
         .head_state
         .clone()
         .ok_or_else(|| Error::invalid("the save holds no state to build on"))?;
-    let turns = client_turns(req, &head)?;
-    let plans = plan_branch(s, &head, &s.head_chain, &turns)?;
+    let mut budget = gucs::budget();
+    let turns = client_turns(req, &head, &mut budget)?;
+    let plans = plan_branch(s, &head, &s.head_chain, &turns, &mut budget)?;
     if let Some((t, p)) = turns
         .iter()
         .zip(&plans)
@@ -372,8 +382,9 @@ fn resolve_conflict(
         Rebuilt::State { state, .. } => state,
         Rebuilt::Sealed { .. } => return Err(Error::invalid("the common ancestor is sealed")),
     };
-    let mut turns = client_turns(req, &base_state)?;
-    let mut plans = plan_branch(s, &base_state, &req.base_chain, &turns)?;
+    let mut budget = gucs::budget();
+    let mut turns = client_turns(req, &base_state, &mut budget)?;
+    let mut plans = plan_branch(s, &base_state, &req.base_chain, &turns, &mut budget)?;
     // Walk the device's turns along the save's lineage: the turns the save already holds
     // (same turn, same chain hash — a retried upload, or a device that synced elsewhere) are
     // shared history, and the common ancestor is the last of them.
@@ -448,7 +459,13 @@ fn resolve_conflict(
             .clone()
             .ok_or_else(|| Error::invalid("the save holds no head state"))?;
         let client_state = &turns.last().expect("non-empty").state;
-        let outcome = merge::merge(&ancestor_state, &server_state, client_state, req.merge_rule)?;
+        let outcome = merge::merge(
+            &ancestor_state,
+            &server_state,
+            client_state,
+            req.merge_rule,
+            &mut budget,
+        )?;
         merge_conflicts = serde_json::to_value(&outcome.conflicts).expect("conflicts serialize");
         let id = archive_client_branch(
             c,

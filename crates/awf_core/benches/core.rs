@@ -48,7 +48,7 @@ impl Fixture {
         let mut theirs = base.clone();
         next_turn(&mut theirs, turn, THEIRS_SEED);
         let base_bytes = canonical_bytes(&base).expect("sample state canonicalizes");
-        let patch = diff_value(&base, &ours);
+        let patch = diff_value(&base, &ours, &mut awf_core::Budget::default()).unwrap();
         let patch_bytes = canonical_bytes(&patch).expect("patch canonicalizes");
         Fixture {
             label,
@@ -69,7 +69,14 @@ impl Fixture {
     fn report(&self, key: &DataKey) {
         let len = |level: i32| encode(&self.base_bytes, &EncodeOptions::level(level)).unwrap();
         let sealed = encode(&self.base_bytes, &EncodeOptions::level(3).with_key(key)).unwrap();
-        let outcome = merge(&self.base, &self.ours, &self.theirs, MergeRule::Ours).unwrap();
+        let outcome = merge(
+            &self.base,
+            &self.ours,
+            &self.theirs,
+            MergeRule::Ours,
+            &mut awf_core::Budget::default(),
+        )
+        .unwrap();
         eprintln!(
             "fixture {}: state {} B; blob zstd-3 {} B, zstd-10 {} B, zstd-3+AES {} B; \
              bench patch {} ops, {} B (zstd-3 blob {} B); merge conflicts: {}",
@@ -78,7 +85,9 @@ impl Fixture {
             len(3).len(),
             len(10).len(),
             sealed.len(),
-            diff(&self.base, &self.ours).len(),
+            diff(&self.base, &self.ours, &mut awf_core::Budget::default())
+                .unwrap()
+                .len(),
             self.patch_bytes.len(),
             encode(&self.patch_bytes, &EncodeOptions::level(3))
                 .unwrap()
@@ -92,9 +101,12 @@ impl Fixture {
         for turn in first..first + 100 {
             let before = state.clone();
             next_turn(&mut state, turn, OURS_SEED);
-            let d = diff(&before, &state);
+            let d = diff(&before, &state, &mut awf_core::Budget::default()).unwrap();
             ops.push(d.len());
-            let patch = canonical_bytes(&diff_value(&before, &state)).unwrap();
+            let patch = canonical_bytes(
+                &diff_value(&before, &state, &mut awf_core::Budget::default()).unwrap(),
+            )
+            .unwrap();
             blobs.push(encode(&patch, &EncodeOptions::level(3)).unwrap().len());
             bytes.push(patch.len());
         }
@@ -148,7 +160,14 @@ fn benches(c: &mut Criterion) {
         let mut g = c.benchmark_group(f.group("diff"));
         g.throughput(Throughput::Bytes(state_len));
         g.bench_function("diff_value(t, t+1)", |b| {
-            b.iter(|| diff_value(black_box(&f.base), black_box(&f.ours)))
+            b.iter(|| {
+                diff_value(
+                    black_box(&f.base),
+                    black_box(&f.ours),
+                    &mut awf_core::Budget::default(),
+                )
+                .unwrap()
+            })
         });
         g.finish();
 
@@ -160,7 +179,12 @@ fn benches(c: &mut Criterion) {
             b.iter_batched(
                 || f.base.clone(),
                 |mut doc| {
-                    apply_in_place(&mut doc, black_box(&f.patch)).unwrap();
+                    apply_in_place(
+                        &mut doc,
+                        black_box(&f.patch),
+                        &mut awf_core::Budget::default(),
+                    )
+                    .unwrap();
                     doc
                 },
                 BatchSize::SmallInput,
@@ -168,7 +192,14 @@ fn benches(c: &mut Criterion) {
         });
         g.throughput(Throughput::Bytes(state_len));
         g.bench_function("apply (clone + patch)", |b| {
-            b.iter(|| apply(black_box(&f.base), black_box(&f.patch)).unwrap())
+            b.iter(|| {
+                apply(
+                    black_box(&f.base),
+                    black_box(&f.patch),
+                    &mut awf_core::Budget::default(),
+                )
+                .unwrap()
+            })
         });
         g.finish();
 
@@ -181,6 +212,7 @@ fn benches(c: &mut Criterion) {
                     black_box(&f.ours),
                     black_box(&f.theirs),
                     MergeRule::Ours,
+                    &mut awf_core::Budget::default(),
                 )
                 .unwrap()
             })

@@ -41,6 +41,7 @@
 //! every act succeeded. A copy of a 20–200 KB state costs far less than the database round trip
 //! of the turn, and it spares the custom acts an undo log of their own.
 
+use crate::budget::Budget;
 use crate::canonical::canonical_number;
 use crate::error::{Error, Result};
 use crate::json::{pointer_tokens, type_name, Map};
@@ -261,11 +262,16 @@ pub fn parse_acts(acts: &Value) -> Result<Vec<Act>> {
 }
 
 /// Applies `acts` to a copy of `state` during turn `turn` and returns it; `state` never changes.
-pub fn apply_acts(state: &Value, acts: &[Act], turn: i64) -> Result<Value> {
+///
+/// Every act is charged to `budget` (see `crate::budget`): over it is 54000 naming the limit.
+pub fn apply_acts(state: &Value, acts: &[Act], turn: i64, budget: &mut Budget) -> Result<Value> {
     require_object(state)?;
     let mut out = state.clone();
     for (i, act) in acts.iter().enumerate() {
-        apply_one(&mut out, act, turn).map_err(|e| Error::invalid(format!("act {i} {e}")))?;
+        apply_one(&mut out, act, turn, budget).map_err(|e| match e {
+            ActError::Invalid(m) => Error::invalid(format!("act {i} {m}")),
+            ActError::Limit(m) => Error::limit(format!("act {i} ({}): {m}", act.name())),
+        })?;
         // An RFC 6902 `replace` or `move` at "" could swap the document for a non-object.
         if !out.is_object() {
             return Err(Error::invalid(format!(
@@ -280,12 +286,17 @@ pub fn apply_acts(state: &Value, acts: &[Act], turn: i64) -> Result<Value> {
 }
 
 /// Applies `acts` to `state` in place; on error `state` is left exactly as it was.
-pub fn apply_acts_in_place(state: &mut Value, acts: &[Act], turn: i64) -> Result<()> {
+pub fn apply_acts_in_place(
+    state: &mut Value,
+    acts: &[Act],
+    turn: i64,
+    budget: &mut Budget,
+) -> Result<()> {
     if acts.is_empty() {
         // Nothing to change, so no copy; the object check still holds the contract.
         return require_object(state);
     }
-    *state = apply_acts(state, acts, turn)?;
+    *state = apply_acts(state, acts, turn, budget)?;
     Ok(())
 }
 
@@ -499,17 +510,60 @@ fn integer(v: &Value) -> Option<i64> {
 // ---------------------------------------------------------------------------------------------
 // Applying. Errors are the text after "act {i} ", so they start with "({op})".
 
-fn apply_one(doc: &mut Value, act: &Act, turn: i64) -> Result<(), String> {
+/// Why one act failed: it does not fit the state, or it costs more than the budget.
+enum ActError {
+    Invalid(String),
+    Limit(String),
+}
+
+impl From<String> for ActError {
+    fn from(e: String) -> Self {
+        ActError::Invalid(e)
+    }
+}
+
+fn apply_one(doc: &mut Value, act: &Act, turn: i64, budget: &mut Budget) -> Result<(), ActError> {
+    let name = act.name();
+    // One unit for the act itself, plus whatever it scans or builds (charged below).
+    budget.work(1).map_err(|e| ActError::Limit(e.message))?;
+    match act {
+        Act::Patch(op) => patch::apply_ops(doc, std::slice::from_ref(op), budget).map_err(|e| {
+            if e.kind == crate::ErrorKind::LimitExceeded {
+                return ActError::Limit(e.message);
+            }
+            // The patch error already names op and path; only the "operation 0" is ours to fix.
+            ActError::Invalid(match e.message.strip_prefix("patch operation 0 ") {
+                Some(rest) => rest.to_owned(),
+                None => format!("({name}): {}", e.message),
+            })
+        }),
+        Act::Objective { .. } => {
+            // Finding the objective scans the list.
+            let len = doc
+                .pointer("/hot/objectives")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            budget
+                .work(len as u64)
+                .map_err(|e| ActError::Limit(e.message))?;
+            apply_plain(doc, act, turn).map_err(ActError::Invalid)
+        }
+        Act::Append { value, .. } | Act::Merge { value, .. } => {
+            budget
+                .build_copy_of(value)
+                .map_err(|e| ActError::Limit(e.message))?;
+            apply_plain(doc, act, turn).map_err(ActError::Invalid)
+        }
+        _ => apply_plain(doc, act, turn).map_err(ActError::Invalid),
+    }
+}
+
+/// Applies an act that is not an RFC 6902 operation, once its cost has been charged.
+fn apply_plain(doc: &mut Value, act: &Act, turn: i64) -> Result<(), String> {
     let name = act.name();
     let at = |path: &str, e: String| format!("({name}) at path {path:?}: {e}");
     match act {
-        Act::Patch(op) => patch::apply_ops(doc, std::slice::from_ref(op)).map_err(|e| {
-            // The patch error already names op and path; only the "operation 0" is ours to fix.
-            match e.message.strip_prefix("patch operation 0 ") {
-                Some(rest) => rest.to_owned(),
-                None => format!("({name}): {}", e.message),
-            }
-        }),
+        Act::Patch(_) => Err(format!("({name}): internal: a patch act is not plain")),
         Act::Increment { path, by } => {
             let slot = existing_mut(doc, path).map_err(|e| at(path, e))?;
             let Value::Number(cur) = slot else {

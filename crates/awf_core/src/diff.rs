@@ -15,70 +15,186 @@
 //! pair, then removing or adding the tail). That is always correct, costs linear time, and is
 //! what you want when most elements were edited in place. And when nothing of the old array
 //! survives (no equal element, no pair of containers to diff), the array is replaced whole.
+//!
+//! Complexity: elements are bucketed by a structural hash keyed with a per-call random key
+//! (SipHash), so no input can be built to make them collide: classing an array is linear in
+//! its size. Myers costs O((N + M) · D) with D at most [`MAX_EDIT_DISTANCE`]. Each nesting level
+//! hashes its subtrees again, so a whole diff is O(size · depth) plus the alignments, and all of
+//! it is charged to the caller's [`Budget`] (54000 past the limit, interrupts polled).
 
+use crate::budget::Budget;
+use crate::error::Result;
 use crate::json::value_eq;
 use crate::patch::{ops_into_value, Op};
 use serde_json::{Map, Value};
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// Edit distance (insertions + deletions) beyond which arrays are paired by index instead of
 /// aligned; keeps the Myers search to about 260,000 steps and 1 MB of trace (a few ms).
 pub const MAX_EDIT_DISTANCE: usize = 512;
 
-/// Computes RFC 6902 operations that turn `a` into `b`.
-pub fn diff(a: &Value, b: &Value) -> Vec<Op> {
-    let mut ops = Vec::new();
-    let mut path = String::new();
-    diff_into(a, b, &mut path, &mut ops);
-    ops
+/// Computes RFC 6902 operations that turn `a` into `b`, charging `budget` as it goes.
+pub fn diff(a: &Value, b: &Value, budget: &mut Budget) -> Result<Vec<Op>> {
+    let mut cx = Cx {
+        ops: Vec::new(),
+        path: String::new(),
+        keys: RandomState::new(),
+        budget,
+    };
+    cx.diff_into(a, b)?;
+    Ok(cx.ops)
 }
 
 /// Computes the RFC 6902 patch document (a JSON array) that turns `a` into `b`.
-pub fn diff_value(a: &Value, b: &Value) -> Value {
-    ops_into_value(diff(a, b))
+pub fn diff_value(a: &Value, b: &Value, budget: &mut Budget) -> Result<Value> {
+    Ok(ops_into_value(diff(a, b, budget)?))
 }
 
-fn diff_into(a: &Value, b: &Value, path: &mut String, ops: &mut Vec<Op>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => diff_objects(x, y, path, ops),
-        (Value::Array(x), Value::Array(y)) => diff_arrays(x, y, path, ops),
-        _ => {
-            if !value_eq(a, b) {
-                ops.push(Op::Replace {
-                    path: path.clone(),
-                    value: b.clone(),
-                });
+/// One diff in progress: the operations so far, the current path, the hash key and the budget.
+struct Cx<'b> {
+    ops: Vec<Op>,
+    path: String,
+    keys: RandomState,
+    budget: &'b mut Budget,
+}
+
+impl Cx<'_> {
+    fn diff_into(&mut self, a: &Value, b: &Value) -> Result<()> {
+        self.budget.work(1)?;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => self.diff_objects(x, y),
+            (Value::Array(x), Value::Array(y)) => self.diff_arrays(x, y),
+            _ => {
+                if !value_eq(a, b) {
+                    self.replace(b)?;
+                }
+                Ok(())
             }
         }
     }
-}
 
-fn diff_objects(
-    x: &Map<String, Value>,
-    y: &Map<String, Value>,
-    path: &mut String,
-    ops: &mut Vec<Op>,
-) {
-    let base = path.len();
-    for (k, va) in x {
-        push_key(path, k);
-        match y.get(k) {
-            None => ops.push(Op::Remove { path: path.clone() }),
-            Some(vb) => diff_into(va, vb, path, ops),
-        }
-        path.truncate(base);
+    fn replace(&mut self, b: &Value) -> Result<()> {
+        self.budget.build_copy_of(b)?;
+        self.ops.push(Op::Replace {
+            path: self.path.clone(),
+            value: b.clone(),
+        });
+        Ok(())
     }
-    for (k, vb) in y {
-        if !x.contains_key(k) {
-            push_key(path, k);
-            ops.push(Op::Add {
-                path: path.clone(),
-                value: vb.clone(),
-            });
-            path.truncate(base);
+    fn diff_objects(&mut self, x: &Map<String, Value>, y: &Map<String, Value>) -> Result<()> {
+        let base = self.path.len();
+        for (k, va) in x {
+            push_key(&mut self.path, k);
+            match y.get(k) {
+                None => self.ops.push(Op::Remove {
+                    path: self.path.clone(),
+                }),
+                Some(vb) => self.diff_into(va, vb)?,
+            }
+            self.path.truncate(base);
         }
+        for (k, vb) in y {
+            if !x.contains_key(k) {
+                push_key(&mut self.path, k);
+                self.budget.build_copy_of(vb)?;
+                self.ops.push(Op::Add {
+                    path: self.path.clone(),
+                    value: vb.clone(),
+                });
+                self.path.truncate(base);
+            }
+        }
+        Ok(())
+    }
+    fn diff_arrays(&mut self, x: &[Value], y: &[Value]) -> Result<()> {
+        let (n, m) = (x.len(), y.len());
+        let mut pre = 0;
+        while pre < n && pre < m && value_eq(&x[pre], &y[pre]) {
+            pre += 1;
+        }
+        let mut suf = 0;
+        while suf < n - pre && suf < m - pre && value_eq(&x[n - 1 - suf], &y[m - 1 - suf]) {
+            suf += 1;
+        }
+        self.budget.work((pre + suf) as u64)?;
+        let xm = &x[pre..n - suf];
+        let ym = &y[pre..m - suf];
+        if xm.is_empty() && ym.is_empty() {
+            return Ok(());
+        }
+        let whole = Hunk {
+            a_start: 0,
+            a_len: xm.len(),
+            b_start: 0,
+            b_len: ym.len(),
+        };
+        let hunks = if xm.is_empty() || ym.is_empty() {
+            vec![whole]
+        } else {
+            let (ia, ib, shared) = class_ids(xm, ym, &self.keys, self.budget)?;
+            if shared {
+                align(&ia, &ib, MAX_EDIT_DISTANCE, self.budget)?.unwrap_or_else(|| vec![whole])
+            } else {
+                vec![whole]
+            }
+        };
+        // Elements of `b` that reuse something of `a` (equal, or diffed recursively). With none,
+        // every element would be its own add or replace: one replace of the array is smaller.
+        let edited: usize = hunks.iter().map(|h| h.a_len).sum();
+        let mut kept = pre + suf + (xm.len() - edited);
+        if kept == 0 {
+            kept = hunks
+                .iter()
+                .flat_map(|h| {
+                    (0..h.a_len.min(h.b_len)).map(move |i| (h.a_start + i, h.b_start + i))
+                })
+                .filter(|&(i, j)| same_container(&xm[i], &ym[j]))
+                .count();
+        }
+        if kept == 0 {
+            self.budget.build_copy_of(&Value::Array(Vec::new()))?;
+            for v in y {
+                self.budget.build_copy_of(v)?;
+            }
+            self.ops.push(Op::Replace {
+                path: self.path.clone(),
+                value: Value::Array(y.to_vec()),
+            });
+            return Ok(());
+        }
+        let base = self.path.len();
+        for h in hunks {
+            // Everything before this hunk already looks like `b`, so its position in the array
+            // being patched is its position in `b`.
+            let pos = pre + h.b_start;
+            let k = h.a_len.min(h.b_len);
+            for i in 0..k {
+                push_index(&mut self.path, pos + i);
+                self.diff_into(&xm[h.a_start + i], &ym[h.b_start + i])?;
+                self.path.truncate(base);
+            }
+            for _ in k..h.a_len {
+                push_index(&mut self.path, pos + k);
+                self.ops.push(Op::Remove {
+                    path: self.path.clone(),
+                });
+                self.path.truncate(base);
+            }
+            for j in k..h.b_len {
+                push_index(&mut self.path, pos + j);
+                let v = &ym[h.b_start + j];
+                self.budget.build_copy_of(v)?;
+                self.ops.push(Op::Add {
+                    path: self.path.clone(),
+                    value: v.clone(),
+                });
+                self.path.truncate(base);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -111,82 +227,6 @@ struct Hunk {
     b_len: usize,
 }
 
-fn diff_arrays(x: &[Value], y: &[Value], path: &mut String, ops: &mut Vec<Op>) {
-    let (n, m) = (x.len(), y.len());
-    let mut pre = 0;
-    while pre < n && pre < m && value_eq(&x[pre], &y[pre]) {
-        pre += 1;
-    }
-    let mut suf = 0;
-    while suf < n - pre && suf < m - pre && value_eq(&x[n - 1 - suf], &y[m - 1 - suf]) {
-        suf += 1;
-    }
-    let xm = &x[pre..n - suf];
-    let ym = &y[pre..m - suf];
-    if xm.is_empty() && ym.is_empty() {
-        return;
-    }
-    let whole = Hunk {
-        a_start: 0,
-        a_len: xm.len(),
-        b_start: 0,
-        b_len: ym.len(),
-    };
-    let hunks = if xm.is_empty() || ym.is_empty() {
-        vec![whole]
-    } else {
-        let (ia, ib, shared) = class_ids(xm, ym);
-        if shared {
-            align(&ia, &ib, MAX_EDIT_DISTANCE).unwrap_or_else(|| vec![whole])
-        } else {
-            vec![whole]
-        }
-    };
-    // Elements of `b` that reuse something of `a` (equal, or diffed recursively). With none,
-    // every element would be its own add or replace: one replace of the array is smaller.
-    let edited: usize = hunks.iter().map(|h| h.a_len).sum();
-    let mut kept = pre + suf + (xm.len() - edited);
-    if kept == 0 {
-        kept = hunks
-            .iter()
-            .flat_map(|h| (0..h.a_len.min(h.b_len)).map(move |i| (h.a_start + i, h.b_start + i)))
-            .filter(|&(i, j)| same_container(&xm[i], &ym[j]))
-            .count();
-    }
-    if kept == 0 {
-        ops.push(Op::Replace {
-            path: path.clone(),
-            value: Value::Array(y.to_vec()),
-        });
-        return;
-    }
-    let base = path.len();
-    for h in hunks {
-        // Everything before this hunk already looks like `b`, so its position in the array
-        // being patched is its position in `b`.
-        let pos = pre + h.b_start;
-        let k = h.a_len.min(h.b_len);
-        for i in 0..k {
-            push_index(path, pos + i);
-            diff_into(&xm[h.a_start + i], &ym[h.b_start + i], path, ops);
-            path.truncate(base);
-        }
-        for _ in k..h.a_len {
-            push_index(path, pos + k);
-            ops.push(Op::Remove { path: path.clone() });
-            path.truncate(base);
-        }
-        for j in k..h.b_len {
-            push_index(path, pos + j);
-            ops.push(Op::Add {
-                path: path.clone(),
-                value: ym[h.b_start + j].clone(),
-            });
-            path.truncate(base);
-        }
-    }
-}
-
 fn same_container(a: &Value, b: &Value) -> bool {
     matches!(
         (a, b),
@@ -196,29 +236,48 @@ fn same_container(a: &Value, b: &Value) -> bool {
 
 /// Maps every element to a small id such that ids are equal exactly when the elements are
 /// `value_eq`, so the alignment compares integers and each element is hashed once.
-fn class_ids(xs: &[Value], ys: &[Value]) -> (Vec<u32>, Vec<u32>, bool) {
+fn class_ids(
+    xs: &[Value],
+    ys: &[Value],
+    keys: &RandomState,
+    budget: &mut Budget,
+) -> Result<(Vec<u32>, Vec<u32>, bool)> {
     let mut classes: HashMap<u64, Vec<(u32, &Value)>, BuildHasherDefault<PassThrough>> =
         HashMap::default();
     let mut next = 0u32;
-    let mut id_of = |v| {
-        let bucket = classes.entry(hash_value(v)).or_default();
-        if let Some(&(id, _)) = bucket.iter().find(|(_, rep)| value_eq(rep, v)) {
-            return id;
+    let mut ia = Vec::with_capacity(xs.len());
+    let mut ib = Vec::with_capacity(ys.len());
+    for (v, out) in xs
+        .iter()
+        .map(|v| (v, true))
+        .chain(ys.iter().map(|v| (v, false)))
+    {
+        let bucket = classes.entry(hash_value(v, keys, budget)?).or_default();
+        // A keyed hash makes a bucket of distinct values a chance event, but each comparison
+        // is still charged, so not even bad luck makes this quadratic without a bound.
+        budget.work(bucket.len() as u64)?;
+        let id = match bucket.iter().find(|(_, rep)| value_eq(rep, v)) {
+            Some(&(id, _)) => id,
+            None => {
+                let id = next;
+                next += 1;
+                bucket.push((id, v));
+                id
+            }
+        };
+        if out {
+            ia.push(id)
+        } else {
+            ib.push(id)
         }
-        let id = next;
-        next += 1;
-        bucket.push((id, v));
-        id
-    };
-    let ia: Vec<u32> = xs.iter().map(&mut id_of).collect();
-    let ib: Vec<u32> = ys.iter().map(&mut id_of).collect();
+    }
     // `a` took the ids below its class count, so a smaller id in `b` is a shared element.
     let a_classes = ia.iter().max().map_or(0, |&m| m + 1);
     let shared = ib.iter().any(|&id| id < a_classes);
-    (ia, ib, shared)
+    Ok((ia, ib, shared))
 }
 
-/// The keys are already hashes; only their bits need spreading.
+/// The keys are already (keyed) hashes: the table uses them as they are.
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -232,59 +291,58 @@ impl Hasher for PassThrough {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        // `mix` only carries entropy upwards, and the table indexes by the low bits: without
-        // this fold, small integers (f64 bits with zero low bits) all land in one bucket.
-        let n = (n ^ (n >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let n = (n ^ (n >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        self.0 = n ^ (n >> 31);
+        self.0 = n;
     }
 }
 
-const K: u64 = 0x517c_c1b7_2722_0a95;
-
-fn mix(h: u64, x: u64) -> u64 {
-    (h.rotate_left(5) ^ x).wrapping_mul(K)
-}
-
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        h = mix(h, u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
-    }
-    let mut tail = 0u64;
-    for (i, &b) in chunks.remainder().iter().enumerate() {
-        tail |= u64::from(b) << (8 * i);
-    }
-    mix(h, tail)
-}
-
-/// A structural hash consistent with `value_eq`: numbers hash by their f64 value (equal numbers
-/// have equal f64s), objects by an order-independent sum of their members.
-fn hash_value(v: &Value) -> u64 {
+/// A structural hash consistent with `value_eq`, keyed so that nobody without the key can
+/// build colliding values: numbers hash by their f64 value (equal numbers have equal f64s),
+/// objects by an order-independent sum of keyed member hashes. Charges one unit per value.
+fn hash_value(v: &Value, keys: &RandomState, budget: &mut Budget) -> Result<u64> {
+    budget.work(1)?;
+    let mut h = keys.build_hasher();
     match v {
-        Value::Null => mix(1, 0),
-        Value::Bool(b) => mix(2, u64::from(*b)),
-        Value::Number(n) => {
-            // `+ 0.0` turns -0.0 into 0.0, which `value_eq` considers equal.
-            mix(3, n.as_f64().map_or(0, |f| (f + 0.0).to_bits()))
+        Value::Null => h.write_u8(1),
+        Value::Bool(b) => {
+            h.write_u8(2);
+            h.write_u8(u8::from(*b));
         }
-        Value::String(s) => mix(4, hash_bytes(s.as_bytes())),
-        Value::Array(a) => a
-            .iter()
-            .fold(mix(5, a.len() as u64), |h, e| mix(h, hash_value(e))),
+        Value::Number(n) => {
+            h.write_u8(3);
+            // `+ 0.0` turns -0.0 into 0.0, which `value_eq` considers equal.
+            h.write_u64(n.as_f64().map_or(0, |f| (f + 0.0).to_bits()));
+        }
+        Value::String(s) => {
+            h.write_u8(4);
+            h.write(s.as_bytes());
+            budget.work(s.len() as u64 / 64)?;
+        }
+        Value::Array(a) => {
+            h.write_u8(5);
+            h.write_usize(a.len());
+            for e in a {
+                h.write_u64(hash_value(e, keys, budget)?);
+            }
+        }
         Value::Object(m) => {
-            let sum = m.iter().fold(0u64, |acc, (k, v)| {
-                acc.wrapping_add(mix(hash_bytes(k.as_bytes()), hash_value(v)))
-            });
-            mix(mix(6, m.len() as u64), sum)
+            let mut sum = 0u64;
+            for (k, v) in m {
+                let mut member = keys.build_hasher();
+                member.write(k.as_bytes());
+                member.write_u64(hash_value(v, keys, budget)?);
+                sum = sum.wrapping_add(member.finish());
+            }
+            h.write_u8(6);
+            h.write_usize(m.len());
+            h.write_u64(sum);
         }
     }
+    Ok(h.finish())
 }
 
 /// Myers' greedy shortest edit script over id sequences; `None` when it needs more than
 /// `max_d` insertions plus deletions.
-fn align(a: &[u32], b: &[u32], max_d: usize) -> Option<Vec<Hunk>> {
+fn align(a: &[u32], b: &[u32], max_d: usize, budget: &mut Budget) -> Result<Option<Vec<Hunk>>> {
     let (n, m) = (a.len() as isize, b.len() as isize);
     let limit = (a.len() + b.len()).min(max_d) as isize;
     let off = limit + 1;
@@ -294,6 +352,8 @@ fn align(a: &[u32], b: &[u32], max_d: usize) -> Option<Vec<Hunk>> {
     let mut trace: Vec<u32> = Vec::new();
     let mut found = None;
     'rounds: for d in 0..=limit {
+        // A round visits 2d + 1 diagonals; its snakes are charged as they are walked.
+        budget.work(2 * d as u64 + 1)?;
         let mut k = -d;
         while k <= d {
             let i = (k + off) as usize;
@@ -303,10 +363,12 @@ fn align(a: &[u32], b: &[u32], max_d: usize) -> Option<Vec<Hunk>> {
                 v[i - 1] + 1
             };
             let mut y = x - k;
+            let snake_from = x;
             while x < n && y < m && a[x as usize] == b[y as usize] {
                 x += 1;
                 y += 1;
             }
+            budget.work((x - snake_from) as u64)?;
             v[i] = x;
             if x >= n && y >= m {
                 trace.extend(
@@ -325,7 +387,9 @@ fn align(a: &[u32], b: &[u32], max_d: usize) -> Option<Vec<Hunk>> {
                 .map(|&x| x as u32),
         );
     }
-    let total = found?;
+    let Some(total) = found else {
+        return Ok(None);
+    };
 
     let mut deleted = vec![false; a.len()];
     let mut inserted = vec![false; b.len()];
@@ -376,7 +440,7 @@ fn align(a: &[u32], b: &[u32], max_d: usize) -> Option<Vec<Hunk>> {
             j += 1;
         }
     }
-    Some(hunks)
+    Ok(Some(hunks))
 }
 
 #[cfg(test)]
@@ -386,8 +450,13 @@ mod tests {
     use serde_json::json;
 
     fn check(a: Value, b: Value) -> Vec<Op> {
-        let ops = diff(&a, &b);
-        let patched = apply(&a, &crate::patch::ops_to_value(&ops)).unwrap();
+        let ops = diff(&a, &b, &mut Budget::default()).unwrap();
+        let patched = apply(
+            &a,
+            &crate::patch::ops_to_value(&ops),
+            &mut Budget::default(),
+        )
+        .unwrap();
         assert!(
             crate::json::value_eq(&patched, &b),
             "{a} -> {b}: {ops:?} gave {patched}"
@@ -411,7 +480,9 @@ mod tests {
 
     #[test]
     fn align_hunks() {
-        let h = align(&[1, 2, 3], &[1, 4, 3], 10).unwrap();
+        let h = align(&[1, 2, 3], &[1, 4, 3], 10, &mut Budget::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             h,
             [Hunk {
@@ -421,7 +492,11 @@ mod tests {
                 b_len: 1
             }]
         );
-        assert!(align(&[1, 2, 3, 4], &[5, 6, 7, 8], 3).is_none());
+        assert!(
+            align(&[1, 2, 3, 4], &[5, 6, 7, 8], 3, &mut Budget::default())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

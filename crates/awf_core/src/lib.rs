@@ -1,6 +1,7 @@
 //! awf_core: the pure algorithms of awf_lifecycle. No pgrx, no tokio: the extension, the HTTP
 //! server and the CLI call these and never re-implement them.
 
+pub mod budget;
 pub mod error;
 pub mod json;
 
@@ -40,4 +41,5 @@ pub mod save;
 /// Device sync tokens: generation and hashing.
 pub mod token;
 
+pub use budget::{Budget, Limits};
 pub use error::{Error, ErrorKind, Result};

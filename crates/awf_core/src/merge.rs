@@ -26,6 +26,7 @@
 //! That exception is the one place where the order of `ours` and `theirs` matters for a clean
 //! merge; ours goes first because ours is the branch being merged into.
 
+use crate::budget::Budget;
 use crate::error::{Error, Result};
 use crate::json::{push_token, value_eq, Map};
 use serde::Serialize;
@@ -122,7 +123,15 @@ impl MergeOutcome {
 /// Merges `ours` and `theirs`, both derived from `base`; see the module documentation.
 ///
 /// With [`MergeRule::Fail`] any conflict is an [`Error::conflict`] naming the paths.
-pub fn merge(base: &Value, ours: &Value, theirs: &Value, rule: MergeRule) -> Result<MergeOutcome> {
+/// Each merged path is charged to `budget`, so a merge of huge or deep documents ends in
+/// 54000 and polls for interrupts instead of running unchecked.
+pub fn merge(
+    base: &Value,
+    ours: &Value,
+    theirs: &Value,
+    rule: MergeRule,
+    budget: &mut Budget,
+) -> Result<MergeOutcome> {
     let mut conflicts = Vec::new();
     let merged = merge_at(
         String::new(),
@@ -130,8 +139,11 @@ pub fn merge(base: &Value, ours: &Value, theirs: &Value, rule: MergeRule) -> Res
         Some(ours),
         Some(theirs),
         rule,
-        &mut conflicts,
-    );
+        &mut Cx {
+            conflicts: &mut conflicts,
+            budget,
+        },
+    )?;
     if rule == MergeRule::Fail && !conflicts.is_empty() {
         return Err(Error::conflict(conflict_message(&conflicts)));
     }
@@ -202,6 +214,12 @@ fn opt_eq(a: Option<&Value>, b: Option<&Value>) -> bool {
     }
 }
 
+/// What a merge collects as it goes: the conflicts, and what it may still spend.
+struct Cx<'a> {
+    conflicts: &'a mut Vec<Conflict>,
+    budget: &'a mut Budget,
+}
+
 /// Merges one path; `None` means absent (in the inputs) or deleted (in the result).
 fn merge_at(
     path: String,
@@ -209,13 +227,17 @@ fn merge_at(
     ours: Option<&Value>,
     theirs: Option<&Value>,
     rule: MergeRule,
-    conflicts: &mut Vec<Conflict>,
-) -> Option<Value> {
+    cx: &mut Cx<'_>,
+) -> Result<Option<Value>> {
+    // The comparisons below walk the values at this path: charge their size (ours is the
+    // largest share of the work, and a deep document pays once per level).
+    cx.budget
+        .work(1 + ours.map_or(0, |o| crate::budget::count_nodes_upto(o, u64::MAX)))?;
     if opt_eq(ours, theirs) || opt_eq(theirs, base) {
-        return ours.cloned();
+        return Ok(ours.cloned());
     }
     if opt_eq(ours, base) {
-        return theirs.cloned();
+        return Ok(theirs.cloned());
     }
     match (base, ours, theirs) {
         (None | Some(Value::Object(_)), Some(Value::Object(o)), Some(Value::Object(t))) => {
@@ -224,13 +246,13 @@ fn merge_at(
                 Some(Value::Object(b)) => b,
                 _ => &empty,
             };
-            return Some(Value::Object(merge_objects(
-                &path, b, o, t, rule, conflicts,
-            )));
+            return Ok(Some(Value::Object(merge_objects(
+                &path, b, o, t, rule, cx,
+            )?)));
         }
         (Some(Value::Array(b)), Some(Value::Array(o)), Some(Value::Array(t))) => {
             if let Some(merged) = merge_appends(b, o, t) {
-                return Some(Value::Array(merged));
+                return Ok(Some(Value::Array(merged)));
             }
         }
         _ => {}
@@ -240,14 +262,14 @@ fn merge_at(
         MergeRule::Theirs => ("theirs", theirs.cloned()),
         MergeRule::Ours | MergeRule::Fail => ("ours", ours.cloned()),
     };
-    conflicts.push(Conflict {
+    cx.conflicts.push(Conflict {
         path,
         base: base.cloned(),
         ours: ours.cloned(),
         theirs: theirs.cloned(),
         resolution,
     });
-    merged
+    Ok(merged)
 }
 
 fn merge_objects(
@@ -256,8 +278,8 @@ fn merge_objects(
     ours: &Map<String, Value>,
     theirs: &Map<String, Value>,
     rule: MergeRule,
-    conflicts: &mut Vec<Conflict>,
-) -> Map<String, Value> {
+    cx: &mut Cx<'_>,
+) -> Result<Map<String, Value>> {
     // Keys only in base were deleted on both sides, so the union of ours and theirs covers
     // every key that can survive; ours' order first keeps the output independent of map hashing.
     let keys = ours
@@ -271,13 +293,13 @@ fn merge_objects(
             ours.get(key),
             theirs.get(key),
             rule,
-            conflicts,
-        );
+            cx,
+        )?;
         if let Some(v) = merged {
             out.insert(key.clone(), v);
         }
     }
-    out
+    Ok(out)
 }
 
 /// The elements `side` appended to `base`, if `side` only appended.
@@ -314,7 +336,7 @@ mod tests {
     use serde_json::json;
 
     fn m(b: Value, o: Value, t: Value, rule: MergeRule) -> MergeOutcome {
-        merge(&b, &o, &t, rule).unwrap()
+        merge(&b, &o, &t, rule, &mut Budget::default()).unwrap()
     }
 
     #[test]
@@ -369,7 +391,7 @@ mod tests {
         let b = parse_str(r#"{"n": 1, "m": 5}"#).unwrap();
         let o = parse_str(r#"{"n": 1.0, "m": 6}"#).unwrap();
         let t = parse_str(r#"{"n": 1e0, "m": 5.0}"#).unwrap();
-        let out = merge(&b, &o, &t, MergeRule::Fail).unwrap();
+        let out = merge(&b, &o, &t, MergeRule::Fail, &mut Budget::default()).unwrap();
         assert!(value_eq(&out.merged, &json!({"n": 1, "m": 6})));
     }
 
@@ -410,12 +432,20 @@ mod tests {
             &json!({"a": 2, "b/c": 2, "d": 1}),
             &json!({"a": 3, "b/c": 3, "d": 1}),
             MergeRule::Fail,
+            &mut Budget::default(),
         )
         .unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::Conflict);
         assert!(err.message.contains("2 conflicting"), "{}", err.message);
         assert!(err.message.contains(r#""/a", "/b~1c""#), "{}", err.message);
-        let err = merge(&json!(1), &json!(2), &json!("x"), MergeRule::Fail).unwrap_err();
+        let err = merge(
+            &json!(1),
+            &json!(2),
+            &json!("x"),
+            MergeRule::Fail,
+            &mut Budget::default(),
+        )
+        .unwrap_err();
         assert!(err.message.contains("whole document"), "{}", err.message);
     }
 }

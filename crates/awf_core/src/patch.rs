@@ -3,7 +3,13 @@
 //! [`apply_in_place`] and [`apply_ops`] keep an undo log of inverse operations instead of
 //! cloning the document, so a small patch on a 200 KB state costs only what it touches, and a
 //! failing patch is rolled back to exactly the input.
+//!
+//! Every operation is charged to a [`Budget`]: its pointer walk, the elements an array insert
+//! or removal shifts, and every value it adds or copies. A patch of `copy` operations that
+//! doubles the document each time therefore stops at `awf.max_built_nodes` (54000) after a
+//! few steps, instead of exhausting memory.
 
+use crate::budget::Budget;
 use crate::error::{Error, Result};
 use crate::json::{array_index, brief, escape_token, pointer_tokens, type_name, value_eq};
 use serde::Serialize;
@@ -93,23 +99,23 @@ pub fn parse_patch(patch: &Value) -> Result<Vec<Op>> {
 }
 
 /// Applies a patch document to a copy of `doc` and returns the result; `doc` is never changed.
-pub fn apply(doc: &Value, patch: &Value) -> Result<Value> {
+pub fn apply(doc: &Value, patch: &Value, budget: &mut Budget) -> Result<Value> {
     let ops = parse_refs(patch)?;
     let mut out = doc.clone();
     // The copy is thrown away on error, so no undo log is needed.
-    run(&mut out, ops.into_iter(), false)?;
+    run(&mut out, ops.into_iter(), false, budget)?;
     Ok(out)
 }
 
 /// Applies a patch document to `doc` in place; on error `doc` is left exactly as it was.
-pub fn apply_in_place(doc: &mut Value, patch: &Value) -> Result<()> {
+pub fn apply_in_place(doc: &mut Value, patch: &Value, budget: &mut Budget) -> Result<()> {
     let ops = parse_refs(patch)?;
-    run(doc, ops.into_iter(), true)
+    run(doc, ops.into_iter(), true, budget)
 }
 
 /// Applies typed operations to `doc` in place; on error `doc` is left exactly as it was.
-pub fn apply_ops(doc: &mut Value, ops: &[Op]) -> Result<()> {
-    run(doc, ops.iter().map(Op::as_ref), true)
+pub fn apply_ops(doc: &mut Value, ops: &[Op], budget: &mut Budget) -> Result<()> {
+    run(doc, ops.iter().map(Op::as_ref), true, budget)
 }
 
 /// Looks up a JSON Pointer (RFC 6901) in `doc`, with an error naming what is missing.
@@ -238,25 +244,75 @@ fn parse_one(op: &Value) -> Result<OpRef<'_>, String> {
     })
 }
 
-fn run<'a>(doc: &mut Value, ops: impl Iterator<Item = OpRef<'a>>, record: bool) -> Result<()> {
+fn run<'a>(
+    doc: &mut Value,
+    ops: impl Iterator<Item = OpRef<'a>>,
+    record: bool,
+    budget: &mut Budget,
+) -> Result<()> {
     let mut log: Vec<Undo> = Vec::new();
     for (i, op) in ops.enumerate() {
-        match step(doc, op) {
-            Ok(Some(u)) if record => log.push(u),
-            Ok(_) => {}
-            Err(e) => {
-                for u in log.into_iter().rev() {
-                    undo(doc, u);
-                }
-                return Err(Error::invalid(format!(
-                    "patch operation {i} ({}) at path {:?}: {e}",
-                    op.name(),
-                    op.path()
-                )));
+        let outcome = match step(doc, op, budget) {
+            Ok(Some(u)) if record => {
+                log.push(u);
+                Ok(())
             }
+            Ok(_) => Ok(()),
+            Err(Failure::Invalid(e)) => Err(Error::invalid(format!(
+                "patch operation {i} ({}) at path {:?}: {e}",
+                op.name(),
+                op.path()
+            ))),
+            Err(Failure::Budget(e)) => Err(Error::limit(format!(
+                "patch operation {i} ({}) at path {:?}: {e}",
+                op.name(),
+                op.path()
+            ))),
+        };
+        if let Err(e) = outcome {
+            for u in log.into_iter().rev() {
+                undo(doc, u);
+            }
+            return Err(e);
         }
     }
     Ok(())
+}
+
+/// Why one operation failed: the patch does not fit the document, or it costs too much.
+enum Failure {
+    Invalid(String),
+    Budget(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Invalid(e)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(e: &str) -> Self {
+        Failure::Invalid(e.to_owned())
+    }
+}
+
+/// Charges an operation's pointer walk and, for an array position, the elements an insert or
+/// removal shifts there.
+fn charge(budget: &mut Budget, doc: &Value, loc: &Loc) -> Result<(), Failure> {
+    let shifted = match (&loc.last, walk(doc, &loc.parent)) {
+        (Last::Index(i), Ok(Value::Array(a))) => a.len().saturating_sub(*i) as u64,
+        _ => 0,
+    };
+    budget
+        .work(1 + loc.parent.len() as u64 + shifted)
+        .map_err(|e| Failure::Budget(e.message))
+}
+
+fn charge_copy(budget: &mut Budget, v: &Value) -> Result<(), Failure> {
+    budget
+        .build_copy_of(v)
+        .map_err(|e| Failure::Budget(e.message))
 }
 
 /// Where a value sits: the parent's pointer tokens and the concrete member or index.
@@ -294,10 +350,12 @@ enum Undo {
     },
 }
 
-fn step(doc: &mut Value, op: OpRef<'_>) -> Result<Option<Undo>, String> {
+fn step(doc: &mut Value, op: OpRef<'_>, budget: &mut Budget) -> Result<Option<Undo>, Failure> {
     match op {
         OpRef::Add { path, value } => {
             let loc = locate_add(doc, tokens(path)?)?;
+            charge(budget, doc, &loc)?;
+            charge_copy(budget, value)?;
             let displaced = insert_at(doc, &loc, value.clone());
             Ok(Some(Undo::Add { loc, displaced }))
         }
@@ -306,11 +364,14 @@ fn step(doc: &mut Value, op: OpRef<'_>) -> Result<Option<Undo>, String> {
             if let Last::Root = loc.last {
                 return Err("cannot remove the whole document".into());
             }
+            charge(budget, doc, &loc)?;
             let value = take_at(doc, &loc).ok_or("internal: located value vanished")?;
             Ok(Some(Undo::Remove { loc, value }))
         }
         OpRef::Replace { path, value } => {
             let loc = locate_existing(doc, tokens(path)?)?;
+            charge(budget, doc, &loc)?;
+            charge_copy(budget, value)?;
             let slot = slot_mut(doc, &loc).ok_or("internal: located value vanished")?;
             let old = mem::replace(slot, value.clone());
             Ok(Some(Undo::Replace { loc, old }))
@@ -319,19 +380,24 @@ fn step(doc: &mut Value, op: OpRef<'_>) -> Result<Option<Undo>, String> {
             let ft = tokens(from).map_err(|e| format!("from: {e}"))?;
             let pt = tokens(path)?;
             if ft.len() < pt.len() && pt[..ft.len()] == ft[..] {
-                return Err(format!("cannot move {from:?} into its own child {path:?}"));
+                return Err(format!("cannot move {from:?} into its own child {path:?}").into());
             }
             if ft == pt {
                 walk(doc, &ft).map_err(|e| format!("from: {e}"))?;
                 return Ok(None);
             }
             let from_loc = locate_existing(doc, ft).map_err(|e| format!("from: {e}"))?;
+            charge(budget, doc, &from_loc)?;
             // `from` is a proper ancestor of nothing here, and is not the root (the root is an
             // ancestor of every other path), so it can be taken out.
             let value = take_at(doc, &from_loc).ok_or("internal: located value vanished")?;
             // The target is resolved after the removal, as RFC 6902 §4.4 specifies.
             match locate_add(doc, pt) {
                 Ok(to) => {
+                    if let Err(e) = charge(budget, doc, &to) {
+                        insert_at(doc, &from_loc, value);
+                        return Err(e);
+                    }
                     let displaced = insert_at(doc, &to, value);
                     Ok(Some(Undo::Move {
                         from: from_loc,
@@ -341,19 +407,27 @@ fn step(doc: &mut Value, op: OpRef<'_>) -> Result<Option<Undo>, String> {
                 }
                 Err(e) => {
                     insert_at(doc, &from_loc, value);
-                    Err(e)
+                    Err(e.into())
                 }
             }
         }
         OpRef::Copy { from, path } => {
             let ft = tokens(from).map_err(|e| format!("from: {e}"))?;
-            let value = walk(doc, &ft).map_err(|e| format!("from: {e}"))?.clone();
+            let source = walk(doc, &ft).map_err(|e| format!("from: {e}"))?;
+            // Sized before it is cloned: this is the operation that can double a document.
+            charge_copy(budget, source)?;
+            let value = source.clone();
             let loc = locate_add(doc, tokens(path)?)?;
+            charge(budget, doc, &loc)?;
             let displaced = insert_at(doc, &loc, value);
             Ok(Some(Undo::Add { loc, displaced }))
         }
         OpRef::Test { path, value } => {
             let actual = walk(doc, &tokens(path)?)?;
+            // Comparing stops at the first difference, so it costs at most the input's value.
+            budget
+                .work(crate::budget::count_nodes_upto(value, u64::MAX))
+                .map_err(|e| Failure::Budget(e.message))?;
             if value_eq(actual, value) {
                 Ok(None)
             } else {
@@ -361,7 +435,8 @@ fn step(doc: &mut Value, op: OpRef<'_>) -> Result<Option<Undo>, String> {
                     "test failed: found {}, expected {}",
                     brief(actual),
                     brief(value)
-                ))
+                )
+                .into())
             }
         }
     }
@@ -566,6 +641,7 @@ fn show(tokens: &[String], n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::Budget;
     use serde_json::json;
 
     #[test]
@@ -580,7 +656,7 @@ mod tests {
             {"op": "copy", "from": "/a", "path": "/b/a"},
             {"op": "test", "path": "/a/3", "value": 4.0}
         ]);
-        let out = apply(&doc, &patch).unwrap();
+        let out = apply(&doc, &patch, &mut Budget::default()).unwrap();
         assert_eq!(
             out,
             json!({"a": [0, 2, 3, 4], "b": {"a": [0, 2, 3, 4]}, "d": "x"})
@@ -603,7 +679,7 @@ mod tests {
             {"op": "test", "path": "/b", "value": 1}
         ]);
         let mut doc = orig.clone();
-        let err = apply_in_place(&mut doc, &patch).unwrap_err();
+        let err = apply_in_place(&mut doc, &patch, &mut Budget::default()).unwrap_err();
         assert!(err.message.contains("operation 9 (test)"), "{err}");
         assert_eq!(doc, orig);
     }
@@ -613,7 +689,7 @@ mod tests {
         let orig = json!({"a": [1, 2]});
         let mut doc = orig.clone();
         let p = json!([{"op": "move", "from": "/a/0", "path": "/a/2"}]);
-        assert!(apply_in_place(&mut doc, &p).is_err());
+        assert!(apply_in_place(&mut doc, &p, &mut Budget::default()).is_err());
         assert_eq!(doc, orig);
     }
 
@@ -621,14 +697,27 @@ mod tests {
     fn rejects_move_into_own_child_and_bad_ops() {
         let doc = json!({"a": {"b": 1}});
         let p = json!([{"op": "move", "from": "/a", "path": "/a/b/c"}]);
-        assert!(apply(&doc, &p).is_err());
+        assert!(apply(&doc, &p, &mut Budget::default()).is_err());
         let p = json!([{"op": "move", "from": "/a", "path": "/a"}]);
-        assert_eq!(apply(&doc, &p).unwrap(), doc);
-        assert!(apply(&doc, &json!([{"op": "nope", "path": ""}])).is_err());
-        assert!(apply(&doc, &json!([{"op": "add", "path": "/x"}])).is_err());
-        assert!(apply(&doc, &json!({"op": "add"})).is_err());
+        assert_eq!(apply(&doc, &p, &mut Budget::default()).unwrap(), doc);
+        assert!(apply(
+            &doc,
+            &json!([{"op": "nope", "path": ""}]),
+            &mut Budget::default()
+        )
+        .is_err());
+        assert!(apply(
+            &doc,
+            &json!([{"op": "add", "path": "/x"}]),
+            &mut Budget::default()
+        )
+        .is_err());
+        assert!(apply(&doc, &json!({"op": "add"}), &mut Budget::default()).is_err());
         let extra = json!([{"op": "remove", "path": "/a", "value": 1, "x": 2}]);
-        assert_eq!(apply(&doc, &extra).unwrap(), json!({}));
+        assert_eq!(
+            apply(&doc, &extra, &mut Budget::default()).unwrap(),
+            json!({})
+        );
     }
 
     #[test]
@@ -642,7 +731,7 @@ mod tests {
         assert_eq!(ops_to_value(&ops), patch);
         assert_eq!(serde_json::to_value(&ops).unwrap(), patch);
         let mut doc = json!({});
-        apply_ops(&mut doc, &ops).unwrap();
+        apply_ops(&mut doc, &ops, &mut Budget::default()).unwrap();
         assert_eq!(doc, json!({}));
     }
 

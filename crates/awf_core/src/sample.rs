@@ -975,7 +975,7 @@ mod tests {
             for turn in first..first + 30 {
                 let before = state.clone();
                 next_turn(&mut state, turn, 5);
-                let ops = diff(&before, &state);
+                let ops = diff(&before, &state, &mut crate::Budget::default()).unwrap();
                 let patch = ops_to_value(&ops);
                 let patch_len = size(&patch);
                 assert!(!ops.is_empty());
@@ -985,7 +985,7 @@ mod tests {
                     ops.len()
                 );
                 assert_eq!(state["game_state"]["turn"], json!(turn));
-                let rebuilt = apply(&before, &patch).unwrap();
+                let rebuilt = apply(&before, &patch, &mut crate::Budget::default()).unwrap();
                 assert_eq!(
                     canonical_bytes(&rebuilt).unwrap(),
                     canonical_bytes(&state).unwrap()

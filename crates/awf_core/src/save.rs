@@ -30,6 +30,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::budget::{Budget, Limits};
 use crate::canonical::{canonical_bytes, sha256_hex, write_canonical};
 use crate::chain::{self, Link};
 use crate::diff::diff_value;
@@ -130,6 +131,7 @@ pub fn plan(
     turn_id: i64,
     state: &Value,
     make_base: bool,
+    budget: &mut Budget,
 ) -> Result<Planned> {
     let bytes = canonical_bytes(state)?;
     let content_hash = sha256_hex(&bytes);
@@ -139,7 +141,7 @@ pub fn plan(
         Some(prev) if !make_base => {
             // The patch's values are copies of parts of `state`, which just canonicalized, so
             // this cannot fail on numbers; `?` keeps it honest anyway.
-            let blob = canonical_bytes(&diff_value(prev, state))?;
+            let blob = canonical_bytes(&diff_value(prev, state, budget)?)?;
             let blob_hash = sha256_hex(&blob);
             (Kind::Diff, blob, blob_hash)
         }
@@ -593,7 +595,8 @@ fn step(
             let patch = parse(t.blob).map_err(|e| {
                 Error::integrity(format!("turn {id}: the diff blob is not JSON: {e}"))
             })?;
-            apply_in_place(state, &patch).map_err(|e| {
+            let mut replay = Budget::new(Limits::stored_history());
+            apply_in_place(state, &patch, &mut replay).map_err(|e| {
                 Error::integrity(format!(
                     "turn {id}: the diff does not apply to the state of turn {}: {e}",
                     id.saturating_sub(1)
@@ -654,7 +657,15 @@ mod tests {
         let mut chain = GENESIS.to_owned();
         for t in 1..=n {
             let s = json!({"turn": t, "hp": 100 - t, "log": (1..=t).collect::<Vec<_>>()});
-            let p = plan(prev.as_ref(), &chain, t, &s, base_every(t, 0, every)).unwrap();
+            let p = plan(
+                prev.as_ref(),
+                &chain,
+                t,
+                &s,
+                base_every(t, 0, every),
+                &mut Budget::default(),
+            )
+            .unwrap();
             chain.clone_from(&p.chain_hash);
             rows.push(Row { turn_id: t, p });
             prev = Some(s.clone());
@@ -694,27 +705,39 @@ mod tests {
     fn plan_kinds_and_hashes() {
         let a = json!({"x": 1, "y": [1, 2]});
         let b = json!({"x": 2, "y": [1, 2]});
-        let p = plan(None, GENESIS, 1, &a, false).unwrap();
+        let p = plan(None, GENESIS, 1, &a, false, &mut Budget::default()).unwrap();
         assert_eq!(p.kind, Kind::Base);
         assert_eq!(p.blob, br#"{"x":1,"y":[1,2]}"#);
         assert_eq!(p.blob_hash, p.content_hash);
         assert_eq!(p.state_bytes, p.blob.len());
         assert_eq!(p.chain_hash, chain::link(GENESIS, 1, &p.content_hash));
 
-        let q = plan(Some(&a), &p.chain_hash, 2, &b, false).unwrap();
+        let q = plan(
+            Some(&a),
+            &p.chain_hash,
+            2,
+            &b,
+            false,
+            &mut Budget::default(),
+        )
+        .unwrap();
         assert_eq!(q.kind, Kind::Diff);
         assert_eq!(q.blob, br#"[{"op":"replace","path":"/x","value":2}]"#);
         assert_eq!(q.blob_hash, sha256_hex(&q.blob));
         assert_eq!(q.content_hash, crate::canonical::content_hash(&b).unwrap());
         assert_eq!(q.state_bytes, 17);
         assert_eq!(
-            plan(Some(&a), &p.chain_hash, 2, &b, true).unwrap().kind,
+            plan(Some(&a), &p.chain_hash, 2, &b, true, &mut Budget::default())
+                .unwrap()
+                .kind,
             Kind::Base
         );
 
         let bad = crate::json::parse_str(r#"{"x":1e400}"#).unwrap();
         assert_eq!(
-            plan(None, GENESIS, 1, &bad, true).unwrap_err().kind,
+            plan(None, GENESIS, 1, &bad, true, &mut Budget::default())
+                .unwrap_err()
+                .kind,
             ErrorKind::InvalidInput
         );
 
@@ -777,7 +800,7 @@ mod tests {
     fn diff_without_a_base_is_integrity() {
         let a = json!({"x": 1});
         let b = json!({"x": 2});
-        let p = plan(Some(&a), GENESIS, 1, &b, false).unwrap();
+        let p = plan(Some(&a), GENESIS, 1, &b, false, &mut Budget::default()).unwrap();
         let rows = [Row { turn_id: 1, p }];
         let turns = view(&rows);
         let e = rebuild(GENESIS, 0, &[], &turns, 1).unwrap_err();

@@ -9,7 +9,7 @@ use awf_core::canonical::canonical_bytes;
 use awf_core::json::{parse_str, value_eq};
 use awf_core::patch::Op;
 use awf_core::recap::{compose, RecapInput, RecapLimits};
-use awf_core::ErrorKind;
+use awf_core::{Budget, ErrorKind};
 use serde_json::{json, Value};
 
 fn state() -> Value {
@@ -30,14 +30,14 @@ fn acts(v: Value) -> Vec<Act> {
 }
 
 fn apply(state: &Value, v: Value) -> Value {
-    apply_acts(state, &acts(v), 7).unwrap()
+    apply_acts(state, &acts(v), 7, &mut Budget::default()).unwrap()
 }
 
 /// Parses then applies, returning the error message of whichever step failed.
 fn error_of(state: &Value, v: Value) -> String {
     let err = match parse_acts(&v) {
         Err(e) => e,
-        Ok(a) => apply_acts(state, &a, 7).unwrap_err(),
+        Ok(a) => apply_acts(state, &a, 7, &mut Budget::default()).unwrap_err(),
     };
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
     err.message
@@ -168,7 +168,7 @@ fn rfc6902_ops_pass_through() {
     assert!(
         matches!(&parsed[0], Act::Patch(Op::Add { path, .. }) if path == "/player/inventory/-")
     );
-    let out = apply_acts(&state(), &parsed, 1).unwrap();
+    let out = apply_acts(&state(), &parsed, 1, &mut Budget::default()).unwrap();
     assert_eq!(out["player"]["inventory"], json!(["rope"]));
     assert_eq!(
         out["npcs"],
@@ -184,7 +184,7 @@ fn failing_test_refuses_the_turn() {
         {"op": "replace", "path": "/game_state/gold", "value": 0},
         {"op": "test", "path": "/game_state/name", "value": "Bob"}
     ]));
-    let err = apply_acts_in_place(&mut doc, &a, 1).unwrap_err();
+    let err = apply_acts_in_place(&mut doc, &a, 1, &mut Budget::default()).unwrap_err();
     assert_mentions(
         &err.message,
         &["act 1 (test)", "/game_state/name", "test failed"],
@@ -417,7 +417,7 @@ fn merge_errors() {
         path: "/npcs".into(),
         value: json!("x"),
     };
-    let err = apply_acts(&state(), &[built], 1).unwrap_err();
+    let err = apply_acts(&state(), &[built], 1, &mut Budget::default()).unwrap_err();
     assert_mentions(&err.message, &["act 0 (merge)", "must be an object"]);
 }
 
@@ -595,16 +595,16 @@ fn failing_third_act_changes_nothing() {
         {"op": "append", "path": "/game_state/gold", "value": 1},
         {"op": "objective", "id": "q1", "status": "done"}
     ]));
-    let err = apply_acts(&s, &a, 1).unwrap_err();
+    let err = apply_acts(&s, &a, 1, &mut Budget::default()).unwrap_err();
     assert!(err.message.starts_with("act 2 (append)"), "{err}");
     let mut doc = s.clone();
-    let err2 = apply_acts_in_place(&mut doc, &a, 1).unwrap_err();
+    let err2 = apply_acts_in_place(&mut doc, &a, 1, &mut Budget::default()).unwrap_err();
     assert_eq!(err, err2);
     assert_eq!(canon(&doc), before);
     assert_eq!(canon(&s), before);
     // Without the failing act every change lands.
     let ok = [a[0].clone(), a[1].clone(), a[3].clone()];
-    apply_acts_in_place(&mut doc, &ok, 1).unwrap();
+    apply_acts_in_place(&mut doc, &ok, 1, &mut Budget::default()).unwrap();
     assert_eq!(doc["game_state"]["gold"], json!(110));
     assert_eq!(doc["hot"]["objectives"][0]["status"], json!("done"));
 }
@@ -612,12 +612,12 @@ fn failing_third_act_changes_nothing() {
 #[test]
 fn state_must_be_an_object() {
     let a = acts(json!([{"op": "pin", "text": "x"}]));
-    let err = apply_acts(&json!([1]), &a, 1).unwrap_err();
+    let err = apply_acts(&json!([1]), &a, 1, &mut Budget::default()).unwrap_err();
     assert_mentions(&err.message, &["JSON object", "an array"]);
     let mut doc = json!("s");
-    assert!(apply_acts_in_place(&mut doc, &[], 1).is_err());
+    assert!(apply_acts_in_place(&mut doc, &[], 1, &mut Budget::default()).is_err());
     let mut doc = state();
-    apply_acts_in_place(&mut doc, &[], 1).unwrap();
+    apply_acts_in_place(&mut doc, &[], 1, &mut Budget::default()).unwrap();
     assert_eq!(doc, state());
 }
 
@@ -636,7 +636,7 @@ fn applied_state_feeds_the_recap() {
         ]
     }))
     .unwrap();
-    let out = apply_acts(&state(), &payload.acts, 8).unwrap();
+    let out = apply_acts(&state(), &payload.acts, 8, &mut Budget::default()).unwrap();
     let input = RecapInput::from_state(&out, payload.lines.clone()).unwrap();
     let pins: Vec<(&str, i64)> = input
         .pins

@@ -25,7 +25,7 @@ fn session_input(seed: u64) -> BundleInput {
     for (i, turn_id) in (first..first + 12).enumerate() {
         let before = state.clone();
         next_turn(&mut state, turn_id, seed);
-        let acts = diff_value(&before, &state);
+        let acts = diff_value(&before, &state, &mut awf_core::Budget::default()).unwrap();
         let txt = json!([
             format!("Turn {turn_id}: the lanterns gutter in the wind."),
             "You hear footsteps behind the old mill.",

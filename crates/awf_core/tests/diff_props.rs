@@ -118,8 +118,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 fn assert_round_trip(a: &Value, b: &Value) -> Result<(), TestCaseError> {
-    let patch = diff_value(a, b);
-    let patched = apply(a, &patch)
+    let patch = diff_value(a, b, &mut awf_core::Budget::default()).unwrap();
+    let patched = apply(a, &patch, &mut awf_core::Budget::default())
         .map_err(|e| TestCaseError::fail(format!("{a} -> {b}: patch {patch} failed: {e}")))?;
     prop_assert_eq!(
         canonical_bytes(&patched).unwrap(),
@@ -162,9 +162,9 @@ fn items(n: usize) -> Vec<Value> {
 }
 
 fn single_op(a: &Value, b: &Value) -> Op {
-    let ops = diff(a, b);
+    let ops = diff(a, b, &mut awf_core::Budget::default()).unwrap();
     assert_eq!(ops.len(), 1, "expected one op, got {ops:?}");
-    let patched = apply(a, &ops_to_value(&ops)).unwrap();
+    let patched = apply(a, &ops_to_value(&ops), &mut awf_core::Budget::default()).unwrap();
     assert_eq!(
         canonical_bytes(&patched).unwrap(),
         canonical_bytes(b).unwrap()
@@ -209,12 +209,12 @@ fn one_changed_element_in_1000_touches_only_it() {
         b[at]["name"] = json!("renamed");
         b[at]["tags"][1] = json!(99);
         b[at]["new"] = json!(true);
-        let ops = diff(&a, &b);
+        let ops = diff(&a, &b, &mut awf_core::Budget::default()).unwrap();
         assert_eq!(ops.len(), 3, "{ops:?}");
         for op in &ops {
             assert!(op.path().starts_with(&format!("/{at}/")), "{op:?}");
         }
-        let patched = apply(&a, &ops_to_value(&ops)).unwrap();
+        let patched = apply(&a, &ops_to_value(&ops), &mut awf_core::Budget::default()).unwrap();
         assert_eq!(
             canonical_bytes(&patched).unwrap(),
             canonical_bytes(&b).unwrap()
@@ -236,9 +236,9 @@ fn big_unrelated_arrays_stay_bounded() {
     let b: Vec<Value> = (0..6000).map(|i| json!(format!("s{i}"))).collect();
     let (a, b) = (json!({"x": a}), json!({"x": b}));
     let t = Instant::now();
-    let ops = diff(&a, &b);
+    let ops = diff(&a, &b, &mut awf_core::Budget::default()).unwrap();
     let took = t.elapsed();
-    let patched = apply(&a, &ops_to_value(&ops)).unwrap();
+    let patched = apply(&a, &ops_to_value(&ops), &mut awf_core::Budget::default()).unwrap();
     assert_eq!(
         canonical_bytes(&patched).unwrap(),
         canonical_bytes(&b).unwrap()
@@ -257,9 +257,9 @@ fn big_unrelated_arrays_stay_bounded() {
         .collect();
     let (a, b) = (Value::Array(a), Value::Array(b));
     let t = Instant::now();
-    let ops = diff(&a, &b);
+    let ops = diff(&a, &b, &mut awf_core::Budget::default()).unwrap();
     let took = t.elapsed();
-    let patched = apply(&a, &ops_to_value(&ops)).unwrap();
+    let patched = apply(&a, &ops_to_value(&ops), &mut awf_core::Budget::default()).unwrap();
     assert_eq!(
         canonical_bytes(&patched).unwrap(),
         canonical_bytes(&b).unwrap()
@@ -280,7 +280,7 @@ fn big_unrelated_arrays_stay_bounded() {
         })
         .collect();
     let (a, b) = (Value::Array(a), Value::Array(b));
-    let ops = diff(&a, &b);
+    let ops = diff(&a, &b, &mut awf_core::Budget::default()).unwrap();
     assert_eq!(ops.len(), 3000);
     assert!(ops.iter().all(|op| op.path().ends_with("/weight")));
 }
@@ -332,9 +332,9 @@ fn game_state_scaled(scale: usize) -> Value {
 }
 
 fn report(label: &str, a: &Value, b: &Value) -> usize {
-    let ops = diff(a, b);
+    let ops = diff(a, b, &mut awf_core::Budget::default()).unwrap();
     let patch = ops_to_value(&ops);
-    let patched = apply(a, &patch).unwrap();
+    let patched = apply(a, &patch, &mut awf_core::Budget::default()).unwrap();
     assert_eq!(
         canonical_bytes(&patched).unwrap(),
         canonical_bytes(b).unwrap()
@@ -396,10 +396,17 @@ fn numbers_equal_by_value_make_no_ops() {
     let a: Value = serde_json::from_str(r#"{"a": 1, "b": [1.5, 100], "c": {"d": 0}}"#).unwrap();
     let b: Value =
         serde_json::from_str(r#"{"a": 1.0, "b": [1.50, 1e2], "c": {"d": 0.0}}"#).unwrap();
-    assert!(diff(&a, &b).is_empty());
+    assert!(diff(&a, &b, &mut awf_core::Budget::default())
+        .unwrap()
+        .is_empty());
     let m = Map::new();
     assert_eq!(
-        diff(&Value::Object(m.clone()), &Value::Object(m)),
+        diff(
+            &Value::Object(m.clone()),
+            &Value::Object(m),
+            &mut awf_core::Budget::default()
+        )
+        .unwrap(),
         Vec::<Op>::new()
     );
 }
@@ -423,10 +430,10 @@ fn timing_200kb_state() {
     let t = Instant::now();
     let mut patch = Value::Null;
     for _ in 0..runs {
-        patch = diff_value(&a, &b);
+        patch = diff_value(&a, &b, &mut awf_core::Budget::default()).unwrap();
     }
     let diff_time = t.elapsed() / runs;
-    let back = diff_value(&b, &a);
+    let back = diff_value(&b, &a, &mut awf_core::Budget::default()).unwrap();
     let mut failing = back.clone();
     failing
         .as_array_mut()
@@ -435,10 +442,10 @@ fn timing_200kb_state() {
     let mut doc = a.clone();
     let t = Instant::now();
     for _ in 0..runs {
-        apply_in_place(&mut doc, &patch).unwrap();
+        apply_in_place(&mut doc, &patch, &mut awf_core::Budget::default()).unwrap();
         // A failing patch exercises the undo log; then revert for the next round.
-        assert!(apply_in_place(&mut doc, &failing).is_err());
-        apply_in_place(&mut doc, &back).unwrap();
+        assert!(apply_in_place(&mut doc, &failing, &mut awf_core::Budget::default()).is_err());
+        apply_in_place(&mut doc, &back, &mut awf_core::Budget::default()).unwrap();
     }
     let apply_time = t.elapsed() / runs / 3;
     let copy = a.clone();

@@ -33,9 +33,10 @@ fn run_file(rel: &str) -> Counts {
             // A comment-only record.
             continue;
         };
-        let result = apply(doc, patch);
+        let result = apply(doc, patch, &mut awf_core::Budget::default());
         let mut in_place = doc.clone();
-        let in_place_result = apply_in_place(&mut in_place, patch);
+        let in_place_result =
+            apply_in_place(&mut in_place, patch, &mut awf_core::Budget::default());
         match (case.get("expected"), case.get("error")) {
             (Some(expected), _) => match (&result, &in_place_result) {
                 (Ok(got), Ok(())) if value_eq(got, expected) && value_eq(&in_place, expected) => {

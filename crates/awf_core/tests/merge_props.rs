@@ -265,7 +265,8 @@ fn run_merge(
     t: &Value,
     rule: MergeRule,
 ) -> Result<MergeOutcome, TestCaseError> {
-    merge(b, o, t, rule).map_err(|e| TestCaseError::fail(format!("merge failed: {e}")))
+    merge(b, o, t, rule, &mut awf_core::Budget::default())
+        .map_err(|e| TestCaseError::fail(format!("merge failed: {e}")))
 }
 
 fn cases() -> u32 {
@@ -423,7 +424,14 @@ fn overlapping_edits_conflict_and_the_rule_picks() {
                 prop_assert_eq!(c.resolution, name);
                 same(&out.merged, winner, name)?;
             }
-            let err = merge(&b, &o, &t, MergeRule::Fail).unwrap_err();
+            let err = merge(
+                &b,
+                &o,
+                &t,
+                MergeRule::Fail,
+                &mut awf_core::Budget::default(),
+            )
+            .unwrap_err();
             prop_assert_eq!(err.kind, ErrorKind::Conflict);
             prop_assert!(err.message.contains(&format!("{ptr:?}")), "{}", err.message);
             Ok(())
@@ -444,7 +452,14 @@ fn every_conflict_is_resolved_as_reported() {
             let theirs = run_merge(&b, &o, &t, MergeRule::Theirs)?;
             prop_assert_eq!(ours.conflicts.len(), theirs.conflicts.len());
             prop_assert_eq!(
-                merge(&b, &o, &t, MergeRule::Fail).is_err(),
+                merge(
+                    &b,
+                    &o,
+                    &t,
+                    MergeRule::Fail,
+                    &mut awf_core::Budget::default()
+                )
+                .is_err(),
                 !ours.conflicts.is_empty()
             );
             if !ours.conflicts.is_empty() {

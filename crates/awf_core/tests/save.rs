@@ -9,7 +9,7 @@ use awf_core::sample::{game_state, next_turn, turn_of};
 use awf_core::save::{
     base_every, plan, plan_sealed, rebuild, verify, Kind, Planned, Rebuilt, StoredTurn,
 };
-use awf_core::{Error, ErrorKind};
+use awf_core::{Budget, Error, ErrorKind};
 use serde_json::{json, Value};
 
 const TURNS: i64 = 300;
@@ -52,7 +52,15 @@ fn save() -> (Vec<Row>, Vec<Vec<u8>>) {
     for t in 1..=TURNS {
         game_turn += 1;
         next_turn(&mut state, game_turn, SEED);
-        let p = plan(prev.as_ref(), &chain, t, &state, base_every(t, 0, EVERY)).unwrap();
+        let p = plan(
+            prev.as_ref(),
+            &chain,
+            t,
+            &state,
+            base_every(t, 0, EVERY),
+            &mut Budget::default(),
+        )
+        .unwrap();
         assert_eq!(p.kind == Kind::Base, (t - 1) % EVERY == 0, "turn {t}");
         chain.clone_from(&p.chain_hash);
         expected.push(canonical_bytes(&state).unwrap());
@@ -275,7 +283,15 @@ fn sealed_turns_rebuild_to_their_bytes() {
     let a = json!({"hp": 10});
     let b = json!({"hp": 9});
     for (t, prev, s) in [(9, None, &a), (10, Some(&a), &b)] {
-        let p = plan(prev, &chain, t, s, base_every(t, 0, EVERY)).unwrap();
+        let p = plan(
+            prev,
+            &chain,
+            t,
+            s,
+            base_every(t, 0, EVERY),
+            &mut Budget::default(),
+        )
+        .unwrap();
         chain.clone_from(&p.chain_hash);
         rows.push(Row { turn_id: t, p });
     }
@@ -310,7 +326,7 @@ fn sealed_turns_rebuild_to_their_bytes() {
     // A diff right after a sealed turn has nothing to apply to.
     let mut mixed = rows[..8].to_vec();
     let mut chain = mixed[7].p.chain_hash.clone();
-    let p = plan(Some(&a), &chain, 9, &b, false).unwrap();
+    let p = plan(Some(&a), &chain, 9, &b, false, &mut Budget::default()).unwrap();
     chain.clone_from(&p.chain_hash);
     mixed.push(Row { turn_id: 9, p });
     let e = integrity(rebuild(GENESIS, 0, &[], &views(&mixed), 9));
