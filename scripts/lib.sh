@@ -119,6 +119,11 @@ install_extension() {
   for f in "$out$sharedir_ext"/awf_lifecycle*; do
     as_root install -m 0644 "$f" "$sharedir_ext/$(basename "$f")"
   done
+  # The install scripts of released versions, so an old version can still be created and
+  # updated (the upgrade test does exactly that).
+  for f in "$ROOT"/sql/released/awf_lifecycle--*.sql; do
+    as_root install -m 0644 "$f" "$sharedir_ext/$(basename "$f")"
+  done
   echo "$want $(sha256sum <"$lib" | cut -c1-64)" >"$stamp_file"
 }
 

@@ -87,3 +87,15 @@ GRANT EXECUTE ON FUNCTION awf.audit_verify(bigint, text),
 CREATE FUNCTION awf.save_belongs_to(save_id uuid, user_id_hash text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT s.user_id_hash OPERATOR(pg_catalog.=) $2 FROM awf.saves s WHERE s.save_id OPERATOR(pg_catalog.=) $1 $$;
+
+-- Row-level security reads the acting user through the library, never through
+-- current_setting() directly: calling awf.acting_user() loads the library, which defines the
+-- superuser-only awf.user_id_hash, so a value an unprivileged role SET before the library was
+-- loaded is discarded instead of read.
+CREATE OR REPLACE FUNCTION awf.current_user_id_hash() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT awf.acting_user() $$;
+
+-- Naming the user a transaction acts for is the trusted backend's right (awf_app) only.
+REVOKE EXECUTE ON FUNCTION awf.act_as(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.act_as(text) TO awf_app;

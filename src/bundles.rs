@@ -38,6 +38,14 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
     const F: &str = "session_export";
     let session_id = crate::errors::required(session_id, "session_id", F);
     let redact = redact.unwrap_or_else(gucs::export_redact_sensitive);
+    if !redact && !crate::identity::is_admin() {
+        raise(
+            Error::not_allowed(
+                "an unredacted export (redact => false) needs the rights of awf_admin",
+            ),
+            "session_export",
+        );
+    }
     Spi::connect_mut(|c| {
         // Locked as a turn locks it, so every section describes the same moment.
         let Some(session) = json_of(

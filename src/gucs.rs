@@ -21,7 +21,8 @@ static EXPORT_REDACT_SENSITIVE: GucSetting<bool> = GucSetting::<bool>::new(true)
 static EXPORT_MAX_SIZE_MB: GucSetting<i32> = GucSetting::<i32>::new(50);
 /// A host backend's act applier: a function `(state jsonb, acts jsonb, turn_id bigint) → jsonb`.
 static ACT_APPLIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-/// The user whose rows an `awf_app` caller may see (row-level security).
+/// The user whose rows a non-admin caller may see (row-level security). Superuser-only: it is
+/// set by `awf.act_as` (transaction-local) and by the device-facing functions, never by `SET`.
 static USER_ID_HASH: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// Whether the background worker reconciles the WAL when the server starts.
 static RECONCILE_ON_START: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -165,10 +166,10 @@ pub fn init() {
     );
     GucRegistry::define_string_guc(
         c"awf.user_id_hash",
-        c"The user an awf_app connection acts for; row-level security shows it only that user's rows.",
-        c"",
+        c"The user this transaction acts for; row-level security shows a non-admin caller only that user's rows.",
+        c"Set with awf.act_as(user_id_hash), for one transaction; superuser-only otherwise.",
         &USER_ID_HASH,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_bool_guc(
@@ -321,6 +322,13 @@ pub fn act_applier() -> Option<String> {
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.trim().is_empty())
+}
+/// The user this transaction acts for, if any (empty counts as none).
+pub fn user_id_hash() -> Option<String> {
+    USER_ID_HASH
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
 }
 pub fn reconcile_on_start() -> bool {
     RECONCILE_ON_START.get()

@@ -29,6 +29,8 @@ mod admin;
 mod bgworker;
 /// `awf.session_export`, `awf.session_import`.
 mod bundles;
+/// `awf.act_as`: who a call acts for, and whether the caller is an admin.
+mod identity;
 /// `awf.canonical_json`, `awf.canonical_hash`, `awf.json_diff`, `awf.json_patch_apply`,
 /// `awf.json_merge`, `awf.redact`, `awf.version`: immutable helpers over jsonb.
 mod pure;

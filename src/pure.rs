@@ -162,6 +162,74 @@ mod tests {
         assert_eq!(got["report"]["counts"]["email"], json!(1));
     }
 
+    /// `n` copies of the whole document: each doubles it.
+    fn copy_bomb(n: usize) -> String {
+        let ops: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"op":"copy","from":"","path":"/k{i}"}}"#))
+            .collect();
+        format!("[{}]", ops.join(","))
+    }
+
+    #[pg_test]
+    fn a_doubling_patch_is_54000_not_an_out_of_memory() {
+        let sql = format!(
+            r#"SELECT awf.json_patch_apply('{{"a": "xxxxxxxxxxxxxxxx"}}', '{}')"#,
+            copy_bomb(40)
+        );
+        assert_sqlstate(&sql, "54000");
+        // The limit is a setting: lowered, even a small patch is refused.
+        crate::testing::run("SET awf.max_built_nodes = 1000");
+        assert_sqlstate(
+            &format!(
+                r#"SELECT awf.json_patch_apply('{{"a": 1}}', '{}')"#,
+                copy_bomb(12)
+            ),
+            "54000",
+        );
+    }
+
+    #[pg_test]
+    fn documents_deeper_than_128_levels_are_22023() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for f in [
+            "canonical_hash('{d}')",
+            "json_diff('{d}', '[]')",
+            "json_patch_apply('{d}', '[]')",
+        ] {
+            assert_sqlstate(&format!("SELECT awf.{}", f.replace("{d}", &deep)), "22023");
+        }
+        let deep_obj = format!("{}1{}", r#"{"a":"#.repeat(150), "}".repeat(150));
+        assert_sqlstate(
+            &format!(
+                "SELECT awf.turn_submit('{}', 1, '{deep_obj}')",
+                crate::testing::SID
+            ),
+            "22023",
+        );
+    }
+
+    #[pg_test]
+    fn statement_timeout_stops_a_long_diff() {
+        // Limits raised as far as they go, so only the timeout can stop it.
+        crate::testing::run("SET awf.max_work_units = 2147483647");
+        crate::testing::run("SET awf.max_built_nodes = 2147483647");
+        crate::testing::run("SET statement_timeout = '300ms'");
+        let t = std::time::Instant::now();
+        assert_sqlstate(
+            "SELECT awf.json_diff(
+               (SELECT jsonb_agg(jsonb_build_array(i, i::text)) FROM generate_series(1, 300000) i),
+               (SELECT jsonb_agg(jsonb_build_array(i, 'x')) FROM generate_series(1, 300000) i))
+             FROM generate_series(1, 50)",
+            "57014",
+        );
+        crate::testing::run("SET statement_timeout = 0");
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "cancelled promptly: {:?}",
+            t.elapsed()
+        );
+    }
+
     #[pg_test]
     fn strict_functions_return_null_on_null() {
         assert_eq!(one::<String>("SELECT awf.canonical_hash(NULL)"), None);

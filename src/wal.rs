@@ -380,6 +380,36 @@ mod tests {
     use serde_json::json;
 
     #[pg_test]
+    fn wal_append_parks_only_turns_that_apply() {
+        new_session();
+        // Parses, but cannot apply to this state: refused now, not at every restart.
+        assert_sqlstate(
+            &format!(
+                r#"SELECT awf.wal_append('{SID}', 1, '{{"acts": [{{"op": "remove", "path": "/nope"}}]}}')"#
+            ),
+            "22023",
+        );
+        let bomb: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"op":"copy","from":"","path":"/k{i}"}}"#))
+            .collect();
+        let bomb = format!(r#"{{"acts": [{}]}}"#, bomb.join(","));
+        assert_sqlstate(
+            &format!("SELECT awf.wal_append('{SID}', 1, '{bomb}')"),
+            "54000",
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.turn_submit('{SID}', 1, '{bomb}')"),
+            "54000",
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM awf.turn_wal"),
+            Some(0),
+            "a refused turn writes nothing"
+        );
+        assert_eq!(one::<i64>("SELECT turn_id FROM awf.sessions"), Some(0));
+    }
+
+    #[pg_test]
     fn turn_submit_applies_once_and_records_everything() {
         new_session();
         let r = submit(

@@ -795,8 +795,8 @@ mod tests {
         let mine = save_for(SID, "u1", 2);
         let theirs = save_for(SID2, "u2", 1);
         run("CREATE ROLE awf_test_privacy_app IN ROLE awf_app");
-        run("SET ROLE awf_test_privacy_app");
         run("SET awf.user_id_hash = 'u1'");
+        run("SET ROLE awf_test_privacy_app");
         let v = jsonl::verify_jsonl(&export(&mine, "jsonl", false)).unwrap();
         assert_eq!(v.manifest["counts"]["turn"], json!(3));
         assert_sqlstate(&format!("SELECT awf.save_export('{theirs}')"), "P0002");

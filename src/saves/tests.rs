@@ -360,11 +360,13 @@ pub(crate) mod tests {
     fn an_app_user_sees_only_its_own_blobs() {
         let save = save_with_turns(3);
         run("CREATE ROLE awf_test_app IN ROLE awf_app");
-        run("SET ROLE awf_test_app");
         run("SET awf.user_id_hash = 'u2'");
+        run("SET ROLE awf_test_app");
         assert_eq!(one::<i64>("SELECT count(*) FROM awf.save_blobs"), Some(0));
         assert_sqlstate(&format!("SELECT awf.save_materialize('{save}')"), "P0002");
+        run("RESET ROLE");
         run("SET awf.user_id_hash = 'u1'");
+        run("SET ROLE awf_test_app");
         assert_eq!(
             one::<i64>("SELECT count(*) FROM awf.save_blobs"),
             one::<i64>(&format!(

@@ -4,6 +4,7 @@
 use crate::audit;
 use crate::errors::raise;
 use crate::gucs;
+use crate::identity::DeviceScope;
 use crate::jsonb::JsonB;
 use crate::store::col;
 use awf_core::{token, Error};
@@ -12,16 +13,21 @@ use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 use serde_json::json;
 
-/// An authenticated device.
+/// An authenticated device. While it lives, the call acts for the device's user (row-level
+/// security shows that user's rows and no other's), whoever the caller is.
 pub struct Device {
     pub device_id: String,
     pub user_id_hash: String,
+    _acting: DeviceScope,
 }
 
-/// Checks a device's token; refuses (42501) an unknown device, a wrong or expired token.
+/// Checks a device's token; refuses (42501) an unknown device, a wrong or expired token, all
+/// with one message, so a caller cannot probe which device ids exist.
 ///
 /// A refused call rolls back, and its audit row must not roll back with it: a short-lived
-/// background worker writes it (`sync_refused`), and the server log gets a line too.
+/// background worker writes it (`sync_refused`) with the reason, and the server log gets a
+/// line too. The device row is read as the extension's owner: the caller does not act for
+/// any user yet, so row-level security would hide it.
 pub fn authenticate(
     c: &mut SpiClient<'_>,
     device_id: &str,
@@ -32,7 +38,9 @@ pub fn authenticate(
         log!("awf audit: {f} refused for device {device_id:?}: {why}");
         crate::bgworker::audit_refusal(f, device_id, why);
         raise(
-            Error::not_allowed(format!("device {device_id:?} is not authorized: {why}")),
+            Error::not_allowed(format!(
+                "device {device_id:?} is not authorized: unknown device, or a wrong or expired sync token"
+            )),
             f,
         )
     };
@@ -40,10 +48,11 @@ pub fn authenticate(
         Ok(h) => h,
         Err(_) => refuse("the sync token is malformed"),
     };
+    let owner = crate::audit::AsOwner::enter(c);
     let t = c
         .update(
             "SELECT user_id_hash, token_hash, token_expires_at < now() FROM awf.devices
-             WHERE device_id = $1 FOR UPDATE",
+             WHERE device_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
             Some(1),
             &[device_id.into()],
         )
@@ -62,13 +71,16 @@ pub fn authenticate(
         refuse("the sync token expired; rotate it or register the device again");
     }
     c.update(
-        "UPDATE awf.devices SET last_seen_at = now() WHERE device_id = $1",
+        "UPDATE awf.devices SET last_seen_at = pg_catalog.now()
+         WHERE device_id OPERATOR(pg_catalog.=) $1",
         None,
         &[device_id.into()],
     )
     .expect("update awf.devices");
+    drop(owner);
     Device {
         device_id: device_id.to_owned(),
+        _acting: DeviceScope::enter(&user),
         user_id_hash: user,
     }
 }

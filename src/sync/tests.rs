@@ -440,9 +440,19 @@ mod tests {
         let (save, _) = setup(1);
         run("SELECT awf.session_upsert('99999999-9999-9999-9999-999999999999', 'u2', '{}')");
         run("CREATE ROLE awf_test_app2 IN ROLE awf_app");
-        run("SET ROLE awf_test_app2");
         run("SET awf.user_id_hash = 'u1'");
+        run("SET ROLE awf_test_app2");
         assert_sqlstate("SET awf.sync_user_quota_mb = 100000", "42501");
+        // A base every turn would bypass the diff-size cap; the work limits bound every call.
+        assert_sqlstate("SET awf.sync_snapshot_every = 1", "42501");
+        assert_sqlstate("SET awf.max_work_units = 2147483647", "42501");
+        assert_sqlstate("SET awf.max_built_nodes = 2147483647", "42501");
+        // Unredacted export is an admin right, not a default anyone switches on.
+        assert_sqlstate("SET awf.export_redact_sensitive = off", "42501");
+        assert_sqlstate(
+            "SELECT awf.session_export('99999999-9999-9999-9999-999999999999', false)",
+            "42501",
+        );
         assert_sqlstate("SET awf.sync_token_ttl_days = 3650", "42501");
         assert_sqlstate(
             "INSERT INTO awf.save_blobs VALUES (repeat('a', 64), '', '\\x00', 1, 1)",

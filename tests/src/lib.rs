@@ -49,6 +49,22 @@ impl TestDb {
     /// Creates `awf_test_<random>` with the extension installed on the cluster of
     /// `admin_url` (a superuser connection string), e.g. the preload cluster.
     pub fn on_cluster(admin_url: &str) -> Self {
+        let db = Self::empty_on(admin_url);
+        off_runtime(|| {
+            db.client()
+                .batch_execute("CREATE EXTENSION awf_lifecycle")
+                .expect("create extension");
+        });
+        db
+    }
+
+    /// Creates `awf_test_<random>` on the test cluster without the extension (to create an
+    /// older version of it, say).
+    pub fn without_extension() -> Self {
+        Self::empty_on(&admin_url())
+    }
+
+    fn empty_on(admin_url: &str) -> Self {
         let admin_url = admin_url.to_owned();
         let name = format!("awf_test_{:016x}", rand::random::<u64>());
         let db = TestDb { name, admin_url };
@@ -58,9 +74,6 @@ impl TestDb {
             admin
                 .batch_execute(&format!("CREATE DATABASE {}", db.name))
                 .expect("create test database");
-            db.client()
-                .batch_execute("CREATE EXTENSION awf_lifecycle")
-                .expect("create extension");
         });
         db
     }

@@ -235,8 +235,12 @@ fn an_app_role_writes_audit_rows_and_search_path_cannot_hijack_the_owner() {
         app.name()
     ))
     .unwrap();
-    let mut c = db.client_as(app.name());
-    c.batch_execute("SET awf.user_id_hash = 'u1'").unwrap();
+    let mut c = db.client();
+    c.batch_execute(&format!(
+        "SET awf.user_id_hash = 'u1'; SET ROLE {}",
+        app.name()
+    ))
+    .unwrap();
     let sid = new_session(&mut c, "u1");
     c.batch_execute("SET search_path = evil, pg_catalog, public")
         .unwrap();

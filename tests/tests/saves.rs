@@ -956,9 +956,12 @@ fn encrypted_saves_with_real_key_files_survive_rotation() {
     ))
     .unwrap();
     let app = TestRole::new(&db, "awf_app");
-    let mut u = db.client_as(app.name());
-    u.batch_execute(&format!("SET awf.user_id_hash = '{user}'"))
-        .unwrap();
+    let mut u = db.client();
+    u.batch_execute(&format!(
+        "SET awf.user_id_hash = '{user}'; SET ROLE {}",
+        app.name()
+    ))
+    .unwrap();
     u.query_one("SELECT awf.version()", &[]).unwrap();
     let show = hidden(
         u.query_one("SHOW awf.master_key_file", &[])
@@ -1441,8 +1444,12 @@ fn retention_and_rotation_are_admin_only() {
     let db = TestDb::new();
     let app = TestRole::new(&db, "awf_app");
     let admin = TestRole::new(&db, "awf_admin");
-    let mut u = db.client_as(app.name());
-    u.batch_execute("SET awf.user_id_hash = 'u-app'").unwrap();
+    let mut u = db.client();
+    u.batch_execute(&format!(
+        "SET awf.user_id_hash = 'u-app'; SET ROLE {}",
+        app.name()
+    ))
+    .unwrap();
     let mut refused = 0;
     for sql in [
         "SELECT awf.retention_enforce()",

@@ -1,17 +1,23 @@
 //! Roles and row-level security over real logins: an `awf_app` connection acts for the user
 //! named by `awf.user_id_hash` and sees and changes only that user's sessions; admin
-//! functions belong to `awf_admin`, which sees everything.
+//! functions belong to `awf_admin`, which sees everything. The setting is superuser-only, so
+//! these tests pin it from a superuser connection that then drops to the role (what a
+//! backend does per transaction with `awf.act_as` is tested in `identity.rs`).
 
 use awf_tests::{random_uuid, sqlstate, TestDb, TestRole};
 use postgres::Client;
 use serde_json::{json, Value};
 
 fn as_user(db: &TestDb, role: &TestRole, user: Option<&str>) -> Client {
-    let mut c = db.client_as(role.name());
-    if let Some(u) = user {
-        c.batch_execute(&format!("SET awf.user_id_hash = '{u}'"))
-            .unwrap();
-    }
+    let Some(u) = user else {
+        return db.client_as(role.name());
+    };
+    let mut c = db.client();
+    c.batch_execute(&format!(
+        "SET awf.user_id_hash = '{u}'; SET ROLE {}",
+        role.name()
+    ))
+    .unwrap();
     c
 }
 

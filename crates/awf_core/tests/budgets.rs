@@ -103,6 +103,13 @@ fn diff_and_merge_stop_at_the_work_limit() {
     let base = json!({"x": a});
     let ours = json!({"x": b, "y": 1});
     let theirs = json!({"x": 1});
-    let err = merge(&base, &ours, &theirs, MergeRule::Ours, &mut Budget::new(small)).unwrap_err();
+    let err = merge(
+        &base,
+        &ours,
+        &theirs,
+        MergeRule::Ours,
+        &mut Budget::new(small),
+    )
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
 }

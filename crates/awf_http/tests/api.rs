@@ -36,7 +36,7 @@ async fn health_reports_the_extension_version() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
-    assert_eq!(body["extension_version"], "0.1.0");
+    assert_eq!(body["extension_version"], "0.2.0");
 }
 
 #[tokio::test]

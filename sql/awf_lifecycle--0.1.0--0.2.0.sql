@@ -1,0 +1,25 @@
+-- awf_lifecycle 0.1.0 -> 0.2.0. Released scripts are frozen: never edit this file once 0.2.0
+-- is released; ship the next change as awf_lifecycle--0.2.0--0.3.0.sql.
+\echo Use "ALTER EXTENSION awf_lifecycle UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Identity: the acting user is named by awf.act_as() for one transaction (the setting
+-- awf.user_id_hash is superuser-only from this version on), and row-level security reads it
+-- through the library.
+CREATE FUNCTION awf."act_as"(
+	"user_id_hash" TEXT /* &str */
+) RETURNS TEXT /* alloc::string::String */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'act_as_wrapper';
+
+CREATE FUNCTION awf."acting_user"() RETURNS TEXT /* core::option::Option<alloc::string::String> */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'acting_user_wrapper';
+
+CREATE OR REPLACE FUNCTION awf.current_user_id_hash() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT awf.acting_user() $$;
+
+REVOKE EXECUTE ON FUNCTION awf.act_as(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.act_as(text) TO awf_app;
