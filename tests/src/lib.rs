@@ -93,6 +93,25 @@ impl TestDb {
         &self.name
     }
 
+    /// The connection string the HTTP server uses: the `awf_http` login (a member of
+    /// `awf_app`, not a superuser), as `scripts/run` sets it up, so row-level security is in
+    /// force on the server's path in tests too.
+    pub fn http_url(&self) -> String {
+        static ROLE: std::sync::Once = std::sync::Once::new();
+        ROLE.call_once(|| {
+            off_runtime(|| {
+                Client::connect(&self.admin_url, NoTls)
+                    .expect("connect to the test cluster")
+                    .batch_execute(HTTP_ROLE_SQL)
+                    .expect("create the awf_http login");
+            })
+        });
+        let mut url = with_dbname(&self.admin_url, &self.name);
+        url = url.replacen("://postgres@", "://awf_http@", 1);
+        assert!(url.contains("://awf_http@"), "unexpected admin URL {url}");
+        url
+    }
+
     /// The superuser connection string of the cluster this database lives on.
     pub fn cluster_url(&self) -> &str {
         &self.admin_url
@@ -118,6 +137,13 @@ impl TestDb {
         (client, notices)
     }
 }
+
+/// Creates the HTTP server's login if it is missing (as `scripts/run` does).
+pub const HTTP_ROLE_SQL: &str = "DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'awf_http') THEN
+    CREATE ROLE awf_http LOGIN NOSUPERUSER IN ROLE awf_app;
+  END IF;
+END $$";
 
 /// The notices a connection received (see [`TestDb::client_with_notices`]).
 pub type Notices = Arc<Mutex<Vec<DbError>>>;

@@ -28,4 +28,27 @@ pub struct Config {
     /// Largest number of pooled database connections.
     #[arg(long, env = "AWF_HTTP_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,
+
+    /// `statement_timeout` and `lock_timeout` of every request's SQL, in milliseconds.
+    #[arg(long, env = "AWF_HTTP_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub statement_timeout_ms: u64,
+
+    /// Longest wait for a pooled connection before answering 503, in milliseconds.
+    #[arg(long, env = "AWF_HTTP_POOL_WAIT_MS", default_value_t = 2_000)]
+    pub pool_wait_ms: u64,
+
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, env = "AWF_HTTP_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// The request limits these settings describe.
+    pub fn limits(&self) -> crate::db::Limits {
+        crate::db::Limits {
+            statement_timeout: std::time::Duration::from_millis(self.statement_timeout_ms),
+            pool_wait: std::time::Duration::from_millis(self.pool_wait_ms),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
 }

@@ -16,6 +16,10 @@ pub struct Json<T>(pub T);
 
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
+        // A body over the server's limit is "over a limit" (413, 54000), like SQL's 54000.
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            return AppError::new(r.status(), "54000", r.body_text());
+        }
         AppError::bad_request(r.body_text())
     }
 }

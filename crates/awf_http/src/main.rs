@@ -12,7 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let config = Config::parse();
-    let state = AppState::connect(&config.database_url, config.pool_size)?
+    let state = AppState::connect_with(&config.database_url, config.pool_size, config.limits())?
         .with_admin_token(config.admin_token.clone());
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     tracing::info!("awf-http listening on http://{}", listener.local_addr()?);

@@ -1,15 +1,19 @@
 //! The HTTP API against a real database: in-process through `oneshot`, and once over a socket.
 
-use awf_http::{error::status_for_sqlstate, router, AppState};
+use awf_http::db::Limits;
+use awf_http::error::{status_for_sqlstate, AppError};
+use awf_http::{router, AppState};
 use awf_tests::{off_runtime, TestDb};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 fn app(db: &TestDb) -> axum::Router {
-    router(AppState::connect(&db.url(), 2).unwrap())
+    router(AppState::connect(&db.http_url(), 2).unwrap())
 }
 
 async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
@@ -153,4 +157,90 @@ fn sqlstates_map_to_the_design_table() {
     ] {
         assert_eq!(status_for_sqlstate(code).as_u16(), status, "{code}");
     }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_before_any_sql() {
+    let db = TestDb::new();
+    let limits = Limits {
+        max_body_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let app = router(AppState::connect_with(&db.http_url(), 1, limits).unwrap());
+    let big = format!("[{}1]", "1,".repeat(100_000));
+    let (status, body) = call(app, post_json("/v1/canonical-hash", &big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "54000");
+}
+
+#[tokio::test]
+async fn a_busy_pool_answers_503_after_the_wait_instead_of_hanging() {
+    let db = TestDb::new();
+    let limits = Limits {
+        pool_wait: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let state = AppState::connect_with(&db.http_url(), 1, limits).unwrap();
+    let held = state.conn().await.unwrap(); // the only connection, taken
+    let t = Instant::now();
+    let (status, body) = call(
+        router(state.clone()),
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(held);
+    let (status, _) = call(
+        router(state),
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the pool recovers");
+}
+
+#[tokio::test]
+async fn every_request_runs_under_a_statement_and_lock_timeout() {
+    let db = TestDb::new();
+    let limits = Limits {
+        statement_timeout: Duration::from_millis(250),
+        ..Limits::default()
+    };
+    let state = AppState::connect_with(&db.http_url(), 1, limits).unwrap();
+    let conn = state.conn().await.unwrap();
+    let row = conn
+        .query_one("SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), current_user::text, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "250ms");
+    assert_eq!(row.get::<_, String>(1), "250ms");
+    assert_eq!(row.get::<_, String>(2), "awf_http");
+    assert!(
+        !row.get::<_, bool>(3),
+        "the server's login is not a superuser"
+    );
+    let err = conn.query_one("SELECT pg_sleep(5)", &[]).await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "57014");
+}
+
+#[tokio::test]
+async fn a_500_carries_a_request_id_and_no_internal_text() {
+    let err = AppError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "XX001",
+        "blob 3f2a... of save 7d in awf.save_blobs failed its tag check",
+    );
+    let res = err.into_response();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["code"], "XX001");
+    assert_eq!(body["error"]["message"], "internal error");
+    assert!(
+        body["error"]["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("save_blobs"), "{body}");
 }

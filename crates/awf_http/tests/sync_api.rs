@@ -14,7 +14,7 @@ const USER: &str = "u1";
 
 fn app(db: &TestDb) -> axum::Router {
     router(
-        AppState::connect(&db.url(), 2)
+        AppState::connect(&db.http_url(), 2)
             .unwrap()
             .with_admin_token(Some(ADMIN.to_owned())),
     )
@@ -676,7 +676,7 @@ async fn registering_a_device_needs_the_admin_token() {
         send(&app(&db), wrong).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let disabled = router(AppState::connect(&db.url(), 1).unwrap());
+    let disabled = router(AppState::connect(&db.http_url(), 1).unwrap());
     let r = send(&disabled, request("POST", "/v1/devices", None, Some(&body))).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.body["error"]["code"], "42501");

@@ -46,13 +46,19 @@ async fn register(
     if let Some(sid) = &body.session_id {
         check_uuid("session_id", sid)?;
     }
-    let conn = state.conn().await?;
-    let row = conn
+    let mut conn = state.conn().await?;
+    // The server's login is a non-superuser under row-level security: it names the user the
+    // registration is for (the admin token vouched for the caller), for this transaction only.
+    let tx = conn.transaction().await?;
+    tx.query_one("SELECT awf.act_as($1)", &[&body.user_id_hash])
+        .await?;
+    let row = tx
         .query_one(
             "SELECT awf.device_register($1, $2, $3::text::uuid)",
             &[&body.device_id, &body.user_id_hash, &body.session_id],
         )
         .await?;
+    tx.commit().await?;
     Ok(token_response(StatusCode::CREATED, row.get(0)))
 }
 

@@ -1,0 +1,67 @@
+//! Where the extension waits: serialization points that no other role can take hostage, and a
+//! bound on every wait it starts.
+//!
+//! Advisory locks are not used: any role can take any advisory key, so one
+//! `SELECT pg_advisory_lock(...)` from any login could stall every caller. The extension
+//! serializes on rows of `awf.locks` instead, which no role but the owner can read, let alone
+//! lock (`FOR UPDATE` needs the UPDATE privilege). Every lock the extension takes waits at
+//! most `awf.lock_timeout_ms` (or the caller's own shorter `lock_timeout`), then fails with
+//! 55P03.
+
+use crate::audit::AsOwner;
+use crate::gucs;
+use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
+use std::ffi::CString;
+
+/// Takes the transaction-long lock `name` (e.g. `audit`, `quota:<user>`), creating its row on
+/// first use. Held until the transaction ends; bounded by the lock timeout.
+pub fn named(c: &mut SpiClient<'_>, name: &str) {
+    let _owner = AsOwner::enter(c);
+    bounded(|| {
+        c.update(
+            "INSERT INTO awf.locks (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            None,
+            &[name.into()],
+        )
+        .expect("insert into awf.locks");
+        c.update(
+            "SELECT 1 FROM awf.locks WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+            None,
+            &[name.into()],
+        )
+        .expect("lock awf.locks");
+    });
+}
+
+/// Runs `f` (statements that take row locks) with `lock_timeout` set to `awf.lock_timeout_ms`,
+/// unless the caller's own is shorter; the caller's setting is back when `f` returns.
+pub fn bounded<R>(f: impl FnOnce() -> R) -> R {
+    let ours = gucs::lock_timeout_ms();
+    // SAFETY: reading a backend global.
+    let callers = unsafe { pg_sys::LockTimeout };
+    if ours == 0 || (callers > 0 && callers <= ours) {
+        return f();
+    }
+    let value = CString::new(ours.to_string()).expect("digits");
+    // SAFETY: plain backend calls; the level opened here is closed below, or by the abort an
+    // ERROR (such as the timeout itself) leads to.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    };
+    let out = f();
+    // SAFETY: closes the level opened above.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+    out
+}
