@@ -23,3 +23,10 @@ AS $$ SELECT awf.acting_user() $$;
 
 REVOKE EXECUTE ON FUNCTION awf.act_as(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION awf.act_as(text) TO awf_app;
+
+-- Serialization points (the audit chain, each user's quota): rows of this table, locked FOR
+-- UPDATE by the extension as the owner. No role is granted anything on it, so no other role
+-- can take these locks (unlike advisory locks, which any role can take).
+CREATE TABLE awf.locks (
+  name text PRIMARY KEY
+);

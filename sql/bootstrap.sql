@@ -150,6 +150,13 @@ GRANT SELECT, INSERT, UPDATE ON awf.metric_counters TO awf_app, awf_admin;
 GRANT SELECT ON awf.metrics TO awf_app, awf_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA awf TO awf_app, awf_admin;
 
+-- Serialization points (the audit chain, each user's quota): rows of this table, locked FOR
+-- UPDATE by the extension as the owner. No role is granted anything on it, so no other role
+-- can take these locks (unlike advisory locks, which any role can take).
+CREATE TABLE awf.locks (
+  name text PRIMARY KEY
+);
+
 -- pg_dump keeps the rows of extension-owned tables only when they are marked.
 SELECT pg_catalog.pg_extension_config_dump('awf.sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('awf.turns', '');

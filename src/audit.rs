@@ -5,8 +5,9 @@
 //! content (id, at, actor, action, session_id, save_id, device_id, details, in canonical JSON).
 //!
 //! How a row is written ([`record_full`]):
-//! - **One chain, no forks.** The writer takes `pg_advisory_xact_lock(`[`LOCK_KEY`]`)` before
-//!   it reads the last row's hash and holds it until its transaction ends, so audited
+//! - **One chain, no forks.** The writer takes the `audit` row lock of `awf.locks` (see
+//!   `crate::locks`: no other role can take it) before it reads the last row's hash and holds
+//!   it until its transaction ends, so audited
 //!   transactions serialize from their first audit row to their commit. The id is drawn from
 //!   the sequence after the lock, so id order is chain order. The cost: two transactions that
 //!   both write audit rows never overlap past that point; write audit rows last in a
@@ -38,10 +39,6 @@ use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 
 use crate::errors::raise;
-
-/// The `pg_advisory_xact_lock` key that serializes audit writers ("awf_audi" in ASCII).
-/// Advisory locks are per database, so databases do not contend.
-pub const LOCK_KEY: i64 = 0x6177_665f_6175_6469;
 
 /// Rows read per batch when walking the log.
 const BATCH: usize = 2000;
@@ -466,8 +463,7 @@ impl Row {
 
 /// Takes the chain lock (see the module documentation).
 fn lock(c: &mut SpiClient<'_>) {
-    c.update("SELECT pg_advisory_xact_lock($1)", None, &[LOCK_KEY.into()])
-        .expect("pg_advisory_xact_lock");
+    crate::locks::named(c, "audit");
 }
 
 /// The `row_hash` of the newest row, GENESIS for an empty log. A newest row without a hash (not

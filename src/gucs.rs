@@ -46,6 +46,8 @@ static SYNC_TOKEN_TTL_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 static MAX_WORK_UNITS: GucSetting<i32> = GucSetting::<i32>::new(100_000_000);
 /// Most JSON values one call may build beyond its input.
 static MAX_BUILT_NODES: GucSetting<i32> = GucSetting::<i32>::new(2_000_000);
+/// Longest wait for any lock the extension takes, in milliseconds (then 55P03).
+static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 /// The master key file: one `id:hex` key per line, the first one current.
 static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -131,6 +133,13 @@ pub fn init() {
         &EXPORT_MAX_SIZE_MB,
         1,
         1024,
+    );
+    define_int(
+        c"awf.lock_timeout_ms",
+        c"Longest wait, in milliseconds, for any lock the extension takes (then SQLSTATE 55P03).",
+        &LOCK_TIMEOUT_MS,
+        1,
+        3_600_000,
     );
     define_int(
         c"awf.max_work_units",
@@ -295,6 +304,9 @@ pub fn budget() -> awf_core::Budget {
     })
 }
 
+pub fn lock_timeout_ms() -> i32 {
+    LOCK_TIMEOUT_MS.get()
+}
 pub fn wal_max_age_days() -> i32 {
     WAL_MAX_AGE_DAYS.get()
 }

@@ -129,7 +129,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn act_as_names_the_user_for_the_transaction_only() {
+    fn act_as_names_the_user() {
         login("awf_test_id_app2", "awf_app");
         run("SET ROLE awf_test_id_app2");
         assert_eq!(
@@ -142,13 +142,7 @@ mod tests {
         );
         assert_sqlstate("SELECT awf.act_as('')", "22023");
         run("RESET ROLE");
-        // SET LOCAL semantics: the GUC's session value is untouched.
-        assert_eq!(
-            one::<bool>(
-                "SELECT (SELECT reset_val FROM pg_settings WHERE name = 'awf.user_id_hash') = ''"
-            ),
-            Some(true)
-        );
+        // Transaction-local: the next transaction acts for nobody (tests/tests/identity.rs).
     }
 
     #[pg_test]

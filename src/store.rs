@@ -42,7 +42,7 @@ pub fn session(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Session {
     } else {
         "SELECT turn_id, state, state_hash FROM awf.sessions WHERE session_id = $1"
     };
-    let t = c.update(sql, Some(1), &[id.into()]).expect(sql);
+    let t = crate::locks::bounded(|| c.update(sql, Some(1), &[id.into()]).expect(sql));
     if t.is_empty() {
         raise(
             Error::not_found(format!("session {id} does not exist")),

@@ -349,12 +349,7 @@ pub fn check_limits(c: &mut SpiClient<'_>, s: &Save, added: i64) -> Result<()> {
             gucs::sync_max_save_bytes() / (1024 * 1024)
         )));
     }
-    c.update(
-        "SELECT pg_advisory_xact_lock(hashtextextended('awf.quota:' || $1, 0))",
-        None,
-        &[s.user_id_hash.as_str().into()],
-    )
-    .expect("quota lock");
+    crate::locks::named(c, &format!("quota:{}", s.user_id_hash));
     let used: i64 = col(
         &c.update(
             "SELECT coalesce(sum(bytes_stored), 0)::bigint FROM awf.saves WHERE user_id_hash = $1",

@@ -36,7 +36,7 @@ pub fn save(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Save {
                 head_state, bytes_stored
          FROM awf.saves WHERE save_id = $1"
     };
-    let t = c.update(sql, Some(1), &[id.into()]).expect(sql);
+    let t = crate::locks::bounded(|| c.update(sql, Some(1), &[id.into()]).expect(sql));
     if t.is_empty() {
         raise(
             Error::not_found(format!("save {id} does not exist")),
@@ -71,12 +71,14 @@ pub fn save_with_session_locked(c: &mut SpiClient<'_>, id: Uuid) -> Save {
         .expect("select awf.saves");
     if let Some(Some(sid)) = (!t.is_empty()).then(|| t.first().get::<Uuid>(1).expect("session_id"))
     {
-        c.update(
-            "SELECT 1 FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
-            None,
-            &[sid.into()],
-        )
-        .expect("lock awf.sessions");
+        crate::locks::bounded(|| {
+            c.update(
+                "SELECT 1 FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
+                None,
+                &[sid.into()],
+            )
+            .expect("lock awf.sessions")
+        });
     }
     save(c, id, true)
 }
