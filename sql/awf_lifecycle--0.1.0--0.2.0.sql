@@ -30,3 +30,6 @@ GRANT EXECUTE ON FUNCTION awf.act_as(text) TO awf_app;
 CREATE TABLE awf.locks (
   name text PRIMARY KEY
 );
+-- The audit chain's row exists from the start, so its first writers never wait on each
+-- other's insert of it.
+INSERT INTO awf.locks (name) VALUES ('audit');

@@ -156,6 +156,9 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA awf TO awf_app, awf_admin;
 CREATE TABLE awf.locks (
   name text PRIMARY KEY
 );
+-- The audit chain's row exists from the start, so its first writers never wait on each
+-- other's insert of it.
+INSERT INTO awf.locks (name) VALUES ('audit');
 
 -- pg_dump keeps the rows of extension-owned tables only when they are marked.
 SELECT pg_catalog.pg_extension_config_dump('awf.sessions', '');

@@ -61,6 +61,7 @@ fn retention_enforce() -> JsonB {
         let mut all: Vec<Uuid> = stale.iter().chain(&saves).copied().collect();
         all.sort_unstable_by_key(|u| u.as_bytes().to_owned());
         all.dedup();
+        let candidates = stale;
         c.update(
             "SELECT 1 FROM awf.sessions WHERE session_id IN
                (SELECT session_id FROM awf.saves WHERE save_id = ANY($1))
@@ -75,6 +76,19 @@ fn retention_enforce() -> JsonB {
             &[all.into()],
         )
         .expect("lock saves");
+        // Staleness again, under the locks: a save a player touched while this waited is
+        // not stale any more (a fresh statement sees the committed touch).
+        let stale: Vec<Uuid> = c
+            .update(
+                "SELECT save_id FROM awf.saves
+                 WHERE save_id = ANY($1) AND updated_at < now() - make_interval(days => $2)
+                 ORDER BY 1",
+                None,
+                &[candidates.into(), days.into()],
+            )
+            .expect("re-check stale saves")
+            .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
+            .collect();
         for id in &stale {
             let s = store::save(c, *id, true);
             privacy::delete_save(c, &s, "retention");

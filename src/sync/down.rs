@@ -51,14 +51,17 @@ fn sync_down(device_id: &str, sync_token: &str, save_id: Uuid, since_turn: i64) 
     Spi::connect_mut(|c| {
         let device = devices::authenticate(c, device_id, sync_token, F);
         devices::check_owner(c, &device, save_id, F);
-        // FOR SHARE: a restore or retention cannot move turns while they are read.
+        // FOR SHARE first, then read: a restore or retention cannot move turns between the
+        // read of the head and the read of the turns.
+        crate::locks::bounded(|| {
+            c.update(
+                "SELECT 1 FROM awf.saves WHERE save_id = $1 FOR SHARE",
+                None,
+                &[save_id.into()],
+            )
+            .expect("share-lock awf.saves")
+        });
         let s = store::save(c, save_id, false);
-        c.update(
-            "SELECT 1 FROM awf.saves WHERE save_id = $1 FOR SHARE",
-            None,
-            &[save_id.into()],
-        )
-        .expect("share-lock awf.saves");
         let mut out = json!({
             "save_id": save_id.to_string(), "head_turn": s.head_turn, "head_chain": s.head_chain,
             "since_turn": since_turn, "turns": [],
