@@ -13,7 +13,7 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'act_as_wrapper';
 
 CREATE FUNCTION awf."acting_user"() RETURNS TEXT /* core::option::Option<alloc::string::String> */
-STABLE PARALLEL SAFE
+STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'acting_user_wrapper';
 

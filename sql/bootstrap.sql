@@ -2,14 +2,18 @@
 -- The extension lives in schema awf (awf_lifecycle.control), which CREATE EXTENSION creates.
 
 -- Roles (DESIGN §6). Roles are cluster-wide, so a second database reuses them.
+-- Two databases creating the extension at once may both find a role missing: the loser of
+-- that race finds it created.
 DO $$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'awf_app') THEN
+  BEGIN
     CREATE ROLE awf_app NOLOGIN;
-  END IF;
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'awf_admin') THEN
+  EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+  END;
+  BEGIN
     CREATE ROLE awf_admin NOLOGIN;
-  END IF;
+  EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+  END;
 END
 $$;
 GRANT USAGE ON SCHEMA awf TO awf_app, awf_admin;

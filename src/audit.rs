@@ -540,6 +540,7 @@ pub(crate) struct AsOwner {
 }
 
 impl AsOwner {
+    /// Runs as the owner of the extension's tables.
     pub(crate) fn enter(c: &SpiClient<'_>) -> AsOwner {
         let owner: pg_sys::Oid = c
             .select(
@@ -553,6 +554,12 @@ impl AsOwner {
             .get(1)
             .expect("relowner")
             .expect("relowner is not NULL");
+        Self::enter_role(owner)
+    }
+
+    /// Runs as `role` (a security-restricted operation, `search_path` pinned), the way
+    /// PostgreSQL runs a `SECURITY DEFINER` function owned by it.
+    pub(crate) fn enter_role(owner: pg_sys::Oid) -> AsOwner {
         let mut user = pg_sys::InvalidOid;
         let mut sec_context = 0;
         // SAFETY: plain backend calls; the values saved here are restored in Drop, or by the

@@ -87,8 +87,12 @@ impl DeviceScope {
 
 impl Drop for DeviceScope {
     fn drop(&mut self) {
-        // SAFETY: closes the level opened in enter, restoring the setting's prior value.
-        unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
+        // While unwinding from an ERROR the abort restores the setting, and calling into
+        // PostgreSQL then could raise again.
+        if !std::thread::panicking() {
+            // SAFETY: closes the level opened in enter, restoring the setting's prior value.
+            unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
+        }
     }
 }
 

@@ -269,17 +269,23 @@ fn custom_apply(
     // Resolve through the catalog so the name is quoted by PostgreSQL, never by us.
     let t = c
         .update(
-            "SELECT to_regprocedure($1 || '(jsonb, jsonb, bigint)')::regproc::text",
+            "SELECT p.oid::regproc::text, p.proowner FROM pg_catalog.pg_proc p
+             WHERE p.oid OPERATOR(pg_catalog.=) to_regprocedure($1 || '(jsonb, jsonb, bigint)')",
             Some(1),
             &[name.into()],
         )
         .expect("resolve awf.act_applier");
-    let proc: Option<String> = t.first().get(1).expect("read applier name");
-    let Some(proc) = proc else {
+    if t.is_empty() {
         return Err(Error::invalid(format!(
             "awf.act_applier names {name:?}, but no function {name}(jsonb, jsonb, bigint) exists"
         )));
-    };
+    }
+    let row = t.first();
+    let proc: String = crate::store::col(&row, 1);
+    let owner: pg_sys::Oid = crate::store::col(&row, 2);
+    // The host's applier runs with its owner's rights, as if it were SECURITY DEFINER: never
+    // with the caller's, which at server start are the reconciling worker's superuser rights.
+    let _as_owner = crate::audit::AsOwner::enter_role(owner);
     let sql = format!("SELECT {proc}($1, $2, $3)");
     let t = c
         .update(
@@ -292,6 +298,7 @@ fn custom_apply(
             ],
         )
         .unwrap_or_else(|e| panic!("act applier {proc} failed: {e}"));
+    drop(_as_owner);
     match t.first().get::<JsonB>(1).expect("read applier result") {
         Some(JsonB(v)) if v.is_object() => Ok(v),
         _ => Err(Error::invalid(format!(
@@ -378,6 +385,31 @@ mod tests {
     use crate::testing::{assert_sqlstate, json, new_session, one, run, submit, SID};
     use pgrx::prelude::*;
     use serde_json::json;
+
+    #[pg_test]
+    fn the_host_applier_runs_with_its_owners_rights() {
+        new_session();
+        run("DO $$ BEGIN CREATE ROLE awf_test_applier_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+        run(
+            "CREATE FUNCTION public.whoami_applier(state jsonb, acts jsonb, turn_id bigint)
+             RETURNS jsonb LANGUAGE sql
+             AS $$ SELECT state || jsonb_build_object('ran_as', current_user::text) $$",
+        );
+        run("ALTER FUNCTION public.whoami_applier(jsonb, jsonb, bigint) OWNER TO awf_test_applier_owner");
+        run("SET awf.act_applier = 'public.whoami_applier'");
+        // The caller here is a superuser, as the startup worker is.
+        submit(1, "[]");
+        assert_eq!(
+            json("SELECT state->'ran_as' FROM awf.sessions"),
+            json!("awf_test_applier_owner")
+        );
+        assert_eq!(
+            one::<bool>("SELECT current_user = session_user"),
+            Some(true),
+            "the caller's rights are back"
+        );
+        run("RESET awf.act_applier");
+    }
 
     #[pg_test]
     fn wal_append_parks_only_turns_that_apply() {

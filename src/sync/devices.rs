@@ -15,6 +15,7 @@ use serde_json::json;
 
 /// An authenticated device. While it lives, the call acts for the device's user (row-level
 /// security shows that user's rows and no other's), whoever the caller is.
+#[must_use = "the call acts for the device's user only while the Device lives"]
 pub struct Device {
     pub device_id: String,
     pub user_id_hash: String,
@@ -207,7 +208,7 @@ fn device_register(
 fn device_rotate_token(device_id: &str, sync_token: &str) -> JsonB {
     const F: &str = "device_rotate_token";
     Spi::connect_mut(|c| {
-        authenticate(c, device_id, sync_token, F);
+        let _device = authenticate(c, device_id, sync_token, F);
         let (tok, expires) = issue(c, device_id);
         audit::record(
             c,

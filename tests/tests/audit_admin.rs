@@ -156,19 +156,20 @@ fn a_writer_waits_for_the_chain_lock_until_the_holder_commits() {
     a.query_one("SELECT awf.snapshot_create($1::text::uuid, 'a')", &[&sa])
         .unwrap();
     let b_pid: i32 = b.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // Longer than this test holds the lock: B must wait, not time out.
+    b.batch_execute("SET awf.lock_timeout_ms = 60000").unwrap();
     let waiter = thread::spawn(move || {
         let started = Instant::now();
         b.query_one("SELECT awf.snapshot_create($1::text::uuid, 'b')", &[&sb])
             .unwrap();
         (b, started.elapsed())
     });
-    // B blocks on the advisory lock while A's transaction is open.
+    // B blocks on the chain's row lock while A's transaction is open.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let waiting: bool = a
             .query_one(
-                "SELECT EXISTS (SELECT FROM pg_locks
-                                WHERE pid = $1 AND locktype = 'advisory' AND NOT granted)",
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = $1 AND NOT granted)",
                 &[&b_pid],
             )
             .unwrap()

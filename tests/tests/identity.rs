@@ -42,47 +42,47 @@ fn visible_sessions(c: &mut postgres::Client) -> i64 {
 fn no_setting_lets_an_untrusted_role_read_or_write_another_users_rows() {
     let db = TestDb::new();
     let (save, _) = victim(&db);
-    for member_of in ["awf_app", ""] {
-        let role = TestRole::new(&db, member_of);
-        // A fresh backend, the library not loaded yet: SET may create a placeholder, which
-        // the library discards when it loads instead of reading it.
-        let mut c = db.client_as(role.name());
-        let _ = c.batch_execute("SET awf.user_id_hash = 'victim'");
-        let _ = c.batch_execute("SELECT set_config('awf.user_id_hash', 'victim', false)");
-        assert_eq!(
-            visible_sessions(&mut c),
-            0,
-            "{member_of:?}: sessions visible"
-        );
-        // Once loaded, the setting refuses outright.
-        let err = c
-            .batch_execute("SET awf.user_id_hash = 'victim'")
-            .unwrap_err();
-        assert_eq!(sqlstate(&err), "42501");
-        let err = c
-            .batch_execute("SET LOCAL awf.user_id_hash = 'victim'")
-            .err();
-        // (SET LOCAL outside a transaction only warns; either way nothing becomes visible.)
-        drop(err);
-        assert_eq!(visible_sessions(&mut c), 0);
-        for sql in [
-            format!("SELECT awf.turn_submit('{VICTIM_SID}', 1, '{{\"acts\": []}}')"),
-            format!("SELECT awf.save_materialize('{save}')"),
-            format!("SELECT awf.snapshot_create('{VICTIM_SID}', 'x')"),
-            format!("SELECT awf.session_export('{VICTIM_SID}')"),
-        ] {
-            let err = c.query(&sql, &[]).unwrap_err();
-            assert!(
-                ["P0002", "42501"].contains(&sqlstate(&err).as_str()),
-                "{member_of:?}: {sql}: {err:?}"
-            );
-        }
-        if member_of.is_empty() {
-            let err = c.query("SELECT awf.act_as('victim')", &[]).unwrap_err();
-            assert_eq!(sqlstate(&err), "42501", "act_as is for trusted backends");
-        }
-        drop(c);
+    let role = TestRole::new(&db, "awf_app");
+    // A fresh backend, the library not loaded yet: SET may create a placeholder, which the
+    // library discards when it loads instead of reading it.
+    let mut c = db.client_as(role.name());
+    let _ = c.batch_execute("SET awf.user_id_hash = 'victim'");
+    let _ = c.batch_execute("SELECT set_config('awf.user_id_hash', 'victim', false)");
+    assert_eq!(
+        visible_sessions(&mut c),
+        0,
+        "sessions visible through a placeholder"
+    );
+    // Once loaded, the setting refuses outright.
+    for sql in [
+        "SET awf.user_id_hash = 'victim'",
+        "SELECT set_config('awf.user_id_hash', 'victim', false)",
+        "SELECT set_config('awf.user_id_hash', 'victim', true)",
+        "ALTER ROLE CURRENT_USER SET awf.user_id_hash = 'victim'",
+    ] {
+        let err = c.batch_execute(sql).unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{sql}");
     }
+    assert_eq!(visible_sessions(&mut c), 0);
+    for sql in [
+        format!("SELECT awf.turn_submit('{VICTIM_SID}', 1, '{{\"acts\": []}}')"),
+        format!("SELECT awf.save_materialize('{save}')"),
+        format!("SELECT awf.snapshot_create('{VICTIM_SID}', 'x')"),
+        format!("SELECT awf.session_export('{VICTIM_SID}')"),
+    ] {
+        let err = c.query(&sql, &[]).unwrap_err();
+        assert!(
+            ["P0002", "42501"].contains(&sqlstate(&err).as_str()),
+            "{sql}: {err:?}"
+        );
+    }
+    drop(c);
+    // A role that is no trusted backend cannot name a user at all.
+    let nobody = TestRole::new(&db, "");
+    let mut n = db.client_as(nobody.name());
+    let err = n.query("SELECT awf.act_as('victim')", &[]).unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "act_as is for trusted backends");
+    drop(n);
     let state: serde_json::Value = db
         .client()
         .query_one(

@@ -268,7 +268,13 @@ fn admin_functions_belong_to_awf_admin() {
         &[&s2, &state("Bea")],
     )
     .unwrap();
-    let bundle: Value = u1
+    // An unredacted export is an admin right.
+    let err = u1
+        .query_one("SELECT awf.session_export($1::text::uuid, false)", &[&s1])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    let bundle: Value = db
+        .client()
         .query_one("SELECT awf.session_export($1::text::uuid, false)", &[&s1])
         .unwrap()
         .get(0);
