@@ -554,12 +554,13 @@ impl AsOwner {
             .get(1)
             .expect("relowner")
             .expect("relowner is not NULL");
-        Self::enter_role(owner)
+        Self::enter_role(owner, true)
     }
 
-    /// Runs as `role` (a security-restricted operation, `search_path` pinned), the way
-    /// PostgreSQL runs a `SECURITY DEFINER` function owned by it.
-    pub(crate) fn enter_role(owner: pg_sys::Oid) -> AsOwner {
+    /// Runs as `role` (a security-restricted operation), the way PostgreSQL runs a `SECURITY
+    /// DEFINER` function owned by it; `pin_path` also pins `search_path` for the extension's
+    /// own statements (a host function called this way keeps the caller's path, as it would).
+    pub(crate) fn enter_role(owner: pg_sys::Oid, pin_path: bool) -> AsOwner {
         let mut user = pg_sys::InvalidOid;
         let mut sec_context = 0;
         // SAFETY: plain backend calls; the values saved here are restored in Drop, or by the
@@ -567,16 +568,18 @@ impl AsOwner {
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut user, &mut sec_context);
             let nest_level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+            if pin_path {
+                pg_sys::set_config_option(
+                    c"search_path".as_ptr(),
+                    c"pg_catalog, pg_temp".as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
             pg_sys::SetUserIdAndSecContext(
                 owner,
                 sec_context

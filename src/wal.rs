@@ -269,7 +269,9 @@ fn custom_apply(
     // Resolve through the catalog so the name is quoted by PostgreSQL, never by us.
     let t = c
         .update(
-            "SELECT p.oid::regproc::text, p.proowner FROM pg_catalog.pg_proc p
+            // Schema-qualified: it runs under the owner's pinned search_path.
+            "SELECT pg_catalog.format('%I.%I', n.nspname, p.proname), p.proowner
+             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
              WHERE p.oid OPERATOR(pg_catalog.=) to_regprocedure($1 || '(jsonb, jsonb, bigint)')",
             Some(1),
             &[name.into()],
@@ -285,7 +287,7 @@ fn custom_apply(
     let owner: pg_sys::Oid = crate::store::col(&row, 2);
     // The host's applier runs with its owner's rights, as if it were SECURITY DEFINER: never
     // with the caller's, which at server start are the reconciling worker's superuser rights.
-    let _as_owner = crate::audit::AsOwner::enter_role(owner);
+    let _as_owner = crate::audit::AsOwner::enter_role(owner, false);
     let sql = format!("SELECT {proc}($1, $2, $3)");
     let t = c
         .update(
