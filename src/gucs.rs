@@ -46,6 +46,8 @@ static SYNC_TOKEN_TTL_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 static MAX_WORK_UNITS: GucSetting<i32> = GucSetting::<i32>::new(100_000_000);
 /// Most JSON values one call may build beyond its input.
 static MAX_BUILT_NODES: GucSetting<i32> = GucSetting::<i32>::new(2_000_000);
+/// Most megabytes of JSON text (strings, numbers, member names) one call may build.
+static MAX_BUILT_MB: GucSetting<i32> = GucSetting::<i32>::new(256);
 /// Longest wait for any lock the extension takes, in milliseconds (then 55P03).
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 /// The master key file: one `id:hex` key per line, the first one current.
@@ -154,6 +156,13 @@ pub fn init() {
         &MAX_BUILT_NODES,
         1_000,
         i32::MAX,
+    );
+    define_int(
+        c"awf.max_built_mb",
+        c"Most megabytes of JSON text (strings, numbers, member names) one call may build.",
+        &MAX_BUILT_MB,
+        1,
+        1 << 20,
     );
     // Superuser-only: an unredacted export is an admin right (session_export's argument),
     // not something any caller switches on for itself.
@@ -295,12 +304,13 @@ pub fn master_key_file() -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
-/// A fresh work and size budget for one call, from `awf.max_work_units` and
-/// `awf.max_built_nodes`.
+/// A fresh work and size budget for one call, from `awf.max_work_units`,
+/// `awf.max_built_nodes` and `awf.max_built_mb`.
 pub fn budget() -> awf_core::Budget {
     awf_core::Budget::new(awf_core::Limits {
         max_work: MAX_WORK_UNITS.get() as u64,
         max_nodes: MAX_BUILT_NODES.get() as u64,
+        max_bytes: (MAX_BUILT_MB.get() as u64) << 20,
     })
 }
 

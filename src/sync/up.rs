@@ -79,10 +79,11 @@ fn parse(request: &Value) -> Result<Request> {
 }
 
 /// Computes the device's states turn by turn from the ancestor's state: each turn carries a
-/// full `state` or a `patch` (RFC 6902) from the previous one.
+/// full `state` or a `patch` (RFC 6902) from the previous one. Every state is kept until the
+/// branch is planned, so each one is charged as built: a thousand empty patches on a large
+/// state would otherwise hold a thousand free copies of it.
 fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<Vec<ClientTurn>> {
-    let mut prev = ancestor.clone();
-    let mut out = Vec::with_capacity(req.turns.len());
+    let mut out: Vec<ClientTurn> = Vec::with_capacity(req.turns.len());
     for (i, t) in req.turns.iter().enumerate() {
         let turn_id = t.get("turn_id").and_then(Value::as_i64).ok_or_else(|| {
             Error::invalid(format!("request.turns[{i}].turn_id must be an integer"))
@@ -94,14 +95,30 @@ fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<
                 req.base_turn
             )));
         }
+        let at = |e: Error| {
+            Error::new(
+                e.kind,
+                format!("request.turns[{i}] (turn {turn_id}): {}", e.message),
+            )
+        };
         let state = match (t.get("state"), t.get("patch")) {
-            (Some(s), None) if s.is_object() => s.clone(),
-            (None, Some(p)) => patch::apply(&prev, p, budget).map_err(|e| {
-                Error::new(
-                    e.kind,
-                    format!("request.turns[{i}] (turn {turn_id}): {}", e.message),
-                )
-            })?,
+            (Some(s), None) if s.is_object() => {
+                awf_core::json::check_state_depth(s).map_err(at)?;
+                budget.build_copy_of(s).map_err(at)?;
+                s.clone()
+            }
+            (None, Some(p)) => {
+                let prev = out.last().map_or(ancestor, |c| &c.state);
+                budget.build_copy_of(prev).map_err(at)?;
+                let state = patch::apply(prev, p, budget).map_err(at)?;
+                if !state.is_object() {
+                    return Err(at(Error::invalid(
+                        "the patch must leave the state an object",
+                    )));
+                }
+                awf_core::json::check_state_depth(&state).map_err(at)?;
+                state
+            }
             _ => {
                 return Err(Error::invalid(format!(
                     "request.turns[{i}] needs exactly one of \"state\" (an object) or \"patch\""
@@ -112,7 +129,6 @@ fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<
             .get("chain_hash")
             .and_then(Value::as_str)
             .map(str::to_ascii_lowercase);
-        prev = state.clone();
         out.push(ClientTurn {
             turn_id,
             state,

@@ -4,7 +4,9 @@
 //! ends in a clear "over a limit" error instead of exhausting the server.
 //!
 //! Units are deliberately coarse: one unit of work is about one value visited, compared,
-//! hashed or shifted; one node is one JSON value (a scalar, an array or an object) built.
+//! hashed or shifted; one node is one JSON value (a scalar, an array or an object) built, and
+//! its bytes are the text of its strings, numbers and member names (a one-node string can be a
+//! megabyte, so nodes alone would let `copy` of one long string grow without limit).
 //! [`Budget::work`] also polls the host's interrupt check every [`POLL_EVERY`] units, which is
 //! how `statement_timeout` and `pg_cancel_backend` reach a long-running loop in the extension.
 
@@ -22,6 +24,9 @@ pub struct Limits {
     pub max_work: u64,
     /// Most JSON nodes one call may build beyond its input (`awf.max_built_nodes`).
     pub max_nodes: u64,
+    /// Most bytes of text (strings, numbers, member names) one call may build beyond its
+    /// input (`awf.max_built_mb`).
+    pub max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -30,6 +35,7 @@ impl Default for Limits {
         Limits {
             max_work: 100_000_000,
             max_nodes: 2_000_000,
+            max_bytes: 256 << 20,
         }
     }
 }
@@ -41,6 +47,7 @@ impl Limits {
         Limits {
             max_work: u64::MAX,
             max_nodes: u64::MAX,
+            max_bytes: u64::MAX,
         }
     }
 }
@@ -51,6 +58,7 @@ pub struct Budget {
     limits: Limits,
     work: u64,
     nodes: u64,
+    bytes: u64,
     next_poll: u64,
 }
 
@@ -76,6 +84,7 @@ impl Budget {
             limits,
             work: 0,
             nodes: 0,
+            bytes: 0,
             next_poll: POLL_EVERY,
         }
     }
@@ -113,9 +122,16 @@ impl Budget {
         Ok(())
     }
 
-    /// Charges `nodes` built (and the work of building them); over the limit is 54000.
-    pub fn build(&mut self, nodes: u64) -> Result<()> {
+    /// Bytes built so far.
+    pub fn bytes_built(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Charges `nodes` built holding `bytes` of text (and the work of building them); over
+    /// either limit is 54000.
+    pub fn build(&mut self, nodes: u64, bytes: u64) -> Result<()> {
         self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
         if self.nodes > self.limits.max_nodes {
             return Err(Error::limit(format!(
                 "the call would build more than {} JSON values, the limit set by \
@@ -123,35 +139,86 @@ impl Budget {
                 self.limits.max_nodes
             )));
         }
-        self.work(nodes)
+        if self.bytes > self.limits.max_bytes {
+            return Err(Error::limit(format!(
+                "the call would build more than {} MB of JSON text, the limit set by \
+                 awf.max_built_mb",
+                self.limits.max_bytes >> 20
+            )));
+        }
+        self.work(nodes.saturating_add(bytes / 64))
     }
 
-    /// Charges a copy of `v`: counts its nodes without ever counting past what is left, so
-    /// even sizing a huge value costs no more than the budget allows.
-    pub fn build_copy_of(&mut self, v: &Value) -> Result<()> {
-        let left = self.limits.max_nodes.saturating_sub(self.nodes);
-        let n = count_nodes_upto(v, left.saturating_add(1));
-        self.build(n)
+    /// Charges a copy of `v` and returns its size: measures it without ever counting past
+    /// what is left, so even sizing a huge value costs no more than the budget allows.
+    pub fn build_copy_of(&mut self, v: &Value) -> Result<Size> {
+        let size = measure_upto(
+            v,
+            self.limits
+                .max_nodes
+                .saturating_sub(self.nodes)
+                .saturating_add(1),
+            self.limits
+                .max_bytes
+                .saturating_sub(self.bytes)
+                .saturating_add(1),
+        );
+        self.build(size.nodes, size.bytes)?;
+        Ok(size)
+    }
+
+    /// Charges a walk over all of `v` (nothing built) and returns its size.
+    pub fn visit(&mut self, v: &Value) -> Result<Size> {
+        let left = self
+            .limits
+            .max_work
+            .saturating_sub(self.work)
+            .saturating_add(1);
+        let size = measure_upto(v, left, u64::MAX);
+        self.work(size.nodes)?;
+        Ok(size)
     }
 }
 
-/// The number of JSON values in `v` (itself included), or `limit` if there are at least that
-/// many. Iterative, so any depth is fine.
-pub fn count_nodes_upto(v: &Value, limit: u64) -> u64 {
-    let mut n = 0u64;
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        n += 1;
-        if n >= limit {
-            return limit;
-        }
+/// The size of a JSON value, as [`measure_upto`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Size {
+    /// JSON values, itself included.
+    pub nodes: u64,
+    /// Bytes of string, number and member-name text.
+    pub bytes: u64,
+    /// How deeply it nests (a scalar is 0, `[]` is 1), as in [`crate::json::depth`].
+    pub depth: usize,
+}
+
+/// Measures `v`, stopping as soon as it has counted `max_nodes` nodes or `max_bytes` bytes
+/// (the result then reports at least that many). Iterative, so any depth is fine.
+pub fn measure_upto(v: &Value, max_nodes: u64, max_bytes: u64) -> Size {
+    let mut size = Size::default();
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        size.nodes += 1;
         match v {
-            Value::Array(a) => stack.extend(a.iter()),
-            Value::Object(o) => stack.extend(o.values()),
-            _ => {}
+            Value::Array(a) => {
+                size.depth = size.depth.max(d + 1);
+                stack.extend(a.iter().map(|x| (x, d + 1)));
+            }
+            Value::Object(o) => {
+                size.depth = size.depth.max(d + 1);
+                for (k, x) in o {
+                    size.bytes = size.bytes.saturating_add(k.len() as u64);
+                    stack.push((x, d + 1));
+                }
+            }
+            Value::String(s) => size.bytes = size.bytes.saturating_add(s.len() as u64),
+            Value::Number(n) => size.bytes = size.bytes.saturating_add(n.as_str().len() as u64),
+            Value::Bool(_) | Value::Null => {}
+        }
+        if size.nodes >= max_nodes || size.bytes >= max_bytes {
+            break;
         }
     }
-    n
+    size
 }
 
 #[cfg(test)]
@@ -165,6 +232,7 @@ mod tests {
         let mut b = Budget::new(Limits {
             max_work: 10,
             max_nodes: 5,
+            max_bytes: 100,
         });
         b.work(10).unwrap();
         let e = b.work(1).unwrap_err();
@@ -177,12 +245,31 @@ mod tests {
         let mut b = Budget::new(Limits {
             max_work: 1_000,
             max_nodes: 5,
+            max_bytes: 100,
         });
-        b.build_copy_of(&json!([1, 2, 3])).unwrap();
+        let size = b.build_copy_of(&json!([1, 2, 3])).unwrap();
+        assert_eq!((size.nodes, size.bytes, size.depth), (4, 3, 1));
         assert_eq!(b.nodes_built(), 4);
         let e = b.build_copy_of(&json!([1, [2, 3], 4])).unwrap_err();
         assert!(e.message.contains("awf.max_built_nodes"), "{e}");
-        assert_eq!(count_nodes_upto(&json!({"a": [1, 2]}), 100), 4);
-        assert_eq!(count_nodes_upto(&json!({"a": [1, 2]}), 2), 2);
+        assert_eq!(measure_upto(&json!({"a": [1, 2]}), 100, 100).nodes, 4);
+        assert_eq!(measure_upto(&json!({"a": [1, 2]}), 2, 100).nodes, 2);
+    }
+
+    #[test]
+    fn long_strings_are_charged_by_their_bytes() {
+        let mut b = Budget::new(Limits {
+            max_work: 1_000_000,
+            max_nodes: 1_000,
+            max_bytes: 1 << 20,
+        });
+        let long = Value::String("x".repeat(400 << 10));
+        b.build_copy_of(&json!({"key": long})).unwrap();
+        assert_eq!(b.bytes_built(), (400 << 10) + 3);
+        b.build_copy_of(&long).unwrap();
+        let e = b.build_copy_of(&long).unwrap_err();
+        assert!(e.message.contains("awf.max_built_mb"), "{e}");
+        let deep = json!({"a": [{"b": [1]}]});
+        assert_eq!(measure_upto(&deep, 100, 100).depth, 4);
     }
 }

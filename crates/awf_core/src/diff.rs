@@ -76,10 +76,18 @@ impl Cx<'_> {
         }
     }
 
+    /// A copy of the current path for a new operation, charged by its length: a long member
+    /// name above many removed elements would otherwise be copied once per operation for free.
+    fn op_path(&mut self) -> Result<String> {
+        self.budget.build(1, self.path.len() as u64)?;
+        Ok(self.path.clone())
+    }
+
     fn replace(&mut self, b: &Value) -> Result<()> {
         self.budget.build_copy_of(b)?;
+        let path = self.op_path()?;
         self.ops.push(Op::Replace {
-            path: self.path.clone(),
+            path,
             value: b.clone(),
         });
         Ok(())
@@ -89,9 +97,10 @@ impl Cx<'_> {
         for (k, va) in x {
             push_key(&mut self.path, k);
             match y.get(k) {
-                None => self.ops.push(Op::Remove {
-                    path: self.path.clone(),
-                }),
+                None => {
+                    let path = self.op_path()?;
+                    self.ops.push(Op::Remove { path });
+                }
                 Some(vb) => self.diff_into(va, vb)?,
             }
             self.path.truncate(base);
@@ -100,8 +109,9 @@ impl Cx<'_> {
             if !x.contains_key(k) {
                 push_key(&mut self.path, k);
                 self.budget.build_copy_of(vb)?;
+                let path = self.op_path()?;
                 self.ops.push(Op::Add {
-                    path: self.path.clone(),
+                    path,
                     value: vb.clone(),
                 });
                 self.path.truncate(base);
@@ -159,8 +169,9 @@ impl Cx<'_> {
             for v in y {
                 self.budget.build_copy_of(v)?;
             }
+            let path = self.op_path()?;
             self.ops.push(Op::Replace {
-                path: self.path.clone(),
+                path,
                 value: Value::Array(y.to_vec()),
             });
             return Ok(());
@@ -178,17 +189,17 @@ impl Cx<'_> {
             }
             for _ in k..h.a_len {
                 push_index(&mut self.path, pos + k);
-                self.ops.push(Op::Remove {
-                    path: self.path.clone(),
-                });
+                let path = self.op_path()?;
+                self.ops.push(Op::Remove { path });
                 self.path.truncate(base);
             }
             for j in k..h.b_len {
                 push_index(&mut self.path, pos + j);
                 let v = &ym[h.b_start + j];
                 self.budget.build_copy_of(v)?;
+                let path = self.op_path()?;
                 self.ops.push(Op::Add {
-                    path: self.path.clone(),
+                    path,
                     value: v.clone(),
                 });
                 self.path.truncate(base);

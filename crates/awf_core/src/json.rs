@@ -91,6 +91,10 @@ pub fn depth(v: &Value) -> usize {
     max
 }
 
+/// The deepest any value may nest: what [`parse`] accepts, and what patches and acts may build
+/// (an unbounded depth would overflow the stack of the next recursive walk, or of a drop).
+pub const MAX_DEPTH: usize = 128;
+
 /// The deepest a stored state may nest. PostgreSQL's jsonb has no limit, but the JSON
 /// conversions between jsonb and Rust stop at 128 levels, and exports and snapshots wrap a
 /// state in a few more: refusing deeper states up front keeps every later read possible.

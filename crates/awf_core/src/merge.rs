@@ -231,8 +231,10 @@ fn merge_at(
 ) -> Result<Option<Value>> {
     // The comparisons below walk the values at this path: charge their size (ours is the
     // largest share of the work, and a deep document pays once per level).
-    cx.budget
-        .work(1 + ours.map_or(0, |o| crate::budget::count_nodes_upto(o, u64::MAX)))?;
+    cx.budget.work(1)?;
+    if let Some(o) = ours {
+        cx.budget.visit(o)?;
+    }
     if opt_eq(ours, theirs) || opt_eq(theirs, base) {
         return Ok(ours.cloned());
     }

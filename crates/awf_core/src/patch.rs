@@ -6,12 +6,17 @@
 //!
 //! Every operation is charged to a [`Budget`]: its pointer walk, the elements an array insert
 //! or removal shifts, and every value it adds or copies. A patch of `copy` operations that
-//! doubles the document each time therefore stops at `awf.max_built_nodes` (54000) after a
-//! few steps, instead of exhausting memory.
+//! doubles the document each time therefore stops at `awf.max_built_nodes` or
+//! `awf.max_built_mb` (54000) after a few steps, instead of exhausting memory. Every value put
+//! somewhere is also checked against [`MAX_DEPTH`] where it lands: a `copy` or `move` into a
+//! deep path can double the document's depth with each step, and a value nested thousands of
+//! levels deep overflows the stack of whatever walks it next.
 
 use crate::budget::Budget;
 use crate::error::{Error, Result};
-use crate::json::{array_index, brief, escape_token, pointer_tokens, type_name, value_eq};
+use crate::json::{
+    array_index, brief, escape_token, pointer_tokens, type_name, value_eq, MAX_DEPTH,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::mem;
@@ -309,10 +314,25 @@ fn charge(budget: &mut Budget, doc: &Value, loc: &Loc) -> Result<(), Failure> {
         .map_err(|e| Failure::Budget(e.message))
 }
 
-fn charge_copy(budget: &mut Budget, v: &Value) -> Result<(), Failure> {
-    budget
+/// Charges a copy of `v` that is to land at `loc`, and refuses it if it would nest too deep.
+fn charge_copy(budget: &mut Budget, v: &Value, loc: &Loc) -> Result<(), Failure> {
+    let size = budget
         .build_copy_of(v)
-        .map_err(|e| Failure::Budget(e.message))
+        .map_err(|e| Failure::Budget(e.message))?;
+    check_depth(loc, size.depth)
+}
+
+/// Refuses a value `depth` levels deep landing at `loc` if the document would then nest
+/// deeper than [`MAX_DEPTH`].
+fn check_depth(loc: &Loc, depth: usize) -> Result<(), Failure> {
+    let at = loc.parent.len() + usize::from(!matches!(loc.last, Last::Root));
+    if at + depth > MAX_DEPTH {
+        return Err(Failure::Budget(format!(
+            "the document would nest {} levels deep, more than the {MAX_DEPTH} allowed",
+            at + depth
+        )));
+    }
+    Ok(())
 }
 
 /// Where a value sits: the parent's pointer tokens and the concrete member or index.
@@ -355,7 +375,7 @@ fn step(doc: &mut Value, op: OpRef<'_>, budget: &mut Budget) -> Result<Option<Un
         OpRef::Add { path, value } => {
             let loc = locate_add(doc, tokens(path)?)?;
             charge(budget, doc, &loc)?;
-            charge_copy(budget, value)?;
+            charge_copy(budget, value, &loc)?;
             let displaced = insert_at(doc, &loc, value.clone());
             Ok(Some(Undo::Add { loc, displaced }))
         }
@@ -371,7 +391,7 @@ fn step(doc: &mut Value, op: OpRef<'_>, budget: &mut Budget) -> Result<Option<Un
         OpRef::Replace { path, value } => {
             let loc = locate_existing(doc, tokens(path)?)?;
             charge(budget, doc, &loc)?;
-            charge_copy(budget, value)?;
+            charge_copy(budget, value, &loc)?;
             let slot = slot_mut(doc, &loc).ok_or("internal: located value vanished")?;
             let old = mem::replace(slot, value.clone());
             Ok(Some(Undo::Replace { loc, old }))
@@ -394,7 +414,13 @@ fn step(doc: &mut Value, op: OpRef<'_>, budget: &mut Budget) -> Result<Option<Un
             // The target is resolved after the removal, as RFC 6902 §4.4 specifies.
             match locate_add(doc, pt) {
                 Ok(to) => {
-                    if let Err(e) = charge(budget, doc, &to) {
+                    let fits = charge(budget, doc, &to).and_then(|()| {
+                        let size = budget
+                            .visit(&value)
+                            .map_err(|e| Failure::Budget(e.message))?;
+                        check_depth(&to, size.depth)
+                    });
+                    if let Err(e) = fits {
                         insert_at(doc, &from_loc, value);
                         return Err(e);
                     }
@@ -414,11 +440,11 @@ fn step(doc: &mut Value, op: OpRef<'_>, budget: &mut Budget) -> Result<Option<Un
         OpRef::Copy { from, path } => {
             let ft = tokens(from).map_err(|e| format!("from: {e}"))?;
             let source = walk(doc, &ft).map_err(|e| format!("from: {e}"))?;
-            // Sized before it is cloned: this is the operation that can double a document.
-            charge_copy(budget, source)?;
-            let value = source.clone();
             let loc = locate_add(doc, tokens(path)?)?;
             charge(budget, doc, &loc)?;
+            // Sized before it is cloned: this is the operation that can double a document.
+            charge_copy(budget, source, &loc)?;
+            let value = source.clone();
             let displaced = insert_at(doc, &loc, value);
             Ok(Some(Undo::Add { loc, displaced }))
         }
@@ -426,7 +452,7 @@ fn step(doc: &mut Value, op: OpRef<'_>, budget: &mut Budget) -> Result<Option<Un
             let actual = walk(doc, &tokens(path)?)?;
             // Comparing stops at the first difference, so it costs at most the input's value.
             budget
-                .work(crate::budget::count_nodes_upto(value, u64::MAX))
+                .visit(value)
                 .map_err(|e| Failure::Budget(e.message))?;
             if value_eq(actual, value) {
                 Ok(None)

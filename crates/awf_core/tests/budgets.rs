@@ -45,6 +45,77 @@ fn a_doubling_patch_inside_turn_acts_is_refused_too() {
     assert_eq!(ok["k2"]["k1"]["k0"]["a"], json!(1));
 }
 
+/// `n` copies of the whole document `{"a": {}}` to the bottom of its own chain of `a`
+/// members: each one doubles its depth, so 18 of them (about 1 MB of paths) nest it 500,000
+/// levels deep, which overflowed the stack on the next walk.
+fn depth_bomb(n: usize) -> Value {
+    let mut chain = 1usize;
+    let mut ops = Vec::new();
+    for _ in 0..n {
+        ops.push(json!({"op": "copy", "from": "", "path": "/a".repeat(chain + 1)}));
+        chain = 2 * chain + 1;
+    }
+    Value::Array(ops)
+}
+
+#[test]
+fn a_depth_doubling_patch_stops_at_the_depth_limit() {
+    let orig = json!({"a": {}});
+    let mut doc = orig.clone();
+    let err = apply_in_place(&mut doc, &depth_bomb(18), &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
+    assert!(err.message.contains("levels deep"), "{err}");
+    assert_eq!(doc, orig);
+    // Same through turn acts, and through moves into a deep path.
+    let acts = parse_acts(&depth_bomb(18)).unwrap();
+    let err = apply_acts(&orig, &acts, 1, &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
+    let mut chain = json!(1);
+    for _ in 0..100 {
+        chain = json!({ "c": chain });
+    }
+    let deep_path = format!("/b{}", "/c".repeat(99));
+    let mv = json!([{"op": "move", "from": "/a", "path": format!("{deep_path}/x")}]);
+    let mut doc = json!({"a": chain.clone(), "b": chain});
+    let err = apply_in_place(&mut doc, &mv, &mut Budget::default()).unwrap_err();
+    assert!(err.message.contains("levels deep"), "{err}");
+    assert!(doc["a"].is_object(), "a refused move puts the value back");
+    // Up to the limit is fine.
+    let ok = json!([{"op": "add", "path": "/x", "value": [[[1]]]}]);
+    apply(&json!({}), &ok, &mut Budget::default()).unwrap();
+}
+
+#[test]
+fn copies_of_one_long_string_stop_at_the_byte_limit() {
+    // Each copy is one node, so the node limit alone let this build 2 GB from a 1 MB input.
+    let doc = json!({"s": "x".repeat(1 << 20)});
+    let ops = Value::Array(
+        (0..2_000)
+            .map(|i| json!({"op": "copy", "from": "/s", "path": format!("/c{i}")}))
+            .collect(),
+    );
+    let mut budget = Budget::default();
+    let err = apply(&doc, &ops, &mut budget).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
+    assert!(err.message.contains("awf.max_built_mb"), "{err}");
+    assert!(budget.bytes_built() <= Limits::default().max_bytes + (1 << 20));
+    println!(
+        "1 MB string copied: refused after {} MB built",
+        budget.bytes_built() >> 20
+    );
+}
+
+#[test]
+fn diff_charges_the_path_of_every_operation() {
+    // One long member name above 20,000 removed elements: each remove carries the name.
+    let key = "k".repeat(100_000);
+    let a = json!({ key.clone(): (0..20_000).collect::<Vec<_>>() });
+    let b = json!({ key: [0] });
+    let mut budget = Budget::default();
+    let err = diff(&a, &b, &mut budget).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
+}
+
 #[test]
 fn array_shifts_are_charged() {
     // 2,000 inserts at the front of a 100,000-element array shift 200 million elements.
@@ -97,6 +168,7 @@ fn diff_and_merge_stop_at_the_work_limit() {
     let small = Limits {
         max_work: 10_000,
         max_nodes: 1_000_000,
+        max_bytes: 1 << 30,
     };
     let err = diff(&a, &b, &mut Budget::new(small)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
