@@ -33,3 +33,10 @@ CREATE TABLE awf.locks (
 -- The audit chain's row exists from the start, so its first writers never wait on each
 -- other's insert of it.
 INSERT INTO awf.locks (name) VALUES ('audit');
+
+-- The extension writes these tables as their owner; callers keep only SELECT (row-level
+-- security still applies), so nobody forges counters, plants data keys, or sets a device's
+-- token or expiry outside the functions.
+REVOKE INSERT, UPDATE ON awf.metric_counters FROM awf_app, awf_admin;
+REVOKE INSERT ON awf.data_keys FROM awf_app;
+REVOKE INSERT, UPDATE ON awf.devices FROM awf_app;

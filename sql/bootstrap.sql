@@ -150,7 +150,8 @@ GRANT DELETE ON awf.snapshots TO awf_app;
 -- No role inserts audit rows directly: the extension writes them (hash-chained) as the
 -- table owner, so nobody can add an unhashed or forged row.
 GRANT SELECT ON awf.audit_log TO awf_admin;
-GRANT SELECT, INSERT, UPDATE ON awf.metric_counters TO awf_app, awf_admin;
+-- Counters are written by the extension as the owner only: no role forges or locks them.
+GRANT SELECT ON awf.metric_counters TO awf_app, awf_admin;
 GRANT SELECT ON awf.metrics TO awf_app, awf_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA awf TO awf_app, awf_admin;
 
@@ -309,7 +310,8 @@ CREATE POLICY data_keys_app ON awf.data_keys TO awf_app
   USING (user_id_hash = awf.current_user_id_hash())
   WITH CHECK (user_id_hash = awf.current_user_id_hash());
 CREATE POLICY data_keys_admin ON awf.data_keys TO awf_admin USING (true) WITH CHECK (true);
-GRANT SELECT, INSERT ON awf.data_keys TO awf_app;
+-- Data keys are created by the extension as the owner: a planted key would break rotation.
+GRANT SELECT ON awf.data_keys TO awf_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON awf.data_keys TO awf_admin;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA awf TO awf_app, awf_admin;
 
@@ -370,7 +372,9 @@ CREATE POLICY save_conflicts_app ON awf.save_conflicts TO awf_app
   USING (EXISTS (SELECT FROM awf.saves s WHERE s.save_id = save_conflicts.save_id));
 CREATE POLICY devices_admin ON awf.devices TO awf_admin USING (true) WITH CHECK (true);
 CREATE POLICY save_conflicts_admin ON awf.save_conflicts TO awf_admin USING (true) WITH CHECK (true);
-GRANT SELECT, INSERT, UPDATE ON awf.devices, awf.save_conflicts TO awf_app;
+-- Devices are written by the extension as the owner: no caller sets its own token or expiry.
+GRANT SELECT ON awf.devices TO awf_app;
+GRANT SELECT, INSERT, UPDATE ON awf.save_conflicts TO awf_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON awf.devices, awf.save_conflicts, awf.save_tombstones TO awf_admin;
 
 SELECT pg_catalog.pg_extension_config_dump('awf.devices', '');

@@ -45,7 +45,7 @@ fn audit_verify(
             F,
         ),
     };
-    let report = Spi::connect_mut(|c| audit::verify(c, anchor));
+    let report = crate::locks::connect_mut(|c| audit::verify(c, anchor));
     if report["ok"] != json!(true) {
         warning!(
             "awf.audit_verify: audit chain broken at id {}: {}",

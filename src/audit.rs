@@ -127,10 +127,13 @@ pub fn record_full(
 
 /// Adds `by` to a counter of the metrics view. The shard is the backend's, so concurrent
 /// sessions do not queue on one row; a rolled-back transaction rolls its counts back too.
+/// Written as the owner: a role able to write (or `LOCK`) the counters could forge them or
+/// stall every counted call.
 pub fn bump(c: &mut SpiClient<'_>, name: &str, by: i64) {
     if by == 0 {
         return;
     }
+    let _owner = AsOwner::enter(c);
     c.update(
         "INSERT INTO awf.metric_counters (name, shard, value)
          VALUES ($1, pg_backend_pid() % 16, $2)
@@ -554,13 +557,13 @@ impl AsOwner {
             .get(1)
             .expect("relowner")
             .expect("relowner is not NULL");
-        Self::enter_role(owner, true)
+        Self::enter_role(owner, c"pg_catalog, pg_temp")
     }
 
-    /// Runs as `role` (a security-restricted operation), the way PostgreSQL runs a `SECURITY
-    /// DEFINER` function owned by it; `pin_path` also pins `search_path` for the extension's
-    /// own statements (a host function called this way keeps the caller's path, as it would).
-    pub(crate) fn enter_role(owner: pg_sys::Oid, pin_path: bool) -> AsOwner {
+    /// Runs as `role` (a security-restricted operation) with `search_path` pinned to `path`,
+    /// the way PostgreSQL runs a `SECURITY DEFINER` function owned by it with `SET
+    /// search_path`: the caller's path never decides what the owner's rights execute.
+    pub(crate) fn enter_role(owner: pg_sys::Oid, path: &std::ffi::CStr) -> AsOwner {
         let mut user = pg_sys::InvalidOid;
         let mut sec_context = 0;
         // SAFETY: plain backend calls; the values saved here are restored in Drop, or by the
@@ -568,18 +571,16 @@ impl AsOwner {
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut user, &mut sec_context);
             let nest_level = pg_sys::NewGUCNestLevel();
-            if pin_path {
-                pg_sys::set_config_option(
-                    c"search_path".as_ptr(),
-                    c"pg_catalog, pg_temp".as_ptr(),
-                    pg_sys::GucContext::PGC_USERSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                    pg_sys::GucAction::GUC_ACTION_SAVE,
-                    true,
-                    0,
-                    false,
-                );
-            }
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                path.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
             pg_sys::SetUserIdAndSecContext(
                 owner,
                 sec_context

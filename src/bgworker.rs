@@ -80,7 +80,7 @@ pub extern "C-unwind" fn awf_reconcile_database(_arg: pg_sys::Datum) {
     let db = BackgroundWorker::get_extra().to_owned();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     let summary = BackgroundWorker::transaction(|| {
-        Spi::connect_mut(|c| {
+        crate::locks::connect_mut(|c| {
             let installed = c
                 .update(
                     "SELECT 1 FROM pg_extension WHERE extname = 'awf_lifecycle'",
@@ -157,7 +157,7 @@ pub extern "C-unwind" fn awf_audit_refusal(arg: pg_sys::Datum) {
         parts.next().unwrap_or_default().to_owned(),
     );
     BackgroundWorker::transaction(|| {
-        Spi::connect_mut(|c| {
+        crate::locks::connect_mut(|c| {
             crate::audit::record(
                 c,
                 "sync_refused",

@@ -46,7 +46,7 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
             "session_export",
         );
     }
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         // Locked as a turn locks it, so every section describes the same moment.
         let Some(session) = json_of(
             c,
@@ -190,7 +190,7 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
     let snapshots = Value::Array(snapshots);
     let (n_turns, n_snapshots) = (verified.turns().len(), verified.snapshots().len());
     let bundle_checksum = verified.bundle_checksum.clone();
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let t = c
             .update(
                 "INSERT INTO awf.sessions (session_id, user_id_hash, turn_id, state, state_hash,

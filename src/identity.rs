@@ -96,6 +96,24 @@ impl Drop for DeviceScope {
     }
 }
 
+/// Refuses (42501) to write rows of `user_id_hash` unless the call acts for that user or the
+/// caller is an admin. The extension writes its tables as their owner (no other role has
+/// INSERT or UPDATE on them), so this is the check a row-level security WITH CHECK policy
+/// would make. Call it before entering the owner's rights, which would make anyone an admin.
+pub fn require_acting_for(user_id_hash: &str, f: &'static str) {
+    check_user_id(user_id_hash, f);
+    if is_admin() || crate::gucs::user_id_hash().as_deref() == Some(user_id_hash) {
+        return;
+    }
+    raise(
+        Error::not_allowed(match crate::gucs::user_id_hash() {
+            Some(_) => "the call acts for another user; name this one with awf.act_as".to_owned(),
+            None => "the call acts for no user; name one with awf.act_as".to_owned(),
+        }),
+        f,
+    );
+}
+
 /// Whether the calling role is a superuser or has the rights of `awf_admin`.
 pub fn is_admin() -> bool {
     // SAFETY: plain catalog lookups inside a transaction; a missing role gives InvalidOid.

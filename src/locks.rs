@@ -34,34 +34,59 @@ pub fn named(c: &mut SpiClient<'_>, name: &str) {
     });
 }
 
+/// `Spi::connect_mut` for an extension call: every statement of the call, whichever row it
+/// waits for (a `FOR UPDATE`, an `UPDATE` of a row another transaction holds), waits at most
+/// the lock timeout. Every entry point that writes goes through here.
+pub fn connect_mut<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
+    pgrx::spi::Spi::connect_mut(|c| bounded(|| f(c)))
+}
+
 /// Runs `f` (statements that take row locks) with `lock_timeout` set to `awf.lock_timeout_ms`,
 /// unless the caller's own is shorter; the caller's setting is back when `f` returns.
 pub fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    let ours = gucs::lock_timeout_ms();
-    // SAFETY: reading a backend global.
-    let callers = unsafe { pg_sys::LockTimeout };
-    if ours == 0 || (callers > 0 && callers <= ours) {
-        return f();
+    let _scope = LockTimeout::enter();
+    f()
+}
+
+/// `lock_timeout` lowered for a scope; dropping it restores the caller's.
+struct LockTimeout(Option<i32>);
+
+impl LockTimeout {
+    fn enter() -> LockTimeout {
+        let ours = gucs::lock_timeout_ms();
+        // SAFETY: reading a backend global.
+        let callers = unsafe { pg_sys::LockTimeout };
+        if ours == 0 || (callers > 0 && callers <= ours) {
+            return LockTimeout(None);
+        }
+        let value = CString::new(ours.to_string()).expect("digits");
+        // SAFETY: plain backend calls; the level opened here is closed in Drop, or by the
+        // abort an ERROR (such as the timeout itself) leads to.
+        let level = unsafe {
+            let level = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                c"lock_timeout".as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            level
+        };
+        LockTimeout(Some(level))
     }
-    let value = CString::new(ours.to_string()).expect("digits");
-    // SAFETY: plain backend calls; the level opened here is closed below, or by the abort an
-    // ERROR (such as the timeout itself) leads to.
-    let level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"lock_timeout".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        level
-    };
-    let out = f();
-    // SAFETY: closes the level opened above.
-    unsafe { pg_sys::AtEOXact_GUC(true, level) };
-    out
+}
+
+impl Drop for LockTimeout {
+    fn drop(&mut self) {
+        // While unwinding from an ERROR the abort restores the setting, and calling into
+        // PostgreSQL then could raise again.
+        if let (Some(level), false) = (self.0, std::thread::panicking()) {
+            // SAFETY: closes the level opened in `enter`.
+            unsafe { pg_sys::AtEOXact_GUC(true, level) };
+        }
+    }
 }

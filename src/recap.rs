@@ -20,7 +20,7 @@ fn recap(session_id: Uuid, last_turns: default!(i32, 3)) -> JsonB {
     if last_turns < 0 {
         raise(Error::invalid("last_turns must be zero or more"), F);
     }
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, false);
         let lines: Vec<String> = c
             .update(

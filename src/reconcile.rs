@@ -42,7 +42,7 @@ fn wal_reconcile(
         name!(detail, String),
     ),
 > {
-    let outcomes = Spi::connect_mut(|c| reconcile(c, session_id));
+    let outcomes = crate::locks::connect_mut(|c| reconcile(c, session_id));
     TableIterator::new(
         outcomes
             .into_iter()
@@ -227,7 +227,7 @@ fn skip(
 /// entry for that turn.
 #[pg_extern(volatile, parallel_unsafe)]
 fn wal_discard(session_id: Uuid, turn_id: i64) -> bool {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         store::session(c, session_id, true);
         let t = c
             .update(
@@ -262,7 +262,7 @@ fn wal_discard(session_id: Uuid, turn_id: i64) -> bool {
 /// Unapplied entries are never deleted. Returns how many were removed.
 #[pg_extern(volatile, parallel_unsafe)]
 fn wal_cleanup(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let t = c
             .update(
                 "WITH gone AS (

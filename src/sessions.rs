@@ -32,7 +32,7 @@ fn session_upsert(
     }
     awf_core::json::check_state_depth(&state.0).or_raise(F);
     let state_hash = canonical::content_hash(&state.0).or_raise(F);
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let existing = c
             .update(
                 "SELECT user_id_hash FROM awf.sessions WHERE session_id = $1 FOR UPDATE",

@@ -40,7 +40,7 @@ fn snapshot_create(
 ) -> JsonB {
     let session_id = crate::errors::required(session_id, "session_id", "snapshot_create");
     let as_base = as_base.unwrap_or(false);
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let (id, hash, turn_id, dedup) = capture(c, session_id, label);
         let base = if as_base {
             crate::saves::persist::mark_session_base(c, session_id).or_raise("snapshot_create")
@@ -132,7 +132,7 @@ fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, Strin
 #[pg_extern(volatile, parallel_unsafe)]
 fn snapshot_restore(session_id: Uuid, snapshot_id: i64) -> JsonB {
     const F: &str = "snapshot_restore";
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, true);
         let t = c
             .update(
@@ -201,7 +201,7 @@ fn snapshot_restore(session_id: Uuid, snapshot_id: i64) -> JsonB {
 /// Deletes one snapshot (P0002 if it does not exist). Returns true.
 #[pg_extern(volatile, parallel_unsafe)]
 fn snapshot_delete(session_id: Uuid, snapshot_id: i64) -> bool {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let t = c
             .update(
                 "DELETE FROM awf.snapshots WHERE id = $1 AND session_id = $2 RETURNING content_hash",
@@ -233,7 +233,7 @@ fn snapshot_delete(session_id: Uuid, snapshot_id: i64) -> bool {
 #[pg_extern(volatile, parallel_unsafe)]
 fn snapshot_prune(session_id: default!(Option<Uuid>, "NULL")) -> i64 {
     let (days, keep) = (gucs::snapshot_max_age_days(), gucs::snapshot_max_count());
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let t = c
             .update(
                 "WITH ranked AS (

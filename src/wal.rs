@@ -31,7 +31,7 @@ fn result(id: Uuid, turn_id: i64, state_hash: &str, duplicate: bool) -> JsonB {
 fn turn_submit(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
     let raw = awf_raw.0;
     let payload_hash = canonical::content_hash(&raw).or_raise("turn_submit");
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, true);
         if let Some(entry) = store::wal_entry(c, session_id, turn_id) {
             same_payload(session_id, turn_id, &entry.payload_hash, &payload_hash);
@@ -67,7 +67,7 @@ fn turn_submit(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
 fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
     let raw = awf_raw.0;
     let payload_hash = canonical::content_hash(&raw).or_raise("wal_append");
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, true);
         if let Some(entry) = store::wal_entry(c, session_id, turn_id) {
             same_payload(session_id, turn_id, &entry.payload_hash, &payload_hash);
@@ -99,7 +99,7 @@ fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
 /// again returns its first result.
 #[pg_extern(volatile, parallel_unsafe)]
 fn wal_apply(session_id: Uuid, turn_id: i64) -> JsonB {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, true);
         let Some(entry) = store::wal_entry(c, session_id, turn_id) else {
             raise(
@@ -269,8 +269,9 @@ fn custom_apply(
     // Resolve through the catalog so the name is quoted by PostgreSQL, never by us.
     let t = c
         .update(
-            // Schema-qualified: it runs under the owner's pinned search_path.
-            "SELECT pg_catalog.format('%I.%I', n.nspname, p.proname), p.proowner
+            // Schema-qualified, and its schema quoted for the pinned search_path.
+            "SELECT pg_catalog.format('%I.%I', n.nspname, p.proname), p.proowner,
+                    pg_catalog.format('pg_catalog, %I, pg_temp', n.nspname)
              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
              WHERE p.oid OPERATOR(pg_catalog.=) to_regprocedure($1 || '(jsonb, jsonb, bigint)')",
             Some(1),
@@ -285,9 +286,14 @@ fn custom_apply(
     let row = t.first();
     let proc: String = crate::store::col(&row, 1);
     let owner: pg_sys::Oid = crate::store::col(&row, 2);
+    let path: String = crate::store::col(&row, 3);
+    let path = std::ffi::CString::new(path).expect("a quoted schema name has no NUL");
     // The host's applier runs with its owner's rights, as if it were SECURITY DEFINER: never
     // with the caller's, which at server start are the reconciling worker's superuser rights.
-    let _as_owner = crate::audit::AsOwner::enter_role(owner, false);
+    // Its search_path is pinned to its own schema (after pg_catalog), as a SECURITY DEFINER
+    // function's should be: a caller's path could otherwise put the caller's own functions
+    // or operators in front of the ones the applier means, and run them with the owner's rights.
+    let _as_owner = crate::audit::AsOwner::enter_role(owner, &path);
     let sql = format!("SELECT {proc}($1, $2, $3)");
     let t = c
         .update(
@@ -395,15 +401,24 @@ mod tests {
         run(
             "CREATE FUNCTION public.whoami_applier(state jsonb, acts jsonb, turn_id bigint)
              RETURNS jsonb LANGUAGE sql
-             AS $$ SELECT state || jsonb_build_object('ran_as', current_user::text) $$",
+             AS $$ SELECT state || jsonb_build_object('ran_as', current_user::text,
+                                                      'path', current_setting('search_path')) $$",
         );
         run("ALTER FUNCTION public.whoami_applier(jsonb, jsonb, bigint) OWNER TO awf_test_applier_owner");
         run("SET awf.act_applier = 'public.whoami_applier'");
-        // The caller here is a superuser, as the startup worker is.
+        // The caller here is a superuser, as the startup worker is; its search_path (which
+        // could name a schema of the caller's own in front) does not reach the applier.
+        run("CREATE SCHEMA IF NOT EXISTS awf_test_caller_first");
+        run("SET search_path = awf_test_caller_first, public");
         submit(1, "[]");
+        run("RESET search_path");
         assert_eq!(
             json("SELECT state->'ran_as' FROM awf.sessions"),
             json!("awf_test_applier_owner")
+        );
+        assert_eq!(
+            json("SELECT state->'path' FROM awf.sessions"),
+            json!("pg_catalog, public, pg_temp")
         );
         assert_eq!(
             one::<bool>("SELECT current_user = session_user"),

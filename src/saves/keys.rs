@@ -63,7 +63,9 @@ pub fn data_key_for(c: &mut SpiClient<'_>, user_id_hash: &str) -> Result<Option<
     let id = format!("dk-{}", uuid_hex(c));
     let key = DataKey::generate(&id)?;
     let wrapped = ring.current().wrap(&key);
-    // Two saves of one user may create the key at once: the loser uses the winner's.
+    // Two saves of one user may create the key at once: the loser uses the winner's. As the
+    // owner: a caller able to insert data keys could plant one that breaks key rotation.
+    let owner = crate::audit::AsOwner::enter(c);
     let inserted = c.update(
         "INSERT INTO awf.data_keys (user_id_hash, key_id, wrapped, master_key_id) VALUES ($1, $2, $3, $4)
          ON CONFLICT (user_id_hash) DO NOTHING RETURNING 1",
@@ -76,6 +78,7 @@ pub fn data_key_for(c: &mut SpiClient<'_>, user_id_hash: &str) -> Result<Option<
         ],
     )
     .expect("insert into awf.data_keys");
+    drop(owner);
     if inserted.is_empty() {
         // Another transaction created it first; it committed, so read it (in REPEATABLE READ
         // it may be invisible to this snapshot: then retry the transaction).
@@ -156,7 +159,7 @@ fn rotate_master_key() -> JsonB {
             F,
         )
     });
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let rows: Vec<(String, Vec<u8>)> = c
             .update(
                 "SELECT user_id_hash, wrapped FROM awf.data_keys ORDER BY user_id_hash FOR UPDATE",

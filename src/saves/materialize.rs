@@ -27,7 +27,7 @@ fn rebuilt(c: &mut SpiClient<'_>, id: Uuid, target: Option<i64>, f: &'static str
 fn save_materialize(save_id: Option<Uuid>, target_turn: default!(Option<i64>, "NULL")) -> JsonB {
     const F: &str = "save_materialize";
     let save_id = crate::errors::required(save_id, "save_id", F);
-    Spi::connect_mut(|c| match rebuilt(c, save_id, target_turn, F) {
+    crate::locks::connect_mut(|c| match rebuilt(c, save_id, target_turn, F) {
         Rebuilt::State { state, .. } => JsonB(state),
         Rebuilt::Sealed { turn_id, .. } => raise(
             Error::invalid(format!(
@@ -47,7 +47,7 @@ fn save_materialize_bytes(
     target_turn: default!(Option<i64>, "NULL"),
 ) -> Vec<u8> {
     let save_id = crate::errors::required(save_id, "save_id", "save_materialize_bytes");
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         rebuilt(c, save_id, target_turn, "save_materialize_bytes")
             .bytes()
             .to_vec()
@@ -110,7 +110,7 @@ fn record(c: &mut SpiClient<'_>, s: &Save, report: &VerifyReport, action: &str) 
 /// `{ok, turns_checked, first_bad_turn, reason}`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_verify(save_id: Uuid) -> JsonB {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         // FOR SHARE: a restore or retention must not move turns under the check, or a
         // healthy save would be reported corrupt.
         c.update(
@@ -149,7 +149,7 @@ fn save_verify_sample(
             "save_verify_sample",
         );
     }
-    let rows = Spi::connect_mut(|c| {
+    let rows = crate::locks::connect_mut(|c| {
         let ids: Vec<Uuid> = c
             .update(
                 "WITH n AS (SELECT greatest(1, ceil(count(*) * $1 / 100.0))::bigint AS k FROM awf.saves)

@@ -33,7 +33,7 @@ fn save_create_or_attach(
     if user_id_hash.is_empty() {
         raise(Error::invalid("user_id_hash must not be empty"), F);
     }
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let Some(sid) = session_id else {
             if !sealed {
                 raise(
@@ -130,7 +130,7 @@ fn insert_save(
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_persist_turn(save_id: Uuid, turn_id: i64, state: JsonB) -> JsonB {
     const F: &str = "save_persist_turn";
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let s = store::save(c, save_id, true);
         if s.sealed {
             raise(
@@ -149,7 +149,7 @@ fn save_persist_turn(save_id: Uuid, turn_id: i64, state: JsonB) -> JsonB {
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_persist_sealed(save_id: Uuid, turn_id: i64, sealed: &[u8]) -> JsonB {
     const F: &str = "save_persist_sealed";
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let s = store::save(c, save_id, true);
         if !s.sealed {
             raise(
@@ -312,7 +312,7 @@ pub fn rebase(c: &mut SpiClient<'_>, s: &Save, turn_id: i64) -> Result<bool> {
 fn save_mark_base(save_id: Option<Uuid>, turn_id: default!(Option<i64>, "NULL")) -> JsonB {
     const F: &str = "save_mark_base";
     let save_id = crate::errors::required(save_id, "save_id", F);
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let s = store::save(c, save_id, true);
         let turn_id = turn_id.unwrap_or(s.head_turn);
         let rebased = rebase(c, &s, turn_id).or_raise(F);

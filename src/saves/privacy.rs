@@ -53,7 +53,7 @@ fn save_export(
             F,
         ),
     };
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let s = store::save(c, save_id, false);
         if include_audit && !may_read_audit(c) {
             raise(
@@ -222,7 +222,7 @@ fn turn_record(c: &mut SpiClient<'_>, s: &Save, t: &TurnRow) -> Result<Map<Strin
 fn save_delete(save_id: Uuid, reason: &str) -> JsonB {
     const F: &str = "save_delete";
     check_reason(reason, F);
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let s = store::save(c, save_id, true);
         JsonB(delete_save(c, &s, reason))
     })
@@ -357,7 +357,7 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
         raise(Error::invalid("user_id_hash must not be empty"), F);
     }
     check_reason(reason, F);
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let user = user_id_hash;
         // Sessions before saves: the order awf.turn_submit locks them in.
         let sessions: Vec<Uuid> = ids(
@@ -465,7 +465,7 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
 /// users sharing a blob are only seen by an admin.
 #[pg_extern(stable)]
 fn user_quota(user_id_hash: &str) -> JsonB {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let t = c
             .update(
                 "WITH mine AS (

@@ -98,7 +98,7 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_restore(save_id: Uuid, target_turn: i64) -> JsonB {
     const F: &str = "save_restore";
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let s = store::save_with_session_locked(c, save_id);
         let head = store::rebuild(c, &s, target_turn).or_raise(F);
         if target_turn == s.head_turn {
@@ -133,7 +133,7 @@ fn save_restore(save_id: Uuid, target_turn: i64) -> JsonB {
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_archive_restore(archive_id: i64) -> JsonB {
     const F: &str = "save_archive_restore";
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let t = c
             .update(
                 "SELECT save_id, from_turn, to_turn, base_chain, restored_at IS NOT NULL

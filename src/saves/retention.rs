@@ -33,7 +33,7 @@ use serde_json::json;
 fn retention_enforce() -> JsonB {
     const F: &str = "retention_enforce";
     let days = gucs::sync_retention_days();
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         // Whole saves first, so none of them is re-based only to be deleted.
         let stale: Vec<Uuid> = c
             .update(

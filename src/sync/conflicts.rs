@@ -27,7 +27,7 @@ fn conflict_resolve(save_id: Uuid, branches: JsonB, strategy: &str) -> JsonB {
         )
     });
     let resolution = conflict::resolve(&branches, strategy).or_raise(F);
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let s = store::save(c, save_id, false);
         let result = json!({
             "save_id": save_id.to_string(), "strategy": strategy.as_str(),

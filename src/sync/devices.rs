@@ -116,7 +116,21 @@ pub fn check_owner(c: &mut SpiClient<'_>, device: &Device, save_id: Uuid, f: &'s
     }
 }
 
+/// Records the newest turn a device has seen (as the owner: callers cannot write devices).
+pub fn saw_turn(c: &mut SpiClient<'_>, device_id: &str, turn: Option<i64>) {
+    let _owner = crate::audit::AsOwner::enter(c);
+    c.update(
+        "UPDATE awf.devices SET last_turn_seen = $2 WHERE device_id OPERATOR(pg_catalog.=) $1",
+        None,
+        &[device_id.into(), turn.into()],
+    )
+    .expect("update awf.devices");
+}
+
+/// Gives a device a new token. As the owner: no caller role may write `awf.devices`, or it
+/// could set its own expiry.
 fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String) {
+    let _owner = crate::audit::AsOwner::enter(c);
     let tok = token::new_token();
     let hash = token::token_hash(&tok).expect("a new token is well formed");
     let t = c
@@ -154,8 +168,10 @@ fn device_register(
             F,
         );
     }
-    Spi::connect_mut(|c| {
+    crate::identity::require_acting_for(user_id_hash, F);
+    crate::locks::connect_mut(|c| {
         if let Some(sid) = session_id {
+            // Read as the caller: a session it cannot see does not exist for it.
             let t = c
                 .update(
                     "SELECT user_id_hash FROM awf.sessions WHERE session_id = $1",
@@ -173,17 +189,19 @@ fn device_register(
                 );
             }
         }
+        let owner = crate::audit::AsOwner::enter(c);
         let t = c
             .update(
                 "INSERT INTO awf.devices (device_id, user_id_hash, session_id, token_hash, token_expires_at)
-                 VALUES ($1, $2, $3, '', now())
+                 VALUES ($1, $2, $3, '', pg_catalog.now())
                  ON CONFLICT (device_id) DO UPDATE SET session_id = coalesce(EXCLUDED.session_id, awf.devices.session_id)
-                 WHERE awf.devices.user_id_hash = EXCLUDED.user_id_hash
+                 WHERE awf.devices.user_id_hash OPERATOR(pg_catalog.=) EXCLUDED.user_id_hash
                  RETURNING user_id_hash",
                 Some(1),
                 &[device_id.into(), user_id_hash.into(), session_id.into()],
             )
             .expect("upsert awf.devices");
+        drop(owner);
         if t.is_empty() {
             log!("awf audit: device_register refused for device {device_id:?}: it belongs to another user");
             crate::bgworker::audit_refusal(F, device_id, "the device belongs to another user");
@@ -207,7 +225,7 @@ fn device_register(
 #[pg_extern(volatile, parallel_unsafe)]
 fn device_rotate_token(device_id: &str, sync_token: &str) -> JsonB {
     const F: &str = "device_rotate_token";
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let _device = authenticate(c, device_id, sync_token, F);
         let (tok, expires) = issue(c, device_id);
         audit::record(

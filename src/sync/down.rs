@@ -48,7 +48,7 @@ fn hex_of(bytes: &[u8]) -> String {
 /// and `"ahead": true` (it should sync up). Records the device's `last_turn_seen`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn sync_down(device_id: &str, sync_token: &str, save_id: Uuid, since_turn: i64) -> JsonB {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let device = devices::authenticate(c, device_id, sync_token, F);
         devices::check_owner(c, &device, save_id, F);
         // FOR SHARE first, then read: a restore or retention cannot move turns between the
@@ -117,12 +117,7 @@ fn sync_down(device_id: &str, sync_token: &str, save_id: Uuid, since_turn: i64) 
             out["prev_chain"] = json!(prev);
             out["turns"] = Value::Array(turns);
         }
-        c.update(
-            "UPDATE awf.devices SET last_turn_seen = $2 WHERE device_id = $1",
-            None,
-            &[device_id.into(), s.head_turn.into()],
-        )
-        .expect("update awf.devices");
+        devices::saw_turn(c, device_id, Some(s.head_turn));
         audit::record(
             c,
             "sync_down",

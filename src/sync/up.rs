@@ -273,7 +273,7 @@ fn append(c: &mut SpiClient<'_>, save_id: Uuid, states: &[(i64, &Value)]) -> Res
 ///   response carries the conflict report.
 #[pg_extern(volatile, parallel_unsafe)]
 fn sync_up(device_id: &str, sync_token: &str, request: JsonB) -> JsonB {
-    Spi::connect_mut(|c| {
+    crate::locks::connect_mut(|c| {
         let device = devices::authenticate(c, device_id, sync_token, F);
         let req = parse(&request.0).or_raise(F);
         let save_id = parse_uuid(c, &req.save_id);
@@ -291,12 +291,7 @@ fn sync_up(device_id: &str, sync_token: &str, request: JsonB) -> JsonB {
             resolve_conflict(c, &device, &s, &req)
         }
         .or_raise(F);
-        c.update(
-            "UPDATE awf.devices SET last_turn_seen = $2 WHERE device_id = $1",
-            None,
-            &[device_id.into(), result["head_turn"].as_i64().into()],
-        )
-        .expect("update awf.devices");
+        devices::saw_turn(c, device_id, result["head_turn"].as_i64());
         JsonB(result)
     })
 }

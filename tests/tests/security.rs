@@ -423,3 +423,58 @@ fn a_role_outside_the_awf_roles_gets_nothing() {
         probes.len()
     );
 }
+
+/// The tables whose rows decide credentials, keys and counters are written only by the
+/// extension: `awf_app` may call the functions that write them, never write them itself.
+#[test]
+fn app_role_cannot_write_devices_keys_or_counters_directly() {
+    let db = TestDb::new();
+    let app = TestRole::new(&db, "awf_app");
+    let mut c = as_user(&db, &app, Some("u1"));
+    // Through the functions: registering and rotating work, and are counted.
+    let token: String = c
+        .query_one(
+            "SELECT awf.device_register('phone', 'u1') ->> 'sync_token'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.query_one("SELECT awf.device_rotate_token('phone', $1)", &[&token])
+        .unwrap();
+    // Registering for a user the call does not act for is refused before anything is written.
+    let (code, msg) = fails(&mut c, "SELECT awf.device_register('tablet', 'u2')", &[]);
+    assert_eq!(code, "42501", "{msg}");
+    for sql in [
+        "UPDATE awf.devices SET token_expires_at = 'infinity'",
+        "INSERT INTO awf.devices (device_id, user_id_hash, token_hash, token_expires_at)
+         VALUES ('forged', 'u1', '', 'infinity')",
+        "INSERT INTO awf.data_keys (user_id_hash, key_id, wrapped, master_key_id)
+         VALUES ('u1', 'dk-forged', '\\x00', 'm')",
+        "UPDATE awf.metric_counters SET value = 0",
+        "INSERT INTO awf.metric_counters (name, shard, value) VALUES ('turns_applied', 99, -1)",
+    ] {
+        let (code, msg) = fails(&mut c, sql, &[]);
+        assert_eq!(code, "42501", "{sql}: {msg}");
+    }
+    // Nor can it lock the counters to stall every counted call.
+    let mut tx = c.transaction().unwrap();
+    let err = tx
+        .batch_execute("LOCK TABLE awf.metric_counters IN EXCLUSIVE MODE")
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "{err:?}");
+    drop(tx);
+    let mut admin = db.client();
+    let devices: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM awf.devices WHERE token_expires_at > now() + interval '10 years'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(devices, 0);
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM awf.devices", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "only the registered device exists");
+}

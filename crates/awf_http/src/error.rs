@@ -24,6 +24,9 @@ pub fn status_for_sqlstate(code: &str) -> StatusCode {
         "54000" => StatusCode::PAYLOAD_TOO_LARGE,
         "42501" => StatusCode::FORBIDDEN,
         "28000" | "28P01" => StatusCode::UNAUTHORIZED,
+        // A statement or lock timeout, a cancel, a full server: the request may well succeed
+        // if retried shortly, so it is not the server's fault (500) but its load (503).
+        "57014" | "55P03" | "53300" | "57P01" | "57P03" => StatusCode::SERVICE_UNAVAILABLE,
         c if c.starts_with("22") => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -126,6 +129,11 @@ impl IntoResponse for AppError {
         } else {
             json!({ "error": { "code": self.code, "message": self.message } })
         };
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Busy or unreachable: tell clients when to retry, rather than have them hammer.
+            let retry = [(axum::http::header::RETRY_AFTER, "1")];
+            return (self.status, retry, Json(body)).into_response();
+        }
         (self.status, Json(body)).into_response()
     }
 }

@@ -681,3 +681,52 @@ async fn registering_a_device_needs_the_admin_token() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.body["error"]["code"], "42501");
 }
+
+/// A save another transaction holds: the upload waits at most the connection's lock timeout
+/// (or its statement timeout) and answers 503 with Retry-After (a load condition, not a server fault), writing nothing.
+#[tokio::test]
+async fn a_lock_timeout_is_503_with_retry_after() {
+    let db = TestDb::new();
+    let limits = awf_http::db::Limits {
+        statement_timeout: Duration::from_millis(300),
+        ..awf_http::db::Limits::default()
+    };
+    let app = router(
+        AppState::connect_with(&db.http_url(), 2, limits)
+            .unwrap()
+            .with_admin_token(Some(ADMIN.to_owned())),
+    );
+    let (session, save) = session_with_save(&db);
+    let phone = register(&app, "phone", Some(&session)).await;
+    let head_chain = sync_down(&app, &phone, &save, 0).await.body["head_chain"].clone();
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let mut c = off_runtime(|| db.client());
+    let save_id = save.clone();
+    let holder = std::thread::spawn(move || {
+        let mut tx = c.transaction().unwrap();
+        tx.execute(
+            "SELECT 1 FROM awf.saves WHERE save_id = $1::text::uuid FOR UPDATE",
+            &[&save_id],
+        )
+        .unwrap();
+        held_tx.send(()).unwrap();
+        hold_rx.recv_timeout(Duration::from_secs(30)).ok();
+        tx.rollback().unwrap();
+    });
+    held_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let up = json!({"save_id": save, "base_turn": 1, "base_chain": head_chain,
+                    "turns": [{"turn_id": 2, "state": {"player": {"gold": 9}}}]});
+    let t = Instant::now();
+    let r = sync_up(&app, &phone, &up).await;
+    let took = t.elapsed();
+    hold_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // The request's statement timeout and lock timeout are the same here; either may fire.
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    let code = r.body["error"]["code"].as_str().unwrap();
+    assert!(["55P03", "57014"].contains(&code), "{}", r.body);
+    assert_eq!(r.headers.get("retry-after").unwrap(), "1");
+    println!("upload on a held save: 503 after {took:?}");
+    assert_eq!(sync_down(&app, &phone, &save, 0).await.body["head_turn"], 1);
+}
