@@ -71,6 +71,8 @@ fn define_int(
         b"awf.sync_snapshot_every",
         b"awf.sync_user_quota",
         b"awf.sync_token_ttl",
+        // A caller's own level 22 would cost every save it writes many times the CPU.
+        b"awf.sync_zstd_level",
         b"awf.export_max_",
     ]
     .iter()

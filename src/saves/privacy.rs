@@ -434,6 +434,16 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
                 k,
             );
         }
+        {
+            // The quota lock row carries the user id: an erased user leaves no trace there.
+            let _owner = audit::AsOwner::enter(c);
+            c.update(
+                "DELETE FROM awf.locks WHERE name OPERATOR(pg_catalog.=) $1",
+                None,
+                &[format!("quota:{user}").into()],
+            )
+            .expect("delete from awf.locks");
+        }
         let result = json!({
             "user_id_hash": user,
             "saves": saves.len(),
@@ -1035,7 +1045,17 @@ mod tests {
             "SELECT awf.canonical_hash(awf.save_materialize('{b}'))"
         ));
 
+        assert_eq!(
+            count("SELECT count(*) FROM awf.locks WHERE name = 'quota:u1'"),
+            1,
+            "the quota lock row names the user"
+        );
         let r = json("SELECT awf.user_delete('u1', 'erasure request')");
+        assert_eq!(
+            count("SELECT count(*) FROM awf.locks WHERE name = 'quota:u1'"),
+            0,
+            "an erased user's id is gone from the lock rows too"
+        );
         assert_eq!(r["saves"], json!(1), "{r}");
         assert_eq!(r["sessions"], json!(1), "{r}");
         assert_eq!(r["devices"], json!(1), "{r}");
