@@ -40,3 +40,5 @@ INSERT INTO awf.locks (name) VALUES ('audit');
 REVOKE INSERT, UPDATE ON awf.metric_counters FROM awf_app, awf_admin;
 REVOKE INSERT ON awf.data_keys FROM awf_app;
 REVOKE INSERT, UPDATE ON awf.devices FROM awf_app;
+REVOKE INSERT, UPDATE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots FROM awf_app;
+REVOKE DELETE ON awf.snapshots FROM awf_app;

@@ -144,9 +144,10 @@ CREATE POLICY turns_admin ON awf.turns TO awf_admin USING (true) WITH CHECK (tru
 CREATE POLICY turn_wal_admin ON awf.turn_wal TO awf_admin USING (true) WITH CHECK (true);
 CREATE POLICY snapshots_admin ON awf.snapshots TO awf_admin USING (true) WITH CHECK (true);
 
-GRANT SELECT, INSERT, UPDATE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots TO awf_app;
+-- Sessions, turns, the WAL and snapshots are written only by the extension, as the owner:
+-- no caller changes a state without the WAL, or rewrites its history.
+GRANT SELECT ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots TO awf_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots TO awf_admin;
-GRANT DELETE ON awf.snapshots TO awf_app;
 -- No role inserts audit rows directly: the extension writes them (hash-chained) as the
 -- table owner, so nobody can add an unhashed or forged row.
 GRANT SELECT ON awf.audit_log TO awf_admin;

@@ -596,6 +596,18 @@ impl AsOwner {
     }
 }
 
+/// Runs `f` as the owner of the extension's tables (see [`AsOwner`]): how the extension
+/// writes rows no caller role may write itself. The caller must already have proven its right
+/// to the rows, by reading them under row-level security (and locking them) or by
+/// `identity::require_acting_for`.
+pub(crate) fn as_owner<'conn, R>(
+    c: &mut SpiClient<'conn>,
+    f: impl FnOnce(&mut SpiClient<'conn>) -> R,
+) -> R {
+    let _owner = AsOwner::enter(c);
+    f(c)
+}
+
 impl Drop for AsOwner {
     fn drop(&mut self) {
         // SAFETY: restores what `enter` saved. While unwinding from an ERROR the abort does

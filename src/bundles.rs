@@ -48,11 +48,17 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
     }
     crate::locks::connect_mut(|c| {
         // Locked as a turn locks it, so every section describes the same moment.
-        let Some(session) = json_of(
-            c,
-            "SELECT to_jsonb(s) - 'state' FROM awf.sessions s WHERE session_id = $1 FOR UPDATE",
-            session_id,
-        ) else {
+        let visible = crate::store::lock_session(c, session_id);
+        let session = visible
+            .then(|| {
+                json_of(
+                    c,
+                    "SELECT to_jsonb(s) - 'state' FROM awf.sessions s WHERE session_id = $1",
+                    session_id,
+                )
+            })
+            .flatten();
+        let Some(session) = session else {
             raise(
                 Error::not_found(format!("session {session_id} does not exist")),
                 F,

@@ -32,14 +32,21 @@ fn session_upsert(
     }
     awf_core::json::check_state_depth(&state.0).or_raise(F);
     let state_hash = canonical::content_hash(&state.0).or_raise(F);
+    // Sessions are written as the owner, so the WITH CHECK of row-level security is made here.
+    crate::identity::require_acting_for(user_id_hash, F);
     crate::locks::connect_mut(|c| {
-        let existing = c
-            .update(
-                "SELECT user_id_hash FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
-                Some(1),
-                &[session_id.into()],
-            )
-            .expect("select awf.sessions");
+        // As the owner: a session of another user under this id must be seen (and refused),
+        // not hidden by row-level security and then overwritten.
+        let existing = crate::audit::as_owner(c, |c| {
+            crate::locks::bounded(|| {
+                c.update(
+                    "SELECT user_id_hash FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+                    Some(1),
+                    &[session_id.into()],
+                )
+                .expect("select awf.sessions")
+            })
+        });
         if !existing.is_empty() {
             let owner: String = col(&existing.first(), 1);
             if owner != user_id_hash {
@@ -49,6 +56,7 @@ fn session_upsert(
                 );
             }
         }
+        let owner = crate::audit::AsOwner::enter(c);
         let t = c
             .update(
                 "INSERT INTO awf.sessions (session_id, user_id_hash, state, state_hash, contract_ref)
@@ -69,6 +77,7 @@ fn session_upsert(
                 ],
             )
             .expect("upsert awf.sessions");
+        drop(owner);
         if t.is_empty() {
             raise(
                 Error::not_allowed(format!("session {session_id} belongs to another user")),

@@ -66,10 +66,11 @@ fn snapshot_create(
 /// with another such transaction by upgrading a shared lock); returns (id, content hash,
 /// turn, deduplicated).
 fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, String, i64, bool) {
+    store::lock_session(c, sid);
     let t = c
         .update(
             "SELECT user_id_hash, turn_id, state, state_hash, contract_ref
-             FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
+             FROM awf.sessions WHERE session_id = $1",
             Some(1),
             &[sid.into()],
         )
@@ -94,6 +95,8 @@ fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, Strin
         "state_hash": state_hash,
     });
     let hash = content_hash(&payload).or_raise("snapshot_create");
+    // As the owner, on the session locked above under row-level security.
+    let owner = audit::AsOwner::enter(c);
     let inserted = c
         .update(
             "INSERT INTO awf.snapshots (session_id, turn_id, label, content_hash, payload)
@@ -110,6 +113,7 @@ fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, Strin
             ],
         )
         .expect("insert into awf.snapshots");
+    drop(owner);
     if !inserted.is_empty() {
         let id: i64 = col(&inserted.first(), 1);
         audit::bump(c, "awf.snapshots.created", 1);
@@ -174,12 +178,14 @@ fn snapshot_restore(session_id: Uuid, snapshot_id: i64) -> JsonB {
         }
         let (pre_id, _, _, _) = capture(c, session_id, Some("pre-restore"));
         store::save_state(c, session_id, state, &state_hash, session.turn_id);
-        c.update(
-            "UPDATE awf.sessions SET contract_ref = $2 WHERE session_id = $1",
-            None,
-            &[session_id.into(), payload["contract_ref"].as_str().into()],
-        )
-        .expect("update awf.sessions");
+        audit::as_owner(c, |c| {
+            c.update(
+                "UPDATE awf.sessions SET contract_ref = $2 WHERE session_id = $1",
+                None,
+                &[session_id.into(), payload["contract_ref"].as_str().into()],
+            )
+            .expect("update awf.sessions")
+        });
         audit::bump(c, "awf.snapshots.restored", 1);
         audit::record(
             c,
@@ -202,13 +208,16 @@ fn snapshot_restore(session_id: Uuid, snapshot_id: i64) -> JsonB {
 #[pg_extern(volatile, parallel_unsafe)]
 fn snapshot_delete(session_id: Uuid, snapshot_id: i64) -> bool {
     crate::locks::connect_mut(|c| {
-        let t = c
-            .update(
+        // The session must be the caller's (row-level security); then delete as the owner.
+        store::session(c, session_id, true);
+        let t = audit::as_owner(c, |c| {
+            c.update(
                 "DELETE FROM awf.snapshots WHERE id = $1 AND session_id = $2 RETURNING content_hash",
                 Some(1),
                 &[snapshot_id.into(), session_id.into()],
             )
-            .expect("delete from awf.snapshots");
+            .expect("delete from awf.snapshots")
+        });
         if t.is_empty() {
             raise(
                 Error::not_found(format!(

@@ -34,31 +34,60 @@ pub fn col<T: IntoDatum + FromDatum>(t: &SpiTupleTable<'_>, i: usize) -> T {
         .unwrap_or_else(|| panic!("column {i} is NULL"))
 }
 
+/// Takes the row lock that serializes the turns of a session the caller can see; false when
+/// row-level security hides it (or it does not exist). The lock is taken as the owner: a
+/// locking read needs UPDATE, which no caller role has, so that no caller can hold a
+/// session's row hostage outside the functions either. Read the row after this, not before,
+/// to see its newest version.
+pub fn lock_session(c: &mut SpiClient<'_>, id: Uuid) -> bool {
+    let visible = c
+        .update(
+            "SELECT 1 FROM awf.sessions WHERE session_id = $1",
+            Some(1),
+            &[id.into()],
+        )
+        .expect("select awf.sessions");
+    if visible.is_empty() {
+        return false;
+    }
+    crate::audit::as_owner(c, |c| {
+        crate::locks::bounded(|| {
+            c.update(
+                "SELECT 1 FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+                None,
+                &[id.into()],
+            )
+            .expect("lock awf.sessions")
+        })
+    });
+    true
+}
+
 /// Loads a session; `lock` takes the row lock that serializes turns of one session.
 /// Missing (or hidden by row-level security) → P0002.
 pub fn session(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Session {
-    let sql = if lock {
-        "SELECT turn_id, state, state_hash FROM awf.sessions WHERE session_id = $1 FOR UPDATE"
-    } else {
-        "SELECT turn_id, state, state_hash FROM awf.sessions WHERE session_id = $1"
-    };
-    let t = crate::locks::bounded(|| c.update(sql, Some(1), &[id.into()]).expect(sql));
-    if t.is_empty() {
-        raise(
-            Error::not_found(format!("session {id} does not exist")),
-            "awf",
-        );
+    if !lock || lock_session(c, id) {
+        let sql = "SELECT turn_id, state, state_hash FROM awf.sessions WHERE session_id = $1";
+        let t = c.update(sql, Some(1), &[id.into()]).expect(sql);
+        if !t.is_empty() {
+            let t = t.first();
+            return Session {
+                turn_id: col(&t, 1),
+                state: col::<JsonB>(&t, 2).0,
+                state_hash: col(&t, 3),
+            };
+        }
     }
-    let t = t.first();
-    Session {
-        turn_id: col(&t, 1),
-        state: col::<JsonB>(&t, 2).0,
-        state_hash: col(&t, 3),
-    }
+    raise(
+        Error::not_found(format!("session {id} does not exist")),
+        "awf",
+    )
 }
 
-/// Writes a session's new state and turn counter.
+/// Writes a session's new state and turn counter, as the owner: the caller has locked the
+/// session under row-level security ([`session`]), which proves its right to it.
 pub fn save_state(c: &mut SpiClient<'_>, id: Uuid, state: Value, state_hash: &str, turn_id: i64) {
+    let _owner = crate::audit::AsOwner::enter(c);
     c.update(
         "UPDATE awf.sessions SET state = $2, state_hash = $3, turn_id = $4, updated_at = now()
          WHERE session_id = $1",
@@ -114,6 +143,7 @@ pub fn turn_state_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<
 
 /// Marks a WAL entry applied (by this call or, for reconciliation, by the state it finds).
 pub fn mark_wal_applied(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) {
+    let _owner = crate::audit::AsOwner::enter(c);
     c.update(
         "UPDATE awf.turn_wal SET applied = true, applied_at = now(), attempts = attempts + 1,
                 last_error = NULL

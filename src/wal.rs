@@ -183,19 +183,22 @@ fn insert_wal(
     payload_hash: &str,
     state_hash_before: &str,
 ) {
-    c.update(
-        "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before)
-         VALUES ($1, $2, $3, $4, $5)",
-        None,
-        &[
-            id.into(),
-            turn_id.into(),
-            JsonB(raw.clone()).into(),
-            payload_hash.into(),
-            state_hash_before.into(),
-        ],
-    )
-    .expect("insert into awf.turn_wal");
+    // As the owner, on the session the caller locked under row-level security.
+    audit::as_owner(c, |c| {
+        c.update(
+            "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before)
+             VALUES ($1, $2, $3, $4, $5)",
+            None,
+            &[
+                id.into(),
+                turn_id.into(),
+                JsonB(raw.clone()).into(),
+                payload_hash.into(),
+                state_hash_before.into(),
+            ],
+        )
+        .expect("insert into awf.turn_wal")
+    });
     audit::bump(c, "awf.wal.entries", 1);
 }
 
@@ -356,20 +359,22 @@ pub fn persist(
     // A session with a cloud save persists the turn there too, in this transaction.
     crate::saves::persist::on_turn_applied(c, id, &state).or_raise("turn_submit");
     store::save_state(c, id, state, &state_hash, turn_id);
-    c.update(
-        "INSERT INTO awf.turns (session_id, turn_id, lines, acts, payload_hash, state_hash)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        None,
-        &[
-            id.into(),
-            turn_id.into(),
-            turn.lines.into(),
-            JsonB(turn.acts).into(),
-            payload_hash.into(),
-            state_hash.as_str().into(),
-        ],
-    )
-    .expect("insert into awf.turns");
+    audit::as_owner(c, |c| {
+        c.update(
+            "INSERT INTO awf.turns (session_id, turn_id, lines, acts, payload_hash, state_hash)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            None,
+            &[
+                id.into(),
+                turn_id.into(),
+                turn.lines.into(),
+                JsonB(turn.acts).into(),
+                payload_hash.into(),
+                state_hash.as_str().into(),
+            ],
+        )
+        .expect("insert into awf.turns")
+    });
     store::mark_wal_applied(c, id, turn_id);
     result(id, turn_id, &state_hash, false)
 }

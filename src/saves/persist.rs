@@ -50,9 +50,10 @@ fn save_create_or_attach(
             );
             return JsonB(json!({"save_id": id.to_string(), "created": true, "head_turn": 0}));
         };
+        crate::store::lock_session(c, sid);
         let t = c
             .update(
-                "SELECT user_id_hash, turn_id, state FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
+                "SELECT user_id_hash, turn_id, state FROM awf.sessions WHERE session_id = $1",
                 Some(1),
                 &[sid.into()],
             )

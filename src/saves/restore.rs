@@ -80,12 +80,22 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
         )
         .expect("snapshot before restore");
         let hash = canonical::content_hash(&state)?;
-        c.update(
-            "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now() WHERE session_id = $1",
-            None,
-            &[sid.into(), JsonB(state).into(), hash.into()],
-        )
-        .expect("update awf.sessions");
+        // As the owner; the save's user must own the session too, as row-level security
+        // required when the caller wrote it.
+        crate::audit::as_owner(c, |c| {
+            c.update(
+                "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
+                 WHERE session_id = $1 AND user_id_hash = $4",
+                None,
+                &[
+                    sid.into(),
+                    JsonB(state).into(),
+                    hash.into(),
+                    s.user_id_hash.as_str().into(),
+                ],
+            )
+            .expect("update awf.sessions")
+        });
     }
     Ok(())
 }

@@ -71,14 +71,7 @@ pub fn save_with_session_locked(c: &mut SpiClient<'_>, id: Uuid) -> Save {
         .expect("select awf.saves");
     if let Some(Some(sid)) = (!t.is_empty()).then(|| t.first().get::<Uuid>(1).expect("session_id"))
     {
-        crate::locks::bounded(|| {
-            c.update(
-                "SELECT 1 FROM awf.sessions WHERE session_id = $1 FOR UPDATE",
-                None,
-                &[sid.into()],
-            )
-            .expect("lock awf.sessions")
-        });
+        crate::store::lock_session(c, sid);
     }
     save(c, id, true)
 }

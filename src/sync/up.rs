@@ -356,13 +356,21 @@ fn finish_fast_forward(
 fn sync_session(c: &mut SpiClient<'_>, s: &Save) -> Result<()> {
     if let (Some(sid), Some(state)) = (s.session_id, &s.head_state) {
         let hash = awf_core::canonical::content_hash(state)?;
-        c.update(
-            "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
-             WHERE session_id = $1 AND state_hash <> $3",
-            None,
-            &[sid.into(), JsonB(state.clone()).into(), hash.into()],
-        )
-        .expect("update awf.sessions");
+        // As the owner, for the session of the save's own user only.
+        audit::as_owner(c, |c| {
+            c.update(
+                "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
+                 WHERE session_id = $1 AND state_hash <> $3 AND user_id_hash = $4",
+                None,
+                &[
+                    sid.into(),
+                    JsonB(state.clone()).into(),
+                    hash.into(),
+                    s.user_id_hash.as_str().into(),
+                ],
+            )
+            .expect("update awf.sessions")
+        });
     }
     Ok(())
 }

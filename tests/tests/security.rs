@@ -174,13 +174,12 @@ fn app_role_sees_and_changes_only_its_users_sessions() {
         );
         assert_eq!(code, "42501", "session_upsert claiming {claimed}: {msg}");
     }
-    let changed = u2
-        .execute(
-            "UPDATE awf.sessions SET state = '{}'::jsonb WHERE session_id = $1::text::uuid",
-            &[&s1],
-        )
-        .unwrap();
-    assert_eq!(changed, 0, "a direct UPDATE does not reach u1's row");
+    let (code, _) = fails(
+        &mut u2,
+        "UPDATE awf.sessions SET state = '{}'::jsonb WHERE session_id = $1::text::uuid",
+        &[&s1],
+    );
+    assert_eq!(code, "42501", "awf_app may not update sessions directly");
     let (code, _) = fails(
         &mut u2,
         "DELETE FROM awf.sessions WHERE session_id = $1::text::uuid",
@@ -441,6 +440,36 @@ fn app_role_cannot_write_devices_keys_or_counters_directly() {
         .get(0);
     c.query_one("SELECT awf.device_rotate_token('phone', $1)", &[&token])
         .unwrap();
+    // Sessions, turns and snapshots through their functions work as before.
+    let sid = random_uuid();
+    c.query_one(
+        "SELECT awf.session_upsert($1::text::uuid, 'u1', $2::jsonb)",
+        &[&sid, &state("ann")],
+    )
+    .unwrap();
+    c.query_one(
+        "SELECT awf.turn_submit($1::text::uuid, 1, $2::jsonb)",
+        &[&sid, &turn(1)],
+    )
+    .unwrap();
+    let snap: i64 = c
+        .query_one(
+            "SELECT (awf.snapshot_create($1::text::uuid, 'mine') ->> 'snapshot_id')::bigint",
+            &[&sid],
+        )
+        .unwrap()
+        .get(0);
+    c.query_one(
+        "SELECT awf.snapshot_delete($1::text::uuid, $2)",
+        &[&sid, &snap],
+    )
+    .unwrap();
+    let (code, msg) = fails(
+        &mut c,
+        "SELECT awf.session_upsert(gen_random_uuid(), 'u2', '{}')",
+        &[],
+    );
+    assert_eq!(code, "42501", "{msg}");
     // Registering for a user the call does not act for is refused before anything is written.
     let (code, msg) = fails(&mut c, "SELECT awf.device_register('tablet', 'u2')", &[]);
     assert_eq!(code, "42501", "{msg}");
@@ -452,6 +481,13 @@ fn app_role_cannot_write_devices_keys_or_counters_directly() {
          VALUES ('u1', 'dk-forged', '\\x00', 'm')",
         "UPDATE awf.metric_counters SET value = 0",
         "INSERT INTO awf.metric_counters (name, shard, value) VALUES ('turns_applied', 99, -1)",
+        // A state changed without the WAL, history rewritten, a snapshot forged or dropped.
+        "UPDATE awf.sessions SET state = '{\"player\": {\"gold\": 1000000}}'",
+        "INSERT INTO awf.sessions (session_id, user_id_hash, state, state_hash)
+         VALUES (gen_random_uuid(), 'u1', '{}', '')",
+        "UPDATE awf.turns SET lines = '{}'",
+        "UPDATE awf.turn_wal SET applied = true",
+        "DELETE FROM awf.snapshots",
     ] {
         let (code, msg) = fails(&mut c, sql, &[]);
         assert_eq!(code, "42501", "{sql}: {msg}");
