@@ -42,3 +42,6 @@ REVOKE INSERT ON awf.data_keys FROM awf_app;
 REVOKE INSERT, UPDATE ON awf.devices FROM awf_app;
 REVOKE INSERT, UPDATE ON awf.sessions, awf.turns, awf.turn_wal, awf.snapshots FROM awf_app;
 REVOKE DELETE ON awf.snapshots FROM awf_app;
+REVOKE INSERT, UPDATE ON awf.saves, awf.save_diffs, awf.save_archives, awf.save_archive_turns,
+  awf.save_conflicts FROM awf_app;
+REVOKE DELETE ON awf.save_diffs, awf.save_archive_turns FROM awf_app;

@@ -287,9 +287,9 @@ CREATE POLICY saves_admin ON awf.saves TO awf_admin USING (true) WITH CHECK (tru
 CREATE POLICY save_diffs_admin ON awf.save_diffs TO awf_admin USING (true) WITH CHECK (true);
 CREATE POLICY save_archives_admin ON awf.save_archives TO awf_admin USING (true) WITH CHECK (true);
 
-GRANT SELECT, INSERT, UPDATE ON awf.saves, awf.save_diffs, awf.save_archives,
-  awf.save_archive_turns TO awf_app;
-GRANT DELETE ON awf.save_diffs, awf.save_archive_turns TO awf_app;
+-- Saves are written only by the extension, as the owner: no caller changes a byte count the
+-- quota reads, or a save's turns outside the functions.
+GRANT SELECT ON awf.saves, awf.save_diffs, awf.save_archives, awf.save_archive_turns TO awf_app;
 -- A blob is visible to an awf_app caller only through a turn or archive of its own saves
 -- (the inner tables' policies apply), so no one reads another user's blobs; and only the
 -- extension inserts blobs, so no one plants bytes under a hash another user will need.
@@ -375,7 +375,7 @@ CREATE POLICY devices_admin ON awf.devices TO awf_admin USING (true) WITH CHECK 
 CREATE POLICY save_conflicts_admin ON awf.save_conflicts TO awf_admin USING (true) WITH CHECK (true);
 -- Devices are written by the extension as the owner: no caller sets its own token or expiry.
 GRANT SELECT ON awf.devices TO awf_app;
-GRANT SELECT, INSERT, UPDATE ON awf.save_conflicts TO awf_app;
+GRANT SELECT ON awf.save_conflicts TO awf_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON awf.devices, awf.save_conflicts, awf.save_tombstones TO awf_admin;
 
 SELECT pg_catalog.pg_extension_config_dump('awf.devices', '');

@@ -89,12 +89,14 @@ fn check(c: &mut SpiClient<'_>, s: &Save) -> VerifyReport {
 
 /// Records a verification's outcome on the save; failures are audited and counted.
 fn record(c: &mut SpiClient<'_>, s: &Save, report: &VerifyReport, action: &str) {
-    c.update(
-        "UPDATE awf.saves SET integrity_ok = $2, last_verified_at = now() WHERE save_id = $1",
-        None,
-        &[s.save_id.into(), report.ok.into()],
-    )
-    .expect("update awf.saves");
+    crate::audit::as_owner(c, |c| {
+        c.update(
+            "UPDATE awf.saves SET integrity_ok = $2, last_verified_at = now() WHERE save_id = $1",
+            None,
+            &[s.save_id.into(), report.ok.into()],
+        )
+        .expect("update awf.saves")
+    });
     if !report.ok {
         audit::bump(c, "awf.sync.verify_failures", 1);
         audit::record(
@@ -113,12 +115,7 @@ fn save_verify(save_id: Uuid) -> JsonB {
     crate::locks::connect_mut(|c| {
         // FOR SHARE: a restore or retention must not move turns under the check, or a
         // healthy save would be reported corrupt.
-        c.update(
-            "SELECT 1 FROM awf.saves WHERE save_id = $1 FOR SHARE",
-            None,
-            &[save_id.into()],
-        )
-        .expect("share-lock awf.saves");
+        store::lock_save(c, save_id, true);
         let s = store::save(c, save_id, false);
         let report = check(c, &s);
         record(c, &s, &report, "save_verify_failed");
@@ -162,12 +159,7 @@ fn save_verify_sample(
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            c.update(
-                "SELECT 1 FROM awf.saves WHERE save_id = $1 FOR SHARE",
-                None,
-                &[id.into()],
-            )
-            .expect("share-lock awf.saves");
+            store::lock_save(c, id, true);
             let s = store::save(c, id, false);
             let report = check(c, &s);
             if !report.ok {

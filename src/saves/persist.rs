@@ -33,6 +33,8 @@ fn save_create_or_attach(
     if user_id_hash.is_empty() {
         raise(Error::invalid("user_id_hash must not be empty"), F);
     }
+    // Saves are written as the owner, so the WITH CHECK of row-level security is made here.
+    crate::identity::require_acting_for(user_id_hash, F);
     crate::locks::connect_mut(|c| {
         let Some(sid) = session_id else {
             if !sealed {
@@ -108,7 +110,8 @@ fn insert_save(
     sealed: bool,
     origin_turn: i64,
 ) -> Uuid {
-    let t = c
+    let t = crate::audit::as_owner(c, |c| {
+        c
         .update(
             "INSERT INTO awf.saves (session_id, user_id_hash, version, sealed, origin_turn, head_turn)
              VALUES ($1, $2, $3, $4, $5, $5) RETURNING save_id",
@@ -121,7 +124,8 @@ fn insert_save(
                 origin_turn.into(),
             ],
         )
-        .expect("insert into awf.saves");
+        .expect("insert into awf.saves")
+    });
     col(&t.first(), 1)
 }
 
@@ -216,38 +220,42 @@ fn write(
     let added = i64::from(blob.stored_bytes);
     check_limits(c, s, added)?;
     blobs::write(c, &blob);
-    c.update(
-        "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id, content_hash,
+    crate::audit::as_owner(c, |c| {
+        c.update(
+            "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id, content_hash,
                                      chain_hash, stored_bytes)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        None,
-        &[
-            s.save_id.into(),
-            turn_id.into(),
-            planned.kind.as_str().into(),
-            blob.blob_hash.as_str().into(),
-            blob.key_id.as_str().into(),
-            planned.content_hash.as_str().into(),
-            planned.chain_hash.as_str().into(),
-            blob.stored_bytes.into(),
-        ],
-    )
-    .expect("insert into awf.save_diffs");
-    c.update(
-        "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
+            None,
+            &[
+                s.save_id.into(),
+                turn_id.into(),
+                planned.kind.as_str().into(),
+                blob.blob_hash.as_str().into(),
+                blob.key_id.as_str().into(),
+                planned.content_hash.as_str().into(),
+                planned.chain_hash.as_str().into(),
+                blob.stored_bytes.into(),
+            ],
+        )
+        .expect("insert into awf.save_diffs")
+    });
+    crate::audit::as_owner(c, |c| {
+        c.update(
+            "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
                 head_state = $5, bytes_stored = bytes_stored + $6, updated_at = now()
          WHERE save_id = $1",
-        None,
-        &[
-            s.save_id.into(),
-            turn_id.into(),
-            planned.chain_hash.as_str().into(),
-            planned.content_hash.as_str().into(),
-            state.map(|v| JsonB(v.clone())).into(),
-            added.into(),
-        ],
-    )
-    .expect("update awf.saves");
+            None,
+            &[
+                s.save_id.into(),
+                turn_id.into(),
+                planned.chain_hash.as_str().into(),
+                planned.content_hash.as_str().into(),
+                state.map(|v| JsonB(v.clone())).into(),
+                added.into(),
+            ],
+        )
+        .expect("update awf.saves")
+    });
     audit::bump(c, "awf.sync.turns_persisted", 1);
     Ok(json!({
         "save_id": s.save_id.to_string(),
@@ -291,7 +299,8 @@ pub fn rebase(c: &mut SpiClient<'_>, s: &Save, turn_id: i64) -> Result<bool> {
     let key = keys::data_key_for(c, &s.user_id_hash)?;
     let blob = blobs::encode(c, &bytes, &blob_hash, key.as_ref(), gucs::sync_zstd_level())?;
     blobs::write(c, &blob);
-    c.update(
+    crate::audit::as_owner(c, |c| {
+        c.update(
         "UPDATE awf.save_diffs SET kind = 'base', blob_hash = $3, key_id = $4, stored_bytes = $5
          WHERE save_id = $1 AND turn_id = $2",
         None,
@@ -303,7 +312,8 @@ pub fn rebase(c: &mut SpiClient<'_>, s: &Save, turn_id: i64) -> Result<bool> {
             blob.stored_bytes.into(),
         ],
     )
-    .expect("re-base awf.save_diffs");
+    .expect("re-base awf.save_diffs")
+    });
     Ok(true)
 }
 

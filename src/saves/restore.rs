@@ -23,7 +23,8 @@ pub fn archive_tail(
 ) -> i64 {
     let base_chain =
         store::chain_at(c, s, from - 1).expect("the turn before an archived tail is held");
-    let t = c
+    let t = crate::audit::as_owner(c, |c| {
+        c
         .update(
             "INSERT INTO awf.save_archives (save_id, reason, from_turn, to_turn, base_chain, details)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING archive_id",
@@ -37,9 +38,11 @@ pub fn archive_tail(
                 JsonB(details).into(),
             ],
         )
-        .expect("insert into awf.save_archives");
+        .expect("insert into awf.save_archives")
+    });
     let archive_id: i64 = col(&t.first(), 1);
-    c.update(
+    crate::audit::as_owner(c, |c| {
+        c.update(
         "WITH moved AS (
            DELETE FROM awf.save_diffs WHERE save_id = $1 AND turn_id >= $2
            RETURNING turn_id, kind, blob_hash, key_id, content_hash, chain_hash, stored_bytes)
@@ -49,7 +52,8 @@ pub fn archive_tail(
         None,
         &[s.save_id.into(), from.into(), archive_id.into()],
     )
-    .expect("archive save turns");
+    .expect("archive save turns")
+    });
     archive_id
 }
 
@@ -58,20 +62,22 @@ pub fn archive_tail(
 pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
     let chain = store::chain_at(c, s, head.turn_id()).expect("a rebuilt turn is held");
     let state = head.state().cloned();
-    c.update(
-        "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
+    crate::audit::as_owner(c, |c| {
+        c.update(
+            "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
                 head_state = $5, updated_at = now()
          WHERE save_id = $1",
-        None,
-        &[
-            s.save_id.into(),
-            head.turn_id().into(),
-            chain.into(),
-            head.content_hash().into(),
-            state.clone().map(JsonB).into(),
-        ],
-    )
-    .expect("update awf.saves");
+            None,
+            &[
+                s.save_id.into(),
+                head.turn_id().into(),
+                chain.into(),
+                head.content_hash().into(),
+                state.clone().map(JsonB).into(),
+            ],
+        )
+        .expect("update awf.saves")
+    });
     if let (Some(sid), Some(state)) = (s.session_id, state) {
         c.update(
             "SELECT awf.snapshot_create($1, 'pre-save-restore')",
@@ -144,14 +150,30 @@ fn save_restore(save_id: Uuid, target_turn: i64) -> JsonB {
 fn save_archive_restore(archive_id: i64) -> JsonB {
     const F: &str = "save_archive_restore";
     crate::locks::connect_mut(|c| {
-        let t = c
+        // Visible to the caller (row-level security), then locked as the owner: a locking
+        // read needs UPDATE, which no caller role has on the save tables.
+        let visible = c
             .update(
-                "SELECT save_id, from_turn, to_turn, base_chain, restored_at IS NOT NULL
-                 FROM awf.save_archives WHERE archive_id = $1 FOR UPDATE",
+                "SELECT 1 FROM awf.save_archives WHERE archive_id = $1",
                 Some(1),
                 &[archive_id.into()],
             )
             .expect("select awf.save_archives");
+        let t = if visible.is_empty() {
+            visible
+        } else {
+            crate::audit::as_owner(c, |c| {
+                crate::locks::bounded(|| {
+                    c.update(
+                        "SELECT save_id, from_turn, to_turn, base_chain, restored_at IS NOT NULL
+                         FROM awf.save_archives WHERE archive_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+                        Some(1),
+                        &[archive_id.into()],
+                    )
+                    .expect("lock awf.save_archives")
+                })
+            })
+        };
         if t.is_empty() {
             raise(
                 Error::not_found(format!("archive {archive_id} does not exist")),
@@ -199,7 +221,8 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
                 F,
             );
         }
-        c.update(
+        crate::audit::as_owner(c, |c| {
+            c.update(
             "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id, content_hash,
                                          chain_hash, stored_bytes)
              SELECT $1, turn_id, kind, blob_hash, key_id, content_hash, chain_hash, stored_bytes
@@ -207,19 +230,24 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
             None,
             &[save_id.into(), archive_id.into()],
         )
-        .expect("restore archived turns");
-        c.update(
-            "DELETE FROM awf.save_archive_turns WHERE archive_id = $1",
-            None,
-            &[archive_id.into()],
-        )
-        .expect("delete archived turns");
-        c.update(
-            "UPDATE awf.save_archives SET restored_at = now() WHERE archive_id = $1",
-            None,
-            &[archive_id.into()],
-        )
-        .expect("mark archive restored");
+        .expect("restore archived turns")
+        });
+        crate::audit::as_owner(c, |c| {
+            c.update(
+                "DELETE FROM awf.save_archive_turns WHERE archive_id = $1",
+                None,
+                &[archive_id.into()],
+            )
+            .expect("delete archived turns")
+        });
+        crate::audit::as_owner(c, |c| {
+            c.update(
+                "UPDATE awf.save_archives SET restored_at = now() WHERE archive_id = $1",
+                None,
+                &[archive_id.into()],
+            )
+            .expect("mark archive restored")
+        });
         let s = Save { head_turn: to, ..s };
         let head = store::rebuild(c, &s, to).or_raise(F);
         set_head(c, &s, &head).or_raise(F);

@@ -25,19 +25,41 @@ pub struct Save {
     pub bytes_stored: i64,
 }
 
+/// Locks a save the caller can see (FOR UPDATE, or FOR SHARE with `share`); false when
+/// row-level security hides it or it does not exist. Taken as the owner: a locking read needs
+/// UPDATE, which no caller role has on the save tables. Read the row after this, not before.
+pub fn lock_save(c: &mut SpiClient<'_>, id: Uuid, share: bool) -> bool {
+    let visible = c
+        .update(
+            "SELECT 1 FROM awf.saves WHERE save_id = $1",
+            Some(1),
+            &[id.into()],
+        )
+        .expect("select awf.saves");
+    if visible.is_empty() {
+        return false;
+    }
+    let sql = if share {
+        "SELECT 1 FROM awf.saves WHERE save_id OPERATOR(pg_catalog.=) $1 FOR SHARE"
+    } else {
+        "SELECT 1 FROM awf.saves WHERE save_id OPERATOR(pg_catalog.=) $1 FOR UPDATE"
+    };
+    crate::audit::as_owner(c, |c| {
+        crate::locks::bounded(|| c.update(sql, None, &[id.into()]).expect(sql))
+    });
+    true
+}
+
 /// Loads a save (P0002 when missing or hidden by row-level security); `lock` serializes turns.
 pub fn save(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Save {
-    let sql = if lock {
-        "SELECT session_id, user_id_hash, sealed, origin_turn, origin_chain, head_turn, head_chain,
-                head_state, bytes_stored
-         FROM awf.saves WHERE save_id = $1 FOR UPDATE"
-    } else {
-        "SELECT session_id, user_id_hash, sealed, origin_turn, origin_chain, head_turn, head_chain,
-                head_state, bytes_stored
-         FROM awf.saves WHERE save_id = $1"
-    };
-    let t = crate::locks::bounded(|| c.update(sql, Some(1), &[id.into()]).expect(sql));
-    if t.is_empty() {
+    let sql = "SELECT session_id, user_id_hash, sealed, origin_turn, origin_chain, head_turn,
+                      head_chain, head_state, bytes_stored
+               FROM awf.saves WHERE save_id = $1";
+    let visible = !lock || lock_save(c, id, false);
+    let t = c
+        .update(sql, Some(1), &[id.into()])
+        .expect("select awf.saves");
+    if !visible || t.is_empty() {
         raise(
             Error::not_found(format!("save {id} does not exist")),
             "save",

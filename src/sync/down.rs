@@ -53,14 +53,7 @@ fn sync_down(device_id: &str, sync_token: &str, save_id: Uuid, since_turn: i64) 
         devices::check_owner(c, &device, save_id, F);
         // FOR SHARE first, then read: a restore or retention cannot move turns between the
         // read of the head and the read of the turns.
-        crate::locks::bounded(|| {
-            c.update(
-                "SELECT 1 FROM awf.saves WHERE save_id = $1 FOR SHARE",
-                None,
-                &[save_id.into()],
-            )
-            .expect("share-lock awf.saves")
-        });
+        crate::saves::store::lock_save(c, save_id, true);
         let s = store::save(c, save_id, false);
         let mut out = json!({
             "save_id": save_id.to_string(), "head_turn": s.head_turn, "head_chain": s.head_chain,

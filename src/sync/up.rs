@@ -191,7 +191,8 @@ fn archive_client_branch(
     details: Value,
 ) -> Result<i64> {
     let last = ancestor_turn + plans.len() as i64;
-    let t = c
+    let t = crate::audit::as_owner(c, |c| {
+        c
         .update(
             "INSERT INTO awf.save_archives (save_id, reason, from_turn, to_turn, base_chain, details)
              VALUES ($1, 'conflict', $2, $3, $4, $5) RETURNING archive_id",
@@ -204,7 +205,8 @@ fn archive_client_branch(
                 JsonB(details).into(),
             ],
         )
-        .expect("insert into awf.save_archives");
+        .expect("insert into awf.save_archives")
+    });
     let archive_id: i64 = col(&t.first(), 1);
     for (p, t) in plans.iter().zip(ancestor_turn + 1..) {
         persist::check_diff_size(p, t)?;
@@ -225,31 +227,35 @@ fn archive_client_branch(
     // An archived branch takes storage like any turn: same limits, counted in the save.
     let added: i64 = encoded.iter().map(|b| i64::from(b.stored_bytes)).sum();
     persist::check_limits(c, s, added)?;
-    c.update(
-        "UPDATE awf.saves SET bytes_stored = bytes_stored + $2 WHERE save_id = $1",
-        None,
-        &[s.save_id.into(), added.into()],
-    )
-    .expect("update awf.saves");
+    crate::audit::as_owner(c, |c| {
+        c.update(
+            "UPDATE awf.saves SET bytes_stored = bytes_stored + $2 WHERE save_id = $1",
+            None,
+            &[s.save_id.into(), added.into()],
+        )
+        .expect("update awf.saves")
+    });
     for ((i, p), blob) in plans.iter().enumerate().zip(&encoded) {
         blobs::write(c, blob);
-        c.update(
-            "INSERT INTO awf.save_archive_turns (archive_id, turn_id, kind, blob_hash, key_id,
+        crate::audit::as_owner(c, |c| {
+            c.update(
+                "INSERT INTO awf.save_archive_turns (archive_id, turn_id, kind, blob_hash, key_id,
                                                 content_hash, chain_hash, stored_bytes)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            None,
-            &[
-                archive_id.into(),
-                (ancestor_turn + 1 + i as i64).into(),
-                p.kind.as_str().into(),
-                blob.blob_hash.as_str().into(),
-                blob.key_id.as_str().into(),
-                p.content_hash.as_str().into(),
-                p.chain_hash.as_str().into(),
-                blob.stored_bytes.into(),
-            ],
-        )
-        .expect("insert into awf.save_archive_turns");
+                None,
+                &[
+                    archive_id.into(),
+                    (ancestor_turn + 1 + i as i64).into(),
+                    p.kind.as_str().into(),
+                    blob.blob_hash.as_str().into(),
+                    blob.key_id.as_str().into(),
+                    p.content_hash.as_str().into(),
+                    p.chain_hash.as_str().into(),
+                    blob.stored_bytes.into(),
+                ],
+            )
+            .expect("insert into awf.save_archive_turns")
+        });
     }
     Ok(archive_id)
 }
@@ -518,7 +524,8 @@ fn resolve_conflict(
     if chosen == "merge" {
         report["merge_conflicts"] = merge_conflicts;
     }
-    let t = c
+    let t = crate::audit::as_owner(c, |c| {
+        c
         .update(
             "INSERT INTO awf.save_conflicts (save_id, device_id, strategy, chosen, archive_id, report)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING conflict_id",
@@ -532,15 +539,18 @@ fn resolve_conflict(
                 JsonB(report.clone()).into(),
             ],
         )
-        .expect("insert into awf.save_conflicts");
+        .expect("insert into awf.save_conflicts")
+    });
     let conflict_id: Uuid = col(&t.first(), 1);
     report["conflict_id"] = json!(conflict_id.to_string());
-    c.update(
-        "UPDATE awf.save_conflicts SET report = $2 WHERE conflict_id = $1",
-        None,
-        &[conflict_id.into(), JsonB(report.clone()).into()],
-    )
-    .expect("update awf.save_conflicts");
+    crate::audit::as_owner(c, |c| {
+        c.update(
+            "UPDATE awf.save_conflicts SET report = $2 WHERE conflict_id = $1",
+            None,
+            &[conflict_id.into(), JsonB(report.clone()).into()],
+        )
+        .expect("update awf.save_conflicts")
+    });
     audit::bump(c, "awf.sync.conflicts", 1);
     audit::record(
         c,

@@ -470,6 +470,21 @@ fn app_role_cannot_write_devices_keys_or_counters_directly() {
         &[],
     );
     assert_eq!(code, "42501", "{msg}");
+    // A save through its function works, and counts its bytes; one for another user does not.
+    let bytes: i64 = c
+        .query_one(
+            "SELECT (awf.save_create_or_attach($1::text::uuid, 'u1') ->> 'head_turn')::bigint",
+            &[&sid],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bytes, 1);
+    let (code, msg) = fails(
+        &mut c,
+        "SELECT awf.save_create_or_attach(NULL, 'u2', sealed => true)",
+        &[],
+    );
+    assert_eq!(code, "42501", "{msg}");
     // Registering for a user the call does not act for is refused before anything is written.
     let (code, msg) = fails(&mut c, "SELECT awf.device_register('tablet', 'u2')", &[]);
     assert_eq!(code, "42501", "{msg}");
@@ -488,6 +503,12 @@ fn app_role_cannot_write_devices_keys_or_counters_directly() {
         "UPDATE awf.turns SET lines = '{}'",
         "UPDATE awf.turn_wal SET applied = true",
         "DELETE FROM awf.snapshots",
+        // Escaping the quota, or rewriting a save's history.
+        "UPDATE awf.saves SET bytes_stored = 0",
+        "DELETE FROM awf.save_diffs",
+        "UPDATE awf.save_archives SET restored_at = now()",
+        "DELETE FROM awf.save_archive_turns",
+        "UPDATE awf.save_conflicts SET chosen = 'client'",
     ] {
         let (code, msg) = fails(&mut c, sql, &[]);
         assert_eq!(code, "42501", "{sql}: {msg}");
