@@ -462,9 +462,10 @@ mod tests {
             "INSERT INTO awf.saves (session_id, user_id_hash) VALUES ('99999999-9999-9999-9999-999999999999', 'u1')",
             "42501",
         );
+        // Saves are written only by the extension: no byte count to zero, no quota to escape.
         assert_sqlstate(
-            &format!("UPDATE awf.saves SET bytes_stored = -1 WHERE save_id = '{save}'"),
-            "23514",
+            &format!("UPDATE awf.saves SET bytes_stored = 0 WHERE save_id = '{save}'"),
+            "42501",
         );
         run("RESET ROLE");
     }
