@@ -13,9 +13,32 @@
 //!   password/secret-like and auth-id fields, since `"tokens": 5` is an inventory counter in a
 //!   game while `"pin_password": 1234` is not. Empty strings, booleans and null are kept: they
 //!   carry nothing to hide.
-//! - **Patterns inside any other string** (API keys, JWTs, `Bearer`/`Basic` credentials, IPv4,
-//!   IPv6, emails, identity-provider subject ids, `api_key=...` assignments): only the matching
-//!   substring is replaced, so the narrative around an email survives.
+//! - **Patterns inside any other string**: only the matching substring is replaced, so the
+//!   narrative around an email survives. The patterns are:
+//!   - private key blocks: PEM `-----BEGIN ... PRIVATE KEY-----` through its `END` line (RSA,
+//!     EC, DSA, OpenSSH, PKCS#8, encrypted, PGP `PRIVATE KEY BLOCK`), also with the newlines
+//!     escaped as `\n` (a key pasted inside JSON text), and a block cut off before its `END`
+//!     line up to the first character that cannot be part of one (`private_key`);
+//!   - provider credentials by their documented prefixes (`api_key`): OpenAI/Anthropic `sk-`,
+//!     Stripe `sk_`/`rk_`/`pk_` `live`/`test` and `whsec_`, AWS key ids (`AKIA`, `ASIA`,
+//!     `ABIA`, `ACCA`, `A3T.`), GitHub (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`,
+//!     `github_pat_`), GitLab (`glpat-` and the other `gl...-` kinds, runner `GR1348941`),
+//!     Slack (`xox?-`, `xapp-`, `hooks.slack.com` webhooks), Discord (bot tokens, webhook
+//!     URLs), Telegram bot tokens (`<digits>:A...`), Google `AIza`, Twilio `AC`/`SK` ids,
+//!     SendGrid `SG.`, npm `npm_`, PyPI `pypi-AgE`, Shopify `shp..._`, Mailgun `key-`,
+//!     Mailchimp `...-us<n>`, DigitalOcean `do._v1_`, Square `sq0atp-`/`sq0csp-`, Heroku
+//!     `HRKU-AA`, 1Password `ops_`, Cloudflare, Databricks, Docker, Figma, Grafana, Groq,
+//!     HashiCorp Vault, Hugging Face, Linear, Notion, Tailscale and Vercel tokens. A prefixed
+//!     token counts only when no letter or digit is glued to either end;
+//!   - JWTs; `Bearer`/`Basic` credentials; IPv4, IPv6, emails; identity-provider subject ids;
+//!   - the `user:password` of a URL (`postgres://app:pw@db/x`, `https://u:p@host`), as
+//!     `secret_field`;
+//!   - `name=value` / `name: value` / `name := value` assignments whose name is classified
+//!     like a field (`api_key=...`, `password=...`);
+//!   - a random-looking value (see `looks_random`) right after a key-like word that the
+//!     field rules leave alone (`key: ...`, `AccountKey=...`, `secret_door=...`), and a
+//!     40-character AWS secret access key within 40 characters after `aws`, `secret` or
+//!     `access key`, so `the aws secret access key is wJalr...` is caught in prose.
 //!
 //! Game states are full of words that look like secrets, so the rules lean towards fewer false
 //! positives where a game word is likely (the individual rules say why):
@@ -30,7 +53,21 @@
 //!   are left alone;
 //! - `Basic <b64>` counts only when it decodes to `user:password`, `Bearer <t>` only when the
 //!   token has a digit; `password: swordfish` in prose (no digit) is a puzzle answer, while
-//!   `password=swordfish` is a credential.
+//!   `password=swordfish` is a credential;
+//! - the random-value rule needs 20+ characters with a digit, enough entropy and mostly
+//!   non-word letters, so `key=SwordOfFlames_Level2` and `key: DRAGON_GATE_STAGE2` stay, and
+//!   it never takes hex digests, UUIDs or `prefix_<hex>` ids: exports carry SHA-256 content
+//!   and chain hashes and UUIDs that must survive. A public/primary/foreign/cache key is not
+//!   a secret either.
+//!
+//! Not caught, on purpose: bare 64-hex strings (a secp256k1 private key looks exactly like the
+//! SHA-256 content hashes exports are made of), bare UUIDs (Heroku legacy keys, Azure client
+//! ids are indistinguishable from ids), AWS account ids (12 digits), and `EAAA...` Square
+//! tokens (too common inside base64 data). Behind a secret-like name all of these are caught.
+//!
+//! Cost: every detector is one pass of a `regex` automaton (linear time, no backtracking)
+//! plus checks that read only the match and a character on either side; no step looks at
+//! every substring, so redaction stays linear in the input on hostile strings too.
 //!
 //! Field names themselves are never redacted.
 
@@ -50,14 +87,18 @@ use regex::Regex;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// A provider API key (OpenAI, Anthropic, Stripe, AWS, GitHub, Slack, Google, GitLab) or
-    /// the value of an `api_key=...` assignment in text.
+    /// A provider credential found by its format (API keys, access tokens, webhook URLs; see
+    /// the module documentation for the list), the value of an `api_key=...` assignment in
+    /// text, or a random-looking value after a key-like word.
     ApiKey,
+    /// A private key block (PEM, OpenSSH, PGP), armor lines included.
+    PrivateKey,
     /// A JSON Web Token.
     Jwt,
     /// The credential after `Bearer` or `Basic`.
     BearerToken,
-    /// The value of a field named like a secret, or of a `password=...` assignment in text.
+    /// The value of a field named like a secret, of a `password=...` assignment in text, or
+    /// the `user:password` of a URL.
     SecretField,
     /// An IPv4 address.
     Ipv4,
@@ -71,8 +112,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the enum.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::ApiKey,
+        Kind::PrivateKey,
         Kind::Jwt,
         Kind::BearerToken,
         Kind::SecretField,
@@ -86,6 +128,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ApiKey => "api_key",
+            Kind::PrivateKey => "private_key",
             Kind::Jwt => "jwt",
             Kind::BearerToken => "bearer_token",
             Kind::SecretField => "secret_field",
@@ -647,8 +690,14 @@ fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-/// Every pattern match in `s`, earlier detectors winning overlaps: a JWT after `Bearer` is
-/// reported as a JWT, an email inside an auth id as part of the auth id.
+/// Every pattern match in `s`, earlier detectors winning overlaps: a private key block is
+/// one finding whatever its base64 contains, a JWT after `Bearer` is reported as a JWT, an
+/// email inside an auth id as part of the auth id, a URL's `user:password@host` as a URL
+/// credential rather than an email.
+///
+/// Each detector is one linear-time `regex` pass (the `regex` crate has no backtracking), and
+/// the checks after a match read only the match and a character on either side, so the whole
+/// scan is linear in `s` on any input; the cheap `contains` gates only skip passes.
 fn find_hits(s: &str) -> Hits {
     let mut hits = Hits::new();
     // Nothing shorter than `a@b.co` or `1.2.3.4` can be a finding.
@@ -662,14 +711,21 @@ fn find_hits(s: &str) -> Hits {
             hits.insert(m.start(), (m.end(), None));
         }
     }
+    if s.contains("PRIVATE KEY") {
+        find_private_keys(s, &mut hits);
+    }
     if s.contains("eyJ") {
         find_jwts(s, &mut hits);
     }
-    if s.contains(['-', '_']) || s.contains("AKIA") || s.contains("ASIA") {
+    // The shortest provider token (`xoxb-` and ten characters) is 15 bytes long.
+    if s.len() >= 15 {
         find_api_keys(s, &mut hits);
     }
     if contains_ignore_ascii_case(s, "bearer") || contains_ignore_ascii_case(s, "basic") {
         find_bearer(s, &mut hits);
+    }
+    if s.contains("://") {
+        find_url_credentials(s, &mut hits);
     }
     if s.contains('|') {
         find_auth_ids(s, &mut hits);
@@ -687,7 +743,52 @@ fn find_hits(s: &str) -> Hits {
     if colons >= 1 || s.contains('=') {
         find_assignments(s, &mut hits);
     }
+    if s.len() >= 40 {
+        find_aws_secrets(s, &mut hits);
+    }
     hits
+}
+
+/// PEM-armored private keys. With an `END` line after it the block is taken whole, whatever
+/// lies between (PGP armor headers, newlines escaped as `\n` inside JSON text); without one,
+/// up to the first character that cannot be part of a block, since a truncated key is still a
+/// secret.
+///
+/// The `END` lines are found in their own pass and matched to headers by one forward-moving
+/// index: a single lazy `BEGIN .*? END` regex would rescan to the end of the string for every
+/// header without a footer, which is quadratic on a string of repeated headers.
+fn find_private_keys(s: &str, hits: &mut Hits) {
+    static BEGIN: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----").unwrap());
+    static END: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----").unwrap());
+    let ends: Vec<(usize, usize)> = END.find_iter(s).map(|m| (m.start(), m.end())).collect();
+    let mut next_end = 0;
+    let mut from = 0;
+    for m in BEGIN.find_iter(s) {
+        if m.start() < from {
+            continue; // a header inside the block just taken
+        }
+        while ends
+            .get(next_end)
+            .is_some_and(|&(start, _)| start < m.end())
+        {
+            next_end += 1;
+        }
+        let end = match ends.get(next_end) {
+            Some(&(_, end)) => end,
+            None => {
+                let run = s[m.end()..]
+                    .bytes()
+                    .take_while(|&b| b.is_ascii_alphanumeric() || b"+/=\\:,.- \t\r\n".contains(&b))
+                    .count();
+                // The run may end in the whitespace before the next sentence.
+                m.end() + s[m.end()..m.end() + run].trim_end().len()
+            }
+        };
+        add(hits, m.start(), end, Kind::PrivateKey);
+        from = end;
+    }
 }
 
 fn find_jwts(s: &str, hits: &mut Hits) {
@@ -700,36 +801,118 @@ fn find_jwts(s: &str, hits: &mut Hits) {
 }
 
 fn find_api_keys(s: &str, hits: &mut Hits) {
-    // The `sk-` family is generic enough to hit hyphenated slugs, so those keys must also
-    // contain a digit, as every real one does.
+    // One alternative per documented token format. The `sk-` and `xox?-` families are generic
+    // enough to hit hyphenated slugs (`sk-dungeon-level`, `xoxo-hugs-and-kisses`), so those
+    // tokens must also contain a digit after the prefix, as every real one does.
     static RE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
-            r"(?-u:\b)(?:",
-            r"(?P<loose>sk-[A-Za-z0-9_-]{20,})",
+            r"(?P<loose>sk-[A-Za-z0-9_-]{20,}|xox[a-z]-[A-Za-z0-9-]{10,})",
             r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}",
             r"|whsec_[A-Za-z0-9]{20,}",
-            r"|(?:AKIA|ASIA)[0-9A-Z]{16}",
+            r"|(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[0-9A-Z]{16}",
             r"|gh[pousr]_[A-Za-z0-9]{36,}",
+            r"|ghs_[0-9]{1,20}_[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
             r"|github_pat_[A-Za-z0-9_]{22,}",
-            r"|xox[abprse]-[A-Za-z0-9-]{10,}",
+            r"|gl(?:pat|dt|soat|rt|cbt|imt|ptt|agent|oas|ft|ffct|sa)-[0-9A-Za-z_-]{20,}",
+            r"|GR1348941[0-9A-Za-z_-]{20,}",
+            r"|glc_[A-Za-z0-9+/]{32,}={0,2}",
+            r"|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}",
+            r"|xapp-[0-9]-[A-Za-z0-9-]{10,}",
+            r"|https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/+-]{8,}",
+            r"|https://(?:(?:canary|ptb)\.)?discord(?:app)?\.com/api/webhooks/[0-9]{5,}/[A-Za-z0-9_-]{20,}",
             r"|AIza[0-9A-Za-z_-]{35}",
-            r"|glpat-[0-9A-Za-z_-]{20,}",
-            r")"
+            r"|(?:AC|SK)[0-9a-z]{32}",
+            r"|SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}",
+            r"|npm_[A-Za-z0-9]{36}",
+            r"|pypi-AgE[A-Za-z0-9_-]{50,}",
+            r"|shp(?:at|ca|pa|ss)_[A-Za-z0-9]{32,64}",
+            r"|key-[0-9a-f]{32}",
+            r"|[0-9a-f]{32}-us[0-9]{1,2}",
+            r"|do[por]_v1_[a-f0-9]{64}",
+            r"|sq0atp-[A-Za-z0-9_-]{22,60}",
+            r"|sq0csp-[A-Za-z0-9_-]{43}",
+            r"|HRKU-AA[0-9A-Za-z_-]{58}",
+            r"|ops_eyJ[A-Za-z0-9+/]{20,}={0,2}",
+            r"|cf(?:at|ut|k)_[A-Za-z0-9]{40,}",
+            r"|dapi[0-9a-fA-F]{32}(?:-[0-9])?",
+            r"|dckr_pat_[A-Za-z0-9_-]{27,}",
+            r"|figd_[A-Za-z0-9_-]{40,}",
+            r"|gsk_[A-Za-z0-9]{52}",
+            r"|hv[sbr]\.[A-Za-z0-9_-]{90,}",
+            r"|hf_[A-Za-z]{34}",
+            r"|lin_api_[A-Za-z0-9_]{32,}",
+            r"|ntn_[0-9]{11}[A-Za-z0-9]{35}",
+            r"|tskey-[a-z]{2,20}-[A-Za-z0-9_]{8,40}-[A-Za-z0-9_]{16,60}",
+            r"|vc[pciark]_[A-Za-z0-9]{20,60}",
         ))
         .unwrap()
     });
     for c in RE.captures_iter(s) {
         let m = c.get(0).expect("whole match");
-        if char_after(s, m.end()).is_some_and(|ch| ch.is_ascii_alphanumeric()) {
-            continue; // a fixed-length key followed by more characters is something else
+        // `_` may precede a token (`MY_tskey-...`), a letter or digit may not: `risk-free-...`
+        // and `desk_live_...` are words. A fixed-length key followed by more characters is
+        // something else.
+        if char_before(s, m.start()).is_some_and(|ch| ch.is_ascii_alphanumeric())
+            || char_after(s, m.end()).is_some_and(|ch| ch.is_ascii_alphanumeric())
+        {
+            continue;
         }
         if let Some(loose) = c.name("loose") {
-            if !loose.as_str()[3..].bytes().any(|b| b.is_ascii_digit()) {
+            let (_, rest) = loose
+                .as_str()
+                .split_once('-')
+                .expect("a prefix ends in '-'");
+            if !rest.bytes().any(|b| b.is_ascii_digit()) {
                 continue;
             }
         }
         add(hits, m.start(), m.end(), Kind::ApiKey);
     }
+    if s.contains(":A") {
+        find_telegram_tokens(s, hits);
+    }
+    if s.bytes().filter(|&b| b == b'.').count() >= 2 {
+        find_discord_tokens(s, hits);
+    }
+}
+
+/// Telegram bot tokens, `<bot id>:A<34 characters>`, also inside `.../bot<token>/...` URLs.
+fn find_telegram_tokens(s: &str, hits: &mut Hits) {
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"[0-9]{5,16}:A[A-Za-z0-9_-]{34}").unwrap());
+    for m in RE.find_iter(s) {
+        if char_before(s, m.start()).is_some_and(|c| c.is_ascii_digit())
+            || char_after(s, m.end()).is_some_and(is_token_char)
+        {
+            continue;
+        }
+        add(hits, m.start(), m.end(), Kind::ApiKey);
+    }
+}
+
+/// Discord bot tokens: base64 of the bot id (24-26 characters, starting M/N/O), a 6-character
+/// timestamp and an HMAC. Dotted code paths have the same shape
+/// (`NotificationServiceHandler.update.handleIncomingMessage`), so a token must also have a
+/// digit and both cases, as the base64 of a numeric id always does.
+fn find_discord_tokens(s: &str, hits: &mut Hits) {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}").unwrap()
+    });
+    for m in RE.find_iter(s) {
+        let t = m.as_str();
+        if char_after(s, m.end()).is_some_and(is_token_char)
+            || !t.bytes().any(|b| b.is_ascii_digit())
+            || !t.bytes().any(|b| b.is_ascii_lowercase())
+            || !t.bytes().skip(1).any(|b| b.is_ascii_uppercase())
+        {
+            continue;
+        }
+        add(hits, m.start(), m.end(), Kind::ApiKey);
+    }
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
 fn find_bearer(s: &str, hits: &mut Hits) {
@@ -789,6 +972,25 @@ fn base64_decode(t: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// The `user:password` part of a URL (`postgres://app:pw@db:5432/x`, `redis://:pw@host`).
+/// The password may contain `@` (the last `@` before the path ends it); quotes, brackets,
+/// whitespace, `/`, `?` and `#` end the candidate, so `http://host:5000/<%= @v %>` and
+/// `"https://url:8000";@x` are not credentials.
+fn find_url_credentials(s: &str, hits: &mut Hits) {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r#"(?-u:\b)[A-Za-z][A-Za-z0-9+.-]{0,31}://"#,
+            r#"([^\s:/?#@"'<>\[\]\\]*):([^\s/?#"'<>\[\]\\]+)@"#
+        ))
+        .unwrap()
+    });
+    for c in RE.captures_iter(s) {
+        let user = c.get(1).expect("group 1");
+        let password = c.get(2).expect("group 2");
+        add(hits, user.start(), password.end(), Kind::SecretField);
+    }
 }
 
 fn find_auth_ids(s: &str, hits: &mut Hits) {
@@ -903,7 +1105,7 @@ fn is_ipv4_at(s: &str, start: usize, end: usize) -> bool {
 fn find_assignments(s: &str, hits: &mut Hits) {
     static RE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
-            r#"(?-u:\b)([A-Za-z][A-Za-z0-9_.-]{0,63})["']?[ \t]*([:=])[ \t]*["']?"#,
+            r#"(?-u:\b)([A-Za-z_][A-Za-z0-9_.-]{0,63})["']?[ \t]*(:=|=>|[:=])[ \t]*["']?"#,
             r"([A-Za-z0-9_./+~-]{8,}={0,2})"
         ))
         .unwrap()
@@ -912,21 +1114,188 @@ fn find_assignments(s: &str, hits: &mut Hits) {
         let name = c.get(1).expect("group 1").as_str();
         let sep = c.get(2).expect("group 2").as_str();
         let value = c.get(3).expect("group 3");
+        let has_key_word = || split_words(name).iter().any(|w| w == "key" || w == "keys");
+        let Some(class) = classify_field(name) else {
+            // Names the field rules leave alone (`key`, `AccountKey`, `secret_door`) still
+            // guard a value that reads as random: a game id or word does not.
+            if is_key_like_name(name) && looks_random(value.as_str()) {
+                let kind = if has_key_word() {
+                    Kind::ApiKey
+                } else {
+                    Kind::SecretField
+                };
+                add(hits, value.start(), value.end(), kind);
+            }
+            continue;
+        };
         // `password: swordfish` in dialogue is usually a puzzle answer; config-style
         // `password=swordfish` and anything with a digit are treated as real.
         if sep == ":" && !value.as_str().bytes().any(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Some(class) = classify_field(name) else {
-            continue;
-        };
         let kind = match class {
             FieldClass::AuthId => Kind::AuthId,
-            _ if split_words(name).iter().any(|w| w == "key" || w == "keys") => Kind::ApiKey,
+            _ if has_key_word() => Kind::ApiKey,
             _ => Kind::SecretField,
         };
         add(hits, value.start(), value.end(), kind);
     }
+}
+
+/// Words that make a key a non-secret: `public_key`, `primaryKey`, `cache_key`.
+const NON_SECRET_KEY_QUALIFIERS: &[&str] = &[
+    "public",
+    "pub",
+    "primary",
+    "foreign",
+    "partition",
+    "sort",
+    "cache",
+    "idempotency",
+    "row",
+    "hash",
+    "lookup",
+    "index",
+    "sequence",
+    "schema",
+    "bucket",
+    "object",
+];
+
+/// A name with a key-like word that [`classify_field`] does not take: bare `key`, `AccountKey`,
+/// `door_key`, `secret_door`; not counters, metadata, or public/primary/cache keys.
+fn is_key_like_name(name: &str) -> bool {
+    let words = split_words(name);
+    let Some(last) = words.last() else {
+        return false;
+    };
+    if META_LAST_WORDS.contains(&last.as_str())
+        || words.iter().any(|w| COUNT_WORDS.contains(&w.as_str()))
+    {
+        return false;
+    }
+    words.iter().enumerate().any(|(i, w)| match w.as_str() {
+        "key" | "keys" => i == 0 || !NON_SECRET_KEY_QUALIFIERS.contains(&words[i - 1].as_str()),
+        "secret" | "secrets" | "token" | "tokens" | "auth" | "creds" | "cred" | "pass" | "pw" => {
+            true
+        }
+        w => is_password_word(w),
+    })
+}
+
+/// AWS secret access keys, 40 base64 characters, within 40 characters after `aws`, `secret`
+/// or `access key` on the same line: `aws_secret_access_key = ...`, `--aws-secret-access-key
+/// ...`, `the AWS secret key is ...`. The lazy, bounded gap keeps this one linear pass.
+fn find_aws_secrets(s: &str, hits: &mut Hits) {
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"(?i-u:aws|secret|access[ _.-]?key)",
+            r"[^\n]{0,40}?[^A-Za-z0-9/+]",
+            r"([A-Za-z0-9/+]{40})"
+        ))
+        .unwrap()
+    });
+    for c in RE.captures_iter(s) {
+        let t = c.get(1).expect("group 1");
+        if char_after(s, t.end()).is_some_and(|ch| ch.is_ascii_alphanumeric() || "/+=".contains(ch))
+            || !looks_random(t.as_str())
+        {
+            continue;
+        }
+        add(hits, t.start(), t.end(), Kind::ApiKey);
+    }
+}
+
+/// Bits per character below which a value is too repetitive to be a generated secret.
+const MIN_ENTROPY_BITS: f64 = 3.0;
+
+/// True for a value that reads as generated rather than written: at least 20 characters
+/// (padding aside) with a letter and a digit, Shannon entropy of at least
+/// [`MIN_ENTROPY_BITS`] per character, and fewer than half of its letters in word-like runs
+/// (`Sword`, `Flames`, `DRAGON`), so game ids such as `SwordOfFlames_Level2` stay. Hex
+/// strings, UUIDs and `prefix_<hex>` ids never count: exports carry SHA-256 content and chain
+/// hashes and UUIDs. One pass over the value, so linear in its length.
+fn looks_random(v: &str) -> bool {
+    let body = v.trim_end_matches('=');
+    if body.len() < 20 || !body.is_ascii() {
+        return false;
+    }
+    let bytes = body.as_bytes();
+    let is_hexish = |t: &[u8]| t.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-');
+    if is_hexish(bytes) {
+        return false;
+    }
+    if let Some(i) = body.find(['_', '-']) {
+        let (prefix, rest) = (&bytes[..i], &bytes[i + 1..]);
+        if i <= 16 && prefix.iter().all(u8::is_ascii_alphabetic) && is_hexish(rest) {
+            return false;
+        }
+    }
+    let letters = bytes.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    if letters == 0 || !bytes.iter().any(u8::is_ascii_digit) {
+        return false;
+    }
+    let mut freq = [0u32; 128];
+    for &b in bytes {
+        freq[usize::from(b)] += 1;
+    }
+    let n = bytes.len() as f64;
+    let entropy: f64 = freq
+        .iter()
+        .filter(|&&f| f > 0)
+        .map(|&f| {
+            let p = f64::from(f) / n;
+            -p * p.log2()
+        })
+        .sum();
+    entropy >= MIN_ENTROPY_BITS && word_letters(bytes) * 2 < letters
+}
+
+/// Letters of `t` in word-like runs: 3+ lowercase letters, or a capital and 2+ lowercase,
+/// with a vowel (`Sword`, `flames`, `The`, `Crypt`), or a whole all-capital run of 4+ letters
+/// with a vowel (`DRAGON`, but not `FEMI` glued to `wJalrXUtn`). Random base62 has few such
+/// runs: a capital and two lowercase letters with a vowel start about one position in 30.
+fn word_letters(t: &[u8]) -> usize {
+    let has_vowel = |p: &[u8]| {
+        p.iter().any(|b| {
+            matches!(
+                b.to_ascii_lowercase(),
+                b'a' | b'e' | b'i' | b'o' | b'u' | b'y'
+            )
+        })
+    };
+    let mut total = 0;
+    for run in t
+        .split(|b| !b.is_ascii_alphabetic())
+        .filter(|r| !r.is_empty())
+    {
+        if run.len() >= 4 && run.iter().all(u8::is_ascii_uppercase) {
+            if has_vowel(run) {
+                total += run.len();
+            }
+            continue;
+        }
+        // Split the run before each capital that follows a lowercase letter: `SwordOf`.
+        let mut start = 0;
+        for i in 1..=run.len() {
+            if i == run.len() || (run[i].is_ascii_uppercase() && run[i - 1].is_ascii_lowercase()) {
+                let piece = &run[start..i];
+                let lower = match piece.first() {
+                    Some(b) if b.is_ascii_uppercase() => &piece[1..],
+                    _ => piece,
+                };
+                if piece.len() >= 3
+                    && lower.len() >= 2
+                    && lower.iter().all(u8::is_ascii_lowercase)
+                    && has_vowel(lower)
+                {
+                    total += piece.len();
+                }
+                start = i;
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]
@@ -1007,6 +1376,65 @@ mod tests {
         ];
         for name in plain {
             assert_eq!(classify_field(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn random_values() {
+        let random = [
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "ahDzWAqqBHgpAeUBUULuU0gA4p09rt0WDAsUOmFg",
+            "8sKq2LmZ0pXv7RtY4wNb3Jc6",
+            "lJzRc1YdHaAA2KCNJJ1tkYwF/+mKK6Ygw0NGe170Xu592euJv2wYUtBlV8z+qnlcNQSnIYVTkLWntUO1F8j8rQ==",
+            "k3j4h5g6f7d8s9a0q1w2e3r4",
+        ];
+        for v in random {
+            assert!(looks_random(v), "{v}");
+        }
+        let written = [
+            "SwordOfFlames_Level2",
+            "DRAGON_SLAYER_STAGE2_NORTHGATE",
+            "Crypt_Of_The_Lich_King_3",
+            "quest_DragonSlayer_Stage2",
+            "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "item_4f9c2a1b8e7d6c5b3a2f",
+            "aaaaaaaaaaaaaaaaaaaaaaaa1",
+            "NoDigitsInThisRandomLookingXq",
+            "short1Ab",
+        ];
+        for v in written {
+            assert!(!looks_random(v), "{v}");
+        }
+        assert_eq!(word_letters(b"SwordOfFlames"), 11);
+        assert_eq!(word_letters(b"wJalrXUtnFEMI"), 4);
+    }
+
+    #[test]
+    fn key_like_names() {
+        for name in [
+            "key",
+            "AccountKey",
+            "door_key",
+            "secret_door",
+            "boarding_pass",
+            "X-Creds",
+        ] {
+            assert!(is_key_like_name(name), "{name}");
+        }
+        for name in [
+            "public_key",
+            "primaryKey",
+            "cache_key",
+            "token_type",
+            "tokens_collected",
+            "keyboard",
+            "monkey",
+            "author",
+            "avatar",
+            "",
+        ] {
+            assert!(!is_key_like_name(name), "{name}");
         }
     }
 

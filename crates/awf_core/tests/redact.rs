@@ -1,7 +1,10 @@
-//! Redaction: planted secrets are all found and none survive; ordinary game text is untouched.
+//! Redaction: planted secrets are all found and none survive; ordinary game text is untouched;
+//! every sample of a public corpus of credential formats is redacted.
 
 use awf_core::redact::{redact, replacement, Finding, Kind, RedactOptions, Redacted};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 fn opts(salt: &str) -> RedactOptions {
     RedactOptions::new(salt)
@@ -43,6 +46,13 @@ const IPV6_FULL: &str = "2001:0db8:0000:0000:0000:ff00:0042:8329";
 const AUTH0: &str = "auth0|5f7c8ec7c33c6c004bbafe82";
 const GOOGLE_SUB: &str = "google-oauth2|103456789012345678901";
 const GITHUB_SUB: &str = "github|12345";
+// Not a real key: the shape of one (a made-up base64 body).
+const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----
+MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu
+KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm
+-----END RSA PRIVATE KEY-----";
+const PEM_BODY: &str = "KUpRKfFLfRYC9AIKjbJTWit";
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"; // AWS's documented example
 
 fn planted_state() -> Value {
     json!({
@@ -78,7 +88,8 @@ fn planted_state() -> Value {
                 "github": [GITHUB, GITHUB_PAT],
                 "chat": SLACK,
                 "maps": GOOGLE,
-                "ci": GITLAB
+                "ci": GITLAB,
+                "deploy": format!("ops pasted the deploy key:\n{PEM}\nplease rotate")
             },
             "config": {
                 "password": "hunter2",
@@ -93,7 +104,8 @@ fn planted_state() -> Value {
             "episodic": [
                 {"salience": 0.9, "text": format!("Logged in as {GITHUB_SUB} from {IPV4_A}.")},
                 {"salience": 0.4, "text": format!("GET /api?api_key={GENERIC}&page=2")},
-                {"salience": 0.2, "text": format!("curl -H 'Authorization: Basic {BASIC}' /x")}
+                {"salience": 0.2, "text": format!("curl -H 'Authorization: Basic {BASIC}' /x")},
+                {"salience": 0.1, "text": format!("The AWS secret access key is {AWS_SECRET} (rotate).")}
             ],
             "warm": {"pins": [format!("Raven says: mail {EMAIL_B}")]}
         }
@@ -107,6 +119,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("/memory/episodic/0/text", "ipv4", IPV4_A),
     ("/memory/episodic/1/text", "api_key", GENERIC),
     ("/memory/episodic/2/text", "bearer_token", BASIC),
+    ("/memory/episodic/3/text", "api_key", AWS_SECRET),
     ("/memory/warm/pins/0", "email", EMAIL_B),
     ("/npcs/0/says", "jwt", JWT),
     ("/npcs/1/lines/1", "ipv4", IPV4_A),
@@ -131,6 +144,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("/world/integrations/aws/sts", "api_key", AWS_STS),
     ("/world/integrations/chat", "api_key", SLACK),
     ("/world/integrations/ci", "api_key", GITLAB),
+    ("/world/integrations/deploy", "private_key", PEM_BODY),
     ("/world/integrations/github/0", "api_key", GITHUB),
     ("/world/integrations/github/1", "api_key", GITHUB_PAT),
     ("/world/integrations/maps", "api_key", GOOGLE),
@@ -195,6 +209,16 @@ fn planted_secrets_are_all_found_and_none_survive() {
     assert!(line.starts_with("My cousin at [REDACTED:ipv4:"), "{line}");
     assert!(at(&document, "/world/servers/1").ends_with("]:7777"));
     assert!(at(&document, "/memory/episodic/1/text").ends_with("&page=2"));
+    let deploy = at(&document, "/world/integrations/deploy");
+    assert!(
+        deploy.starts_with("ops pasted the deploy key:\n[REDACTED:private_key:"),
+        "{deploy}"
+    );
+    assert!(deploy.ends_with("]\nplease rotate"), "{deploy}");
+    assert!(!deploy.contains("PRIVATE KEY"), "{deploy}");
+    let aws = at(&document, "/memory/episodic/3/text");
+    assert!(aws.starts_with("The AWS secret access key is [REDACTED:api_key:"));
+    assert!(aws.ends_with("] (rotate)."), "{aws}");
     let auth = at(&document, "/world/config/Authorization");
     assert!(
         auth.starts_with("[REDACTED:secret_field:"),
@@ -346,6 +370,109 @@ fn each_kind_in_isolation() {
             "001234",
             "",
         ),
+        // Formats the public corpus has no sample of (made-up values of the documented shape).
+        (
+            "newsletter via key-9f8e7d6c5b4a39281706f5e4d3c2b1a0 today",
+            "api_key",
+            "9f8e7d6c5b4a3928",
+            " today",
+        ),
+        (
+            "DO=dop_v1_a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            "api_key",
+            "a1b2c3d4e5f60718",
+            "DO=",
+        ),
+        (
+            "post to https://discord.com/api/webhooks/123456789012345678/Zk3Lm9Qp2Rs8Tv4Wx7Yz1A_b-Cd5Ef6Gh",
+            "api_key",
+            "Zk3Lm9Qp2Rs8Tv4W",
+            "post to ",
+        ),
+        (
+            "square sq0atp-Zk3Lm9Qp2Rs8Tv4Wx7Yz1A ok",
+            "api_key",
+            "Zk3Lm9Qp2Rs8",
+            " ok",
+        ),
+        (
+            "HEROKU=HRKU-AAZq8Lm3Nx7Pv2Rt6Wy1Kb5Jc9Hd4Fg0Se_Ua-Ti3Oq7Mr2Ln6Kp1Jo5Ih9G",
+            "api_key",
+            "Zq8Lm3Nx7Pv2",
+            "HEROKU=",
+        ),
+        (
+            "GET https://api.telegram.org/bot123456789:AAE0x9kLmNoPqRsTuVwXyZ0123456789abc/getMe",
+            "api_key",
+            "AAE0x9kLmNoPqRsT",
+            "/getMe",
+        ),
+        (
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBF1xZq8BCADk3Lm9Qp2Rs8\n=Ab3d\n-----END PGP PRIVATE KEY BLOCK----- end",
+            "private_key",
+            "lQOYBF1xZq8BCADk",
+            " end",
+        ),
+        (
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkq\n-----END ENCRYPTED PRIVATE KEY-----",
+            "private_key",
+            "MIIFHDBOBgkqhkiG",
+            "",
+        ),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,5E3B7A\n\nMIIEpAIBAAKCAQEA3Lm9\n-----END RSA PRIVATE KEY-----",
+            "private_key",
+            "MIIEpAIBAAKCAQEA",
+            "",
+        ),
+        (
+            "pasted: -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oVfZ4T0h! (cut off)",
+            "private_key",
+            "MHcCAQEEIBkg4LVW",
+            "! (cut off)",
+        ),
+        (
+            "cache at redis://:S3cretPw42@cache.internal:6379/0",
+            "secret_field",
+            "S3cretPw42",
+            "@cache.internal:6379/0",
+        ),
+        (
+            "aws configure set aws_secret_access_key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "api_key",
+            "wJalrXUtnFEMI",
+            "aws configure set aws_secret_access_key ",
+        ),
+        (
+            "the secret access key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, id AKIAIOSFODNN7EXAMPLE",
+            "api_key",
+            "K7MDENG",
+            "the secret access key: ",
+        ),
+        (
+            "key: 8sKq2LmZ0pXv7RtY4wNb3Jc6",
+            "api_key",
+            "8sKq2LmZ0pXv7RtY",
+            "key: ",
+        ),
+        (
+            "DefaultEndpointsProtocol=https;AccountName=store7;AccountKey=dGhpcyBpcyBub3QgYSByZWFsIHN0b3JhZ2UgYWNjb3VudCBrZXksIG9ubHkgdGVzdCBkYXRhIG9rISE=;EndpointSuffix=core.windows.net",
+            "api_key",
+            "dGhpcyBpcyBub3Qg",
+            ";EndpointSuffix=core.windows.net",
+        ),
+        (
+            "apiSecret := \"Pz8Lq3Rm7Tn2Vb6Xc1Ws\"",
+            "secret_field",
+            "Pz8Lq3Rm7Tn2",
+            "apiSecret := \"",
+        ),
+        (
+            "//registry.npmjs.org/:_authToken=743b294a-cd03-11ec-9d64-0242ac120002",
+            "secret_field",
+            "743b294a",
+            "//registry.npmjs.org/:_authToken=",
+        ),
     ];
     let mut checked = 0;
     for &(input, kind, secret, kept) in cases {
@@ -411,7 +538,31 @@ const BENIGN_TEXT: &[&str] = &[
     "Ask: what is the time? Answer: 5 o'clock.",
     "",
     "abc",
+    // Values next to key-like words that the random-value rule must leave alone.
+    "key=SwordOfFlames_Level2 and key: DRAGON_SLAYER_STAGE2_NORTHGATE",
+    "door_key=Crypt_Of_The_Lich_King_3, token: silver",
+    "key=item_4f9c2a1b8e7d6c5b3a2f and key-7 and key-red",
+    "key: 6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+    "secret recipe changed in commit 43fc912ef59a83054ea7f6706df4d53a7dea4d80 by the aws team",
+    "public_key = 7Hq2Lm9Zx4Pv8Rt1Wn6Yb3Kc5Jd0Sf, primaryKey=orders_2024_q3_region7",
+    "tokens_collected=7Hq2Lm9Zx4Pv8Rt1Wn6Yb3, token_type: Bearer, max_tokens=4096",
+    "password_changed_at=2024-05-01T12:30:45Z",
+    "The Archivist said: the key is under the mat, the token is silver, the secret is moonlight.",
+    "Pneumonoultramicroscopicsilicovolcanoconiosis; Supercalifragilisticexpialidocious!",
+    "awf_lifecycle 0.1.0 (pg 15.6), build v2.10.4-beta+exp.sha.5114f85, md5=5c94767cedb5d6987c902ac850ded2c6",
+    "NotificationServiceHandler.update.handleIncomingMessagesForUser failed",
+    "http://localhost:5000/<%= @variable %> and \"https://url:8000\";@something else",
+    "see https://example.com:8443/quests?id=7&who=@mira#top",
+    "Stage SK-2, the AC-130 and SKELETONKINGsword; ACcumulated 3 keys",
+    "Love, Grandma xoxo-hugs-and-kisses-forever",
+    "avatar data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+    "The BEGIN PRIVATE KEY ceremony starts at dawn; -----BEGIN CERTIFICATE-----",
 ];
+
+/// SHA-256 content and chain hashes as exports carry them (sha256 of "a" and of "b").
+const HASH_A: &str = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb";
+const HASH_B: &str = "3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d";
+const SESSION: &str = "550e8400-e29b-41d4-a716-446655440000";
 
 fn benign_state() -> Value {
     json!({
@@ -446,6 +597,15 @@ fn benign_state() -> Value {
             "api_key_enabled": true
         },
         "world": {"version": "v2.10.4", "seed": 123456789, "clock": "12:30"},
+        "bundle": {
+            "content_hash": HASH_A,
+            "row_hash": HASH_B,
+            "prev_hash": HASH_A,
+            "contract_ref": "awf/contract@3",
+            "chain": [HASH_A, HASH_B],
+            "note": format!("state_hash={HASH_A}; chain: prev {HASH_A} -> row {HASH_B}; key: {HASH_B}"),
+            "snapshots": {"key": HASH_A, "keys": [HASH_B], "cache_key": HASH_A, "ids": [SESSION]},
+        },
         "memory": {"episodic": [{"salience": 0.5, "text": "Met the smith at 12:30."}]}
     })
 }
@@ -569,4 +729,172 @@ fn large_document_is_fast_enough() {
     assert_eq!(r.report.total, 5_000 * 4);
     println!("large: {} findings in {took:?}", r.report.total);
     assert!(took.as_secs() < 20, "{took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public corpus of credential formats (tests/fixtures/secrets/README.md says where from)
+
+/// The first fragment of `secret` (every window of 8 characters, or all of it when shorter)
+/// that still appears in a string of `doc`.
+fn leaked_fragment(doc: &Value, secret: &str) -> Option<String> {
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+            Value::Object(map) => map.iter().for_each(|(k, i)| {
+                out.push(k);
+                strings(i, out);
+            }),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    strings(doc, &mut all);
+    let chars: Vec<char> = secret.chars().collect();
+    let w = chars.len().min(8);
+    chars
+        .windows(w)
+        .map(|win| win.iter().collect::<String>())
+        .find(|frag| all.iter().any(|s| s.contains(frag.as_str())))
+}
+
+#[test]
+fn public_corpus_of_credential_formats_is_redacted() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/secrets/corpus.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let corpus: Value = serde_json::from_str(&text).unwrap();
+    let samples = corpus["samples"].as_array().expect("samples");
+    assert!(samples.len() >= 100, "corpus shrank: {}", samples.len());
+
+    // source -> (samples, redacted); kind name -> findings
+    let mut per_source: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    const SAYS: (&str, &str) = (
+        "Turn 12: the archivist reads aloud \"",
+        "\" and closes the ledger.",
+    );
+    for sample in samples {
+        let source = sample["source"].as_str().expect("source");
+        let rule = sample["rule"].as_str().expect("rule");
+        let text = sample["text"].as_str().expect("text");
+        let secret = sample["secret"].as_str().unwrap_or(text);
+        assert!(text.contains(secret), "{rule}: secret not in text");
+        // The sample in free text, alone in an ordinary field, and in a multi-line memory,
+        // inside a state shaped like a game's.
+        let state = json!({
+            "turn_id": 12,
+            "player": {"name": "Mira", "hp": 42, "inventory": [{"item": "ledger", "note": text}]},
+            "npcs": [{"name": "Archivist", "says": format!("{}{text}{}", SAYS.0, SAYS.1)}],
+            "memory": {"episodic": [{"salience": 0.7, "text": format!("{text}\n(copied from the ledger)")}]},
+        });
+        let r = redact(&state, &opts("corpus"));
+        let entry = per_source.entry(source).or_default();
+        entry.0 += 1;
+        let places = [
+            "/player/inventory/0/note",
+            "/npcs/0/says",
+            "/memory/episodic/0/text",
+        ];
+        let missing: Vec<&str> = places
+            .iter()
+            .copied()
+            .filter(|p| !r.report.findings.iter().any(|f| f.pointer == *p))
+            .collect();
+        let says = at(&r.document, "/npcs/0/says");
+        let leaked = leaked_fragment(&r.document, secret);
+        if !missing.is_empty() || leaked.is_some() {
+            failures.push(format!(
+                "{source}/{rule}: {text:?}: no finding at {missing:?}, leaked {leaked:?}"
+            ));
+            continue;
+        }
+        // Only the secret goes: the narrative around it and the rest of the state survive.
+        assert!(
+            says.starts_with(SAYS.0) && says.ends_with(SAYS.1),
+            "{rule}: {says}"
+        );
+        assert_eq!(r.document["player"]["name"], "Mira");
+        assert_eq!(r.document["turn_id"], 12);
+        for f in &r.report.findings {
+            *kinds.entry(f.kind.clone()).or_default() += 1;
+        }
+        entry.1 += 1;
+    }
+    let describe = |id: &str| {
+        let s = &corpus["sources"][id];
+        format!(
+            "{id} {} {}",
+            s["version"].as_str().unwrap(),
+            s["license"].as_str().unwrap()
+        )
+    };
+    let (total, redacted) = per_source
+        .values()
+        .fold((0, 0), |(a, b), &(n, ok)| (a + n, b + ok));
+    let sources: Vec<String> = per_source.keys().map(|id| describe(id)).collect();
+    println!(
+        "secret corpus ({}): {total} samples, {redacted} redacted",
+        sources.join(", ")
+    );
+    for (id, (n, ok)) in &per_source {
+        println!("  {}: {n} samples, {ok} redacted", describe(id));
+    }
+    println!("  findings by kind: {kinds:?}");
+    assert!(
+        failures.is_empty(),
+        "{} not redacted:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded work on hostile input
+
+#[test]
+fn hostile_strings_stay_linear() {
+    // Each string repeats what one detector starts on without ever completing it, or completes
+    // it over and over. At 256 KiB a quadratic step would take minutes; linear work takes well
+    // under a second per string even unoptimized (doubling the size doubles the time).
+    let n = 1 << 18;
+    let fill = |unit: &str| unit.repeat(n / unit.len());
+    let hostile = [
+        fill("-----BEGIN PRIVATE KEY-----!"),
+        fill("-----BEGIN RSA PRIVATE KEY-----\nMIIB"),
+        fill("key="),
+        fill("key=a1B2c3D4e5F6g7H8i9J0k "),
+        fill("aws secret "),
+        fill("x://u:p@"),
+        fill("https://"),
+        fill("sk-"),
+        fill("123456:A"),
+        fill("Mxxxxxxxxxxxxxxxxxxxxxxx.abcdef."),
+        fill("a@b."),
+        fill("1.2.3."),
+        fill("a:b:"),
+        fill("eyJ."),
+        fill("Bearer "),
+        "a".repeat(n),
+    ];
+    let start = std::time::Instant::now();
+    let (mut findings, mut slowest) = (0, (std::time::Duration::ZERO, ""));
+    for text in &hostile {
+        let one = std::time::Instant::now();
+        let r = redact(&json!({ "text": text }), &opts("s"));
+        findings += r.report.total;
+        let took = one.elapsed();
+        if took > slowest.0 {
+            slowest = (took, &text[..12]);
+        }
+        assert!(took.as_secs() < 20, "{:?}...: {took:?}", &text[..20]);
+    }
+    println!(
+        "hostile: {} strings of {} KiB, {findings} findings in {:?} (slowest {:?}: {:?})",
+        hostile.len(),
+        n >> 10,
+        start.elapsed(),
+        slowest.1,
+        slowest.0
+    );
 }
