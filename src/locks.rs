@@ -36,36 +36,36 @@ pub fn named(c: &mut SpiClient<'_>, name: &str) {
 
 /// `Spi::connect_mut` for an extension call: every statement of the call, whichever row it
 /// waits for (a `FOR UPDATE`, an `UPDATE` of a row another transaction holds), waits at most
-/// the lock timeout. Every entry point that writes goes through here.
+/// the lock timeout; and every statement runs with `search_path` pinned to `pg_catalog,
+/// pg_temp`, so the checks a call makes as the caller (the row-level security reads that prove
+/// its right to the rows it then writes as the owner, the quota sums) cannot be bent by an
+/// operator or function the caller put in front on its own path. Every entry point that
+/// writes goes through here, and all its SQL names the `awf` schema.
 pub fn connect_mut<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
-    pgrx::spi::Spi::connect_mut(|c| bounded(|| f(c)))
+    pgrx::spi::Spi::connect_mut(|c| {
+        let _path = Setting::enter(c"search_path", c"pg_catalog, pg_temp");
+        bounded(|| f(c))
+    })
 }
 
 /// Runs `f` (statements that take row locks) with `lock_timeout` set to `awf.lock_timeout_ms`,
 /// unless the caller's own is shorter; the caller's setting is back when `f` returns.
 pub fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    let _scope = LockTimeout::enter();
+    let _scope = Setting::lock_timeout();
     f()
 }
 
-/// `lock_timeout` lowered for a scope; dropping it restores the caller's.
-struct LockTimeout(Option<i32>);
+/// A setting changed for a scope (`None`: left as it was); dropping it restores the caller's.
+struct Setting(Option<i32>);
 
-impl LockTimeout {
-    fn enter() -> LockTimeout {
-        let ours = gucs::lock_timeout_ms();
-        // SAFETY: reading a backend global.
-        let callers = unsafe { pg_sys::LockTimeout };
-        if ours == 0 || (callers > 0 && callers <= ours) {
-            return LockTimeout(None);
-        }
-        let value = CString::new(ours.to_string()).expect("digits");
+impl Setting {
+    fn enter(name: &std::ffi::CStr, value: &std::ffi::CStr) -> Setting {
         // SAFETY: plain backend calls; the level opened here is closed in Drop, or by the
-        // abort an ERROR (such as the timeout itself) leads to.
+        // abort an ERROR (such as a lock timeout) leads to.
         let level = unsafe {
             let level = pg_sys::NewGUCNestLevel();
             pg_sys::set_config_option(
-                c"lock_timeout".as_ptr(),
+                name.as_ptr(),
                 value.as_ptr(),
                 pg_sys::GucContext::PGC_USERSET,
                 pg_sys::GucSource::PGC_S_SESSION,
@@ -76,11 +76,23 @@ impl LockTimeout {
             );
             level
         };
-        LockTimeout(Some(level))
+        Setting(Some(level))
+    }
+
+    /// `lock_timeout` lowered to `awf.lock_timeout_ms`, unless the caller's is shorter.
+    fn lock_timeout() -> Setting {
+        let ours = gucs::lock_timeout_ms();
+        // SAFETY: reading a backend global.
+        let callers = unsafe { pg_sys::LockTimeout };
+        if ours == 0 || (callers > 0 && callers <= ours) {
+            return Setting(None);
+        }
+        let value = CString::new(ours.to_string()).expect("digits");
+        Setting::enter(c"lock_timeout", &value)
     }
 }
 
-impl Drop for LockTimeout {
+impl Drop for Setting {
     fn drop(&mut self) {
         // While unwinding from an ERROR the abort restores the setting, and calling into
         // PostgreSQL then could raise again.

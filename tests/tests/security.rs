@@ -535,3 +535,63 @@ fn app_role_cannot_write_devices_keys_or_counters_directly() {
         .get(0);
     assert_eq!(n, 1, "only the registered device exists");
 }
+
+/// The checks a call makes as the caller (the row-level security reads that prove its right
+/// to rows it then writes as the owner) run with a pinned search_path: an `=` of the caller's
+/// own that is always true cannot make another user's session look like its own.
+#[test]
+fn a_callers_search_path_cannot_bend_the_ownership_checks() {
+    let db = TestDb::new();
+    let app = TestRole::new(&db, "awf_app");
+    let mut root = db.client();
+    let victim = random_uuid();
+    root.query_one(
+        "SELECT awf.session_upsert($1::text::uuid, 'u2', $2::jsonb)",
+        &[&victim, &state("victim")],
+    )
+    .unwrap();
+    let schema = format!("evil_{}", &app.name()[9..]);
+    root.batch_execute(&format!(
+        "CREATE SCHEMA {schema} AUTHORIZATION {}",
+        app.name()
+    ))
+    .unwrap();
+    let mut c = as_user(&db, &app, Some("u1"));
+    let mine = random_uuid();
+    c.query_one(
+        "SELECT awf.session_upsert($1::text::uuid, 'u1', $2::jsonb)",
+        &[&mine, &state("mallory")],
+    )
+    .unwrap();
+    c.batch_execute(&format!(
+        "CREATE FUNCTION {schema}.always(uuid, uuid) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+         CREATE OPERATOR {schema}.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = {schema}.always);
+         SET search_path = {schema}, pg_catalog"
+    ))
+    .unwrap();
+    let t1 = turn(1);
+    for sql in [
+        "SELECT awf.turn_submit($1::text::uuid, 1, $2::jsonb)",
+        "SELECT awf.snapshot_create($1::text::uuid, 'x')",
+    ] {
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = if sql.contains("$2") {
+            vec![&victim, &t1]
+        } else {
+            vec![&victim]
+        };
+        let (code, msg) = fails(&mut c, sql, &params);
+        assert_eq!(code, "P0002", "{sql}: {msg}");
+    }
+    let row = root
+        .query_one(
+            "SELECT turn_id, state #>> '{player,name}', (SELECT count(*) FROM awf.snapshots WHERE session_id = $1::text::uuid)
+             FROM awf.sessions WHERE session_id = $1::text::uuid",
+            &[&victim],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0, "the victim's session did not move");
+    assert_eq!(row.get::<_, String>(1), "victim");
+    assert_eq!(row.get::<_, i64>(2), 0);
+    root.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}

@@ -548,10 +548,21 @@ fn apply_one(doc: &mut Value, act: &Act, turn: i64, budget: &mut Budget) -> Resu
                 .map_err(|e| ActError::Limit(e.message))?;
             apply_plain(doc, act, turn).map_err(ActError::Invalid)
         }
-        Act::Append { value, .. } | Act::Merge { value, .. } => {
-            budget
+        Act::Append { path, value } | Act::Merge { path, value } => {
+            let size = budget
                 .build_copy_of(value)
                 .map_err(|e| ActError::Limit(e.message))?;
+            // Where the value lands, checked before it is put there: each act could nest its
+            // value under the previous one's, and a state thousands of levels deep overflows
+            // the stack of whatever walks (or drops) it next.
+            let lands = path.matches('/').count() + usize::from(matches!(act, Act::Append { .. }));
+            if lands + size.depth > crate::json::MAX_DEPTH {
+                return Err(ActError::Limit(format!(
+                    "the state would nest {} levels deep, more than the {} allowed",
+                    lands + size.depth,
+                    crate::json::MAX_DEPTH
+                )));
+            }
             apply_plain(doc, act, turn).map_err(ActError::Invalid)
         }
         _ => apply_plain(doc, act, turn).map_err(ActError::Invalid),

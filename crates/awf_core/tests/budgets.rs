@@ -86,6 +86,32 @@ fn a_depth_doubling_patch_stops_at_the_depth_limit() {
 }
 
 #[test]
+fn merge_and_append_acts_cannot_nest_a_state_past_the_limit() {
+    // Each act puts a 120-level value at the bottom of the previous one: 500 such acts would
+    // nest the state 60,000 levels deep before the end-of-turn depth check saw it.
+    let mut deep = json!({});
+    for _ in 0..120 {
+        deep = json!({ "": deep });
+    }
+    let acts = json!([
+        {"op": "merge", "path": "/a", "value": deep},
+        {"op": "merge", "path": format!("/a{}", "/".repeat(119)), "value": deep},
+    ]);
+    let acts = parse_acts(&acts).unwrap();
+    let err = apply_acts(&json!({"a": {}}), &acts, 1, &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
+    assert!(
+        err.message.contains("act 1") && err.message.contains("levels deep"),
+        "{err}"
+    );
+    let acts =
+        parse_acts(&json!([{"op": "append", "path": "/log", "value": [[[[[[[[deep]]]]]]]]}]))
+            .unwrap();
+    let err = apply_acts(&json!({"log": []}), &acts, 1, &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::LimitExceeded, "{err}");
+}
+
+#[test]
 fn copies_of_one_long_string_stop_at_the_byte_limit() {
     // Each copy is one node, so the node limit alone let this build 2 GB from a 1 MB input.
     let doc = json!({"s": "x".repeat(1 << 20)});
