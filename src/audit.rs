@@ -539,7 +539,7 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
 pub(crate) struct AsOwner {
     user: pg_sys::Oid,
     sec_context: i32,
-    nest_level: i32,
+    path: Option<crate::locks::Setting>,
 }
 
 impl AsOwner {
@@ -570,17 +570,7 @@ impl AsOwner {
         // (sub)transaction abort that an ERROR leads to.
         unsafe {
             pg_sys::GetUserIdAndSecContext(&mut user, &mut sec_context);
-            let nest_level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                path.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+            let path = crate::locks::Setting::enter(c"search_path", path);
             pg_sys::SetUserIdAndSecContext(
                 owner,
                 sec_context
@@ -590,7 +580,7 @@ impl AsOwner {
             AsOwner {
                 user,
                 sec_context,
-                nest_level,
+                path: Some(path),
             }
         }
     }
@@ -610,14 +600,10 @@ pub(crate) fn as_owner<'conn, R>(
 
 impl Drop for AsOwner {
     fn drop(&mut self) {
-        // SAFETY: restores what `enter` saved. While unwinding from an ERROR the abort does
-        // it, and calling into PostgreSQL then could raise again.
-        unsafe {
-            if !std::thread::panicking() {
-                pg_sys::AtEOXact_GUC(true, self.nest_level);
-            }
-            pg_sys::SetUserIdAndSecContext(self.user, self.sec_context);
-        }
+        // The path first, then the user, the reverse of `enter_role`.
+        drop(self.path.take());
+        // SAFETY: restores what `enter_role` saved.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.sec_context) };
     }
 }
 

@@ -15,23 +15,22 @@ use pgrx::spi::SpiClient;
 use std::ffi::CString;
 
 /// Takes the transaction-long lock `name` (e.g. `audit`, `quota:<user>`), creating its row on
-/// first use. Held until the transaction ends; bounded by the lock timeout.
+/// first use. Held until the transaction ends; bounded by the lock timeout of
+/// [`connect_mut`].
 pub fn named(c: &mut SpiClient<'_>, name: &str) {
     let _owner = AsOwner::enter(c);
-    bounded(|| {
-        c.update(
-            "INSERT INTO awf.locks (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            None,
-            &[name.into()],
-        )
-        .expect("insert into awf.locks");
-        c.update(
-            "SELECT 1 FROM awf.locks WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-            None,
-            &[name.into()],
-        )
-        .expect("lock awf.locks");
-    });
+    c.update(
+        "INSERT INTO awf.locks (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        None,
+        &[name.into()],
+    )
+    .expect("insert into awf.locks");
+    c.update(
+        "SELECT 1 FROM awf.locks WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+        None,
+        &[name.into()],
+    )
+    .expect("lock awf.locks");
 }
 
 /// `Spi::connect_mut` for an extension call: every statement of the call, whichever row it
@@ -44,22 +43,45 @@ pub fn named(c: &mut SpiClient<'_>, name: &str) {
 pub fn connect_mut<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
     pgrx::spi::Spi::connect_mut(|c| {
         let _path = Setting::enter(c"search_path", c"pg_catalog, pg_temp");
-        bounded(|| f(c))
+        let _lock_timeout = Setting::lock_timeout();
+        f(c)
     })
 }
 
-/// Runs `f` (statements that take row locks) with `lock_timeout` set to `awf.lock_timeout_ms`,
-/// unless the caller's own is shorter; the caller's setting is back when `f` returns.
-pub fn bounded<R>(f: impl FnOnce() -> R) -> R {
-    let _scope = Setting::lock_timeout();
-    f()
+/// Locks (`mode`: `FOR UPDATE` or `FOR SHARE`) the row of `awf.<table>` whose `key` is `id`,
+/// if the caller can see it; false when row-level security hides it or it does not exist.
+/// The lock is taken as the owner: a locking read needs UPDATE, which no caller role has, so
+/// no caller can hold the row hostage outside the functions either. Read the row after this,
+/// not before, to see its newest version. `table`, `key` and `mode` are the extension's own
+/// constants, never input.
+pub fn lock_visible<T: pgrx::IntoDatum + Copy>(
+    c: &mut SpiClient<'_>,
+    table: &'static str,
+    key: &'static str,
+    id: T,
+    mode: &'static str,
+) -> bool {
+    let visible = format!("SELECT 1 FROM awf.{table} WHERE {key} = $1");
+    let seen = c
+        .update(&visible, Some(1), &[id.into()])
+        .unwrap_or_else(|e| panic!("{visible}: {e}"));
+    if seen.is_empty() {
+        return false;
+    }
+    let lock = format!("SELECT 1 FROM awf.{table} WHERE {key} OPERATOR(pg_catalog.=) $1 {mode}");
+    crate::audit::as_owner(c, |c| {
+        c.update(&lock, None, &[id.into()])
+            .unwrap_or_else(|e| panic!("{lock}: {e}"))
+    });
+    true
 }
 
 /// A setting changed for a scope (`None`: left as it was); dropping it restores the caller's.
-struct Setting(Option<i32>);
+pub(crate) struct Setting(Option<i32>);
 
 impl Setting {
-    fn enter(name: &std::ffi::CStr, value: &std::ffi::CStr) -> Setting {
+    /// Sets `name` to `value` until dropped, the way a function's `SET` clause does.
+    pub(crate) fn enter(name: &std::ffi::CStr, value: &std::ffi::CStr) -> Setting {
         // SAFETY: plain backend calls; the level opened here is closed in Drop, or by the
         // abort an ERROR (such as a lock timeout) leads to.
         let level = unsafe {

@@ -38,14 +38,12 @@ fn session_upsert(
         // As the owner: a session of another user under this id must be seen (and refused),
         // not hidden by row-level security and then overwritten.
         let existing = crate::audit::as_owner(c, |c| {
-            crate::locks::bounded(|| {
-                c.update(
-                    "SELECT user_id_hash FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-                    Some(1),
-                    &[session_id.into()],
-                )
-                .expect("select awf.sessions")
-            })
+            c.update(
+                "SELECT user_id_hash FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+                Some(1),
+                &[session_id.into()],
+            )
+            .expect("select awf.sessions")
         });
         if !existing.is_empty() {
             let owner: String = col(&existing.first(), 1);

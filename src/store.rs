@@ -40,27 +40,7 @@ pub fn col<T: IntoDatum + FromDatum>(t: &SpiTupleTable<'_>, i: usize) -> T {
 /// session's row hostage outside the functions either. Read the row after this, not before,
 /// to see its newest version.
 pub fn lock_session(c: &mut SpiClient<'_>, id: Uuid) -> bool {
-    let visible = c
-        .update(
-            "SELECT 1 FROM awf.sessions WHERE session_id = $1",
-            Some(1),
-            &[id.into()],
-        )
-        .expect("select awf.sessions");
-    if visible.is_empty() {
-        return false;
-    }
-    crate::audit::as_owner(c, |c| {
-        crate::locks::bounded(|| {
-            c.update(
-                "SELECT 1 FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-                None,
-                &[id.into()],
-            )
-            .expect("lock awf.sessions")
-        })
-    });
-    true
+    crate::locks::lock_visible(c, "sessions", "session_id", id, "FOR UPDATE")
 }
 
 /// Loads a session; `lock` takes the row lock that serializes turns of one session.

@@ -150,30 +150,15 @@ fn save_restore(save_id: Uuid, target_turn: i64) -> JsonB {
 fn save_archive_restore(archive_id: i64) -> JsonB {
     const F: &str = "save_archive_restore";
     crate::locks::connect_mut(|c| {
-        // Visible to the caller (row-level security), then locked as the owner: a locking
-        // read needs UPDATE, which no caller role has on the save tables.
-        let visible = c
+        crate::locks::lock_visible(c, "save_archives", "archive_id", archive_id, "FOR UPDATE");
+        let t = c
             .update(
-                "SELECT 1 FROM awf.save_archives WHERE archive_id = $1",
+                "SELECT save_id, from_turn, to_turn, base_chain, restored_at IS NOT NULL
+                 FROM awf.save_archives WHERE archive_id = $1",
                 Some(1),
                 &[archive_id.into()],
             )
             .expect("select awf.save_archives");
-        let t = if visible.is_empty() {
-            visible
-        } else {
-            crate::audit::as_owner(c, |c| {
-                crate::locks::bounded(|| {
-                    c.update(
-                        "SELECT save_id, from_turn, to_turn, base_chain, restored_at IS NOT NULL
-                         FROM awf.save_archives WHERE archive_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-                        Some(1),
-                        &[archive_id.into()],
-                    )
-                    .expect("lock awf.save_archives")
-                })
-            })
-        };
         if t.is_empty() {
             raise(
                 Error::not_found(format!("archive {archive_id} does not exist")),

@@ -29,25 +29,8 @@ pub struct Save {
 /// row-level security hides it or it does not exist. Taken as the owner: a locking read needs
 /// UPDATE, which no caller role has on the save tables. Read the row after this, not before.
 pub fn lock_save(c: &mut SpiClient<'_>, id: Uuid, share: bool) -> bool {
-    let visible = c
-        .update(
-            "SELECT 1 FROM awf.saves WHERE save_id = $1",
-            Some(1),
-            &[id.into()],
-        )
-        .expect("select awf.saves");
-    if visible.is_empty() {
-        return false;
-    }
-    let sql = if share {
-        "SELECT 1 FROM awf.saves WHERE save_id OPERATOR(pg_catalog.=) $1 FOR SHARE"
-    } else {
-        "SELECT 1 FROM awf.saves WHERE save_id OPERATOR(pg_catalog.=) $1 FOR UPDATE"
-    };
-    crate::audit::as_owner(c, |c| {
-        crate::locks::bounded(|| c.update(sql, None, &[id.into()]).expect(sql))
-    });
-    true
+    let mode = if share { "FOR SHARE" } else { "FOR UPDATE" };
+    crate::locks::lock_visible(c, "saves", "save_id", id, mode)
 }
 
 /// Loads a save (P0002 when missing or hidden by row-level security); `lock` serializes turns.
