@@ -79,7 +79,9 @@ fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
         check_next(session_id, &session, turn_id);
         // Refuse now, not at apply time (or at every restart's reconciliation), a payload that
         // does not apply to the current state or costs more than the limits allow.
-        compute(c, &session, turn_id, &raw).or_raise("wal_append");
+        let computed = compute(c, &session, turn_id, &raw).or_raise("wal_append");
+        crate::saves::persist::check_turn_would_save(c, session_id, &computed.state)
+            .or_raise("wal_append");
         insert_wal(
             c,
             session_id,
@@ -461,6 +463,28 @@ mod tests {
             "a refused turn writes nothing"
         );
         assert_eq!(one::<i64>("SELECT turn_id FROM awf.sessions"), Some(0));
+    }
+
+    /// A turn whose diff its cloud save would refuse is refused when appended, not parked to
+    /// fail at every apply (found by the hostile-input suite).
+    #[pg_test]
+    fn wal_append_refuses_a_turn_its_save_would_refuse() {
+        new_session();
+        run(&format!("SELECT awf.save_create_or_attach('{SID}', 'u1')"));
+        run("SET awf.sync_max_diff_bytes_kb = 1");
+        let big = format!(
+            r#"{{"acts": [{{"op": "merge", "path": "/player", "value": {{"bio": "{}"}}}}]}}"#,
+            "x".repeat(4000)
+        );
+        assert_sqlstate(
+            &format!("SELECT awf.wal_append('{SID}', 1, '{big}')"),
+            "54000",
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.turn_wal"), Some(0));
+        // A small turn still goes through.
+        run(&format!(
+            r#"SELECT awf.wal_append('{SID}', 1, '{{"acts": [{{"op": "increment", "path": "/player/gold"}}]}}')"#
+        ));
     }
 
     #[pg_test]

@@ -183,6 +183,13 @@ fn check_next(s: &Save, turn_id: i64) -> Result<()> {
 
 /// Plans and writes one JSON turn of a locked save.
 pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> Result<Value> {
+    let planned = plan(s, turn_id, state)?;
+    write(c, s, turn_id, planned, Some(state))
+}
+
+/// Plans turn `turn_id` of `s` (base or diff, hashes) and checks what does not depend on
+/// other saves: the turn order, the state's shape and depth, the diff size cap.
+fn plan(s: &Save, turn_id: i64, state: &Value) -> Result<Planned> {
     check_next(s, turn_id)?;
     if !state.is_object() {
         return Err(Error::invalid("a saved state must be a JSON object"));
@@ -198,7 +205,7 @@ pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> 
         &mut gucs::budget(),
     )?;
     check_diff_size(&planned, turn_id)?;
-    write(c, s, turn_id, planned, Some(state))
+    Ok(planned)
 }
 
 /// Encodes the blob, checks the save and quota limits, then writes blob, row and head.
@@ -276,6 +283,17 @@ pub fn on_turn_applied(c: &mut SpiClient<'_>, session_id: Uuid, state: &Value) -
     };
     let s = store::save(c, id, true);
     persist(c, &s, s.head_turn + 1, state).map(|_| ())
+}
+
+/// What `on_turn_applied` would refuse for good, checked without writing: `awf.wal_append`
+/// parks no turn its save could never take (a diff over the cap, say). The quota is not
+/// checked here; it can change before the turn is applied.
+pub fn check_turn_would_save(c: &mut SpiClient<'_>, session_id: Uuid, state: &Value) -> Result<()> {
+    let Some(id) = store::session_save(c, session_id) else {
+        return Ok(());
+    };
+    let s = store::save(c, id, false);
+    plan(&s, s.head_turn + 1, state).map(|_| ())
 }
 
 /// Stores turn `turn_id` of a locked save as a base (its full state) when it is a diff, so the

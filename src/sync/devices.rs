@@ -36,7 +36,8 @@ pub fn authenticate(
     f: &'static str,
 ) -> Device {
     let refuse = |why: &str| -> ! {
-        log!("awf audit: {f} refused for device {device_id:?}: {why}");
+        let shown = awf_core::error::excerpt(device_id, 128);
+        log!("awf audit: {f} refused for device {shown:?}: {why}");
         crate::bgworker::audit_refusal(f, device_id, why);
         raise(
             Error::not_allowed(format!(

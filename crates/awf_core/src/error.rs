@@ -33,11 +33,16 @@ pub struct Error {
 /// Result alias used across awf_core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The longest message an error keeps, in bytes. Messages quote the input they refuse (a
+/// device id, a path, a number); a megabyte of it would be echoed back to the caller and
+/// written to the server log, so the rest is cut and its length said instead.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
-            message: message.into(),
+            message: clip(message.into()),
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -67,3 +72,43 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`], with what was cut said.
+fn clip(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    excerpt(&message, MAX_MESSAGE_BYTES)
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary, followed by how long `s` was when
+/// anything was cut: for quoting caller input in messages and log lines.
+pub fn excerpt(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… (cut from {} bytes)", &s[..cut], s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let short = Error::invalid("device \"a\" is unknown");
+        assert_eq!(short.message, "device \"a\" is unknown");
+        let long = Error::invalid(format!("device \"{}\" is unknown", "€".repeat(500_000)));
+        assert!(
+            long.message.len() < MAX_MESSAGE_BYTES + 64,
+            "{}",
+            long.message.len()
+        );
+        assert!(long.message.starts_with("device \"€€"));
+        assert!(long.message.ends_with("(cut from 1500020 bytes)"));
+    }
+}
