@@ -32,6 +32,7 @@ static SYNC_SNAPSHOT_EVERY: GucSetting<i32> = GucSetting::<i32>::new(25);
 static SYNC_ZSTD_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Largest diff of one turn, in KB.
 static SYNC_MAX_DIFF_BYTES_KB: GucSetting<i32> = GucSetting::<i32>::new(128);
+static SYNC_MAX_UPLOAD_TURNS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// Largest cloud save, in MB.
 static SYNC_MAX_SAVE_BYTES_MB: GucSetting<i32> = GucSetting::<i32>::new(200);
 /// Storage quota per user, in MB.
@@ -220,6 +221,13 @@ fn init_sync() {
         22,
     );
     define_int(
+        c"awf.sync_max_upload_turns",
+        c"Most turns one awf.sync_up request may carry.",
+        &SYNC_MAX_UPLOAD_TURNS,
+        1,
+        1_000_000,
+    );
+    define_int(
         c"awf.sync_max_diff_bytes_kb",
         c"Largest diff of one turn, in KB.",
         &SYNC_MAX_DIFF_BYTES_KB,
@@ -279,6 +287,9 @@ pub fn sync_snapshot_every() -> i64 {
 }
 pub fn sync_zstd_level() -> i32 {
     SYNC_ZSTD_LEVEL.get()
+}
+pub fn sync_max_upload_turns() -> usize {
+    SYNC_MAX_UPLOAD_TURNS.get() as usize
 }
 pub fn sync_max_diff_bytes() -> usize {
     SYNC_MAX_DIFF_BYTES_KB.get() as usize * 1024

@@ -166,7 +166,8 @@ fn save_persist_sealed(save_id: Uuid, turn_id: i64, sealed: &[u8]) -> JsonB {
         }
         check_next(&s, turn_id).or_raise(F);
         let planned = save::plan_sealed(&s.head_chain, turn_id, sealed);
-        JsonB(write(c, &s, turn_id, planned, None).or_raise(F))
+        let mut written = write(c, &s, vec![(turn_id, planned)], None).or_raise(F);
+        JsonB(written.remove(0))
     })
 }
 
@@ -184,21 +185,67 @@ fn check_next(s: &Save, turn_id: i64) -> Result<()> {
 /// Plans and writes one JSON turn of a locked save.
 pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> Result<Value> {
     let planned = plan(s, turn_id, state)?;
-    write(c, s, turn_id, planned, Some(state))
+    let mut written = write(c, s, vec![(turn_id, planned)], Some(state))?;
+    Ok(written.remove(0))
+}
+
+/// Plans and writes the JSON turns `states` of a locked save, each the next after the one
+/// before, all or none. The save's row is updated once for the lot: a row updated once per
+/// turn in one transaction leaves a chain of versions that every later lookup walks, which
+/// made a long upload quadratic.
+pub fn persist_many(c: &mut SpiClient<'_>, s: &Save, states: &[(i64, &Value)]) -> Result<()> {
+    let Some(&(_, last)) = states.last() else {
+        return Ok(());
+    };
+    let mut plans = Vec::with_capacity(states.len());
+    let (mut head_state, mut head_chain, mut head_turn) =
+        (s.head_state.as_ref(), s.head_chain.clone(), s.head_turn);
+    for &(turn_id, state) in states {
+        let planned = plan_on(s, head_state, &head_chain, head_turn, turn_id, state)?;
+        head_chain = planned.chain_hash.clone();
+        (head_state, head_turn) = (Some(state), turn_id);
+        plans.push((turn_id, planned));
+    }
+    write(c, s, plans, Some(last)).map(|_| ())
 }
 
 /// Plans turn `turn_id` of `s` (base or diff, hashes) and checks what does not depend on
 /// other saves: the turn order, the state's shape and depth, the diff size cap.
 fn plan(s: &Save, turn_id: i64, state: &Value) -> Result<Planned> {
-    check_next(s, turn_id)?;
+    plan_on(
+        s,
+        s.head_state.as_ref(),
+        &s.head_chain,
+        s.head_turn,
+        turn_id,
+        state,
+    )
+}
+
+/// [`plan`] on a head that may be ahead of the stored one (a batch being planned).
+fn plan_on(
+    s: &Save,
+    head_state: Option<&Value>,
+    head_chain: &str,
+    head_turn: i64,
+    turn_id: i64,
+    state: &Value,
+) -> Result<Planned> {
+    if turn_id != head_turn + 1 {
+        return Err(Error::invalid(format!(
+            "save {} is at turn {head_turn}, so the next turn is {}, not {turn_id}",
+            s.save_id,
+            head_turn + 1
+        )));
+    }
     if !state.is_object() {
         return Err(Error::invalid("a saved state must be a JSON object"));
     }
     awf_core::json::check_state_depth(state)?;
     let make_base = save::base_every(turn_id, s.origin_turn, gucs::sync_snapshot_every());
     let planned = save::plan(
-        s.head_state.as_ref(),
-        &s.head_chain,
+        head_state,
+        head_chain,
         turn_id,
         state,
         make_base,
@@ -208,71 +255,85 @@ fn plan(s: &Save, turn_id: i64, state: &Value) -> Result<Planned> {
     Ok(planned)
 }
 
-/// Encodes the blob, checks the save and quota limits, then writes blob, row and head.
+/// Encodes the blobs of planned turns (in order, each the next), checks the save and quota
+/// limits for all of them, then writes blobs and rows and moves the head once, to the last
+/// turn (whose state is `head_state`; None for a sealed save). Returns each turn's summary.
 fn write(
     c: &mut SpiClient<'_>,
     s: &Save,
-    turn_id: i64,
-    planned: Planned,
-    state: Option<&Value>,
-) -> Result<Value> {
+    plans: Vec<(i64, Planned)>,
+    head_state: Option<&Value>,
+) -> Result<Vec<Value>> {
     let key = keys::data_key_for(c, &s.user_id_hash)?;
-    let blob = blobs::encode(
-        c,
-        &planned.blob,
-        &planned.blob_hash,
-        key.as_ref(),
-        gucs::sync_zstd_level(),
-    )?;
-    let added = i64::from(blob.stored_bytes);
+    let mut blobs = Vec::with_capacity(plans.len());
+    let mut added = 0i64;
+    for (_, planned) in &plans {
+        pgrx::check_for_interrupts!();
+        let blob = blobs::encode(
+            c,
+            &planned.blob,
+            &planned.blob_hash,
+            key.as_ref(),
+            gucs::sync_zstd_level(),
+        )?;
+        added += i64::from(blob.stored_bytes);
+        blobs.push(blob);
+    }
     check_limits(c, s, added)?;
-    blobs::write(c, &blob);
-    crate::audit::as_owner(c, |c| {
-        c.update(
-            "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id, content_hash,
-                                     chain_hash, stored_bytes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            None,
-            &[
-                s.save_id.into(),
-                turn_id.into(),
-                planned.kind.as_str().into(),
-                blob.blob_hash.as_str().into(),
-                blob.key_id.as_str().into(),
-                planned.content_hash.as_str().into(),
-                planned.chain_hash.as_str().into(),
-                blob.stored_bytes.into(),
-            ],
-        )
-        .expect("insert into awf.save_diffs")
-    });
+    let mut out = Vec::with_capacity(plans.len());
+    for ((turn_id, planned), blob) in plans.iter().zip(&blobs) {
+        blobs::write(c, blob);
+        crate::audit::as_owner(c, |c| {
+            c.update(
+                "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id,
+                                             content_hash, chain_hash, stored_bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                None,
+                &[
+                    s.save_id.into(),
+                    (*turn_id).into(),
+                    planned.kind.as_str().into(),
+                    blob.blob_hash.as_str().into(),
+                    blob.key_id.as_str().into(),
+                    planned.content_hash.as_str().into(),
+                    planned.chain_hash.as_str().into(),
+                    blob.stored_bytes.into(),
+                ],
+            )
+            .expect("insert into awf.save_diffs")
+        });
+        out.push(json!({
+            "save_id": s.save_id.to_string(),
+            "turn_id": turn_id,
+            "kind": planned.kind.as_str(),
+            "content_hash": planned.content_hash,
+            "chain_hash": planned.chain_hash,
+            "stored_bytes": blob.stored_bytes,
+            "state_bytes": planned.state_bytes,
+        }));
+    }
+    let Some((last_turn, last)) = plans.last() else {
+        return Ok(out);
+    };
     crate::audit::as_owner(c, |c| {
         c.update(
             "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
                 head_state = $5, bytes_stored = bytes_stored + $6, updated_at = now()
-         WHERE save_id = $1",
+             WHERE save_id = $1",
             None,
             &[
                 s.save_id.into(),
-                turn_id.into(),
-                planned.chain_hash.as_str().into(),
-                planned.content_hash.as_str().into(),
-                state.map(|v| JsonB(v.clone())).into(),
+                (*last_turn).into(),
+                last.chain_hash.as_str().into(),
+                last.content_hash.as_str().into(),
+                head_state.map(|v| JsonB(v.clone())).into(),
                 added.into(),
             ],
         )
         .expect("update awf.saves")
     });
-    audit::bump(c, "awf.sync.turns_persisted", 1);
-    Ok(json!({
-        "save_id": s.save_id.to_string(),
-        "turn_id": turn_id,
-        "kind": planned.kind.as_str(),
-        "content_hash": planned.content_hash,
-        "chain_hash": planned.chain_hash,
-        "stored_bytes": blob.stored_bytes,
-        "state_bytes": planned.state_bytes,
-    }))
+    audit::bump(c, "awf.sync.turns_persisted", plans.len() as i64);
+    Ok(out)
 }
 
 /// Called for every applied session turn: when the session has a (JSON) save, the turn is

@@ -143,6 +143,49 @@ mod tests {
         );
     }
 
+    /// A long upload is written in one pass: each turn's row and blob, the save's head once.
+    /// Over `awf.sync_max_upload_turns` the request is refused whole (54000).
+    #[pg_test]
+    fn a_long_upload_lands_whole_and_an_over_long_one_is_refused() {
+        let (save, tok) = setup(1);
+        let (t, c) = head(&save);
+        let r = up(
+            &tok,
+            json!({"save_id": save, "base_turn": t, "base_chain": c, "turns": gold_turns(2, 300, 0)}),
+        );
+        assert_eq!(r["head_turn"], json!(301), "{r}");
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM awf.save_diffs WHERE save_id = '{save}'"
+            )),
+            Some(302)
+        );
+        assert_eq!(
+            json(&format!("SELECT awf.save_verify('{save}')"))["ok"],
+            json!(true)
+        );
+        let stored = one::<i64>(&format!(
+            "SELECT bytes_stored FROM awf.saves WHERE save_id = '{save}'"
+        ));
+        let summed = one::<i64>(&format!(
+            "SELECT sum(stored_bytes)::bigint FROM awf.save_diffs WHERE save_id = '{save}'"
+        ));
+        assert_eq!(
+            stored, summed,
+            "the byte count moved once by the whole batch"
+        );
+        run("SET awf.sync_max_upload_turns = 2");
+        let (t, c) = head(&save);
+        assert_sqlstate(
+            &format!(
+                "SELECT awf.sync_up('phone', '{tok}', '{}')",
+                json!({"save_id": save, "base_turn": t, "base_chain": c, "turns": gold_turns(t + 1, 3, 0)})
+            ),
+            "54000",
+        );
+        assert_eq!(head(&save).0, 301, "nothing written");
+    }
+
     #[pg_test]
     fn sync_error_paths() {
         let (save, tok) = setup(2);

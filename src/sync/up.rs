@@ -83,6 +83,15 @@ fn parse(request: &Value) -> Result<Request> {
 /// branch is planned, so each one is charged as built: a thousand empty patches on a large
 /// state would otherwise hold a thousand free copies of it.
 fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<Vec<ClientTurn>> {
+    // Each turn costs a blob and a row: past a few thousand, one request outlasts any sane
+    // statement timeout while holding the save's lock.
+    if req.turns.len() > gucs::sync_max_upload_turns() {
+        return Err(Error::limit(format!(
+            "the request carries {} turns, over awf.sync_max_upload_turns = {}; upload them in parts",
+            req.turns.len(),
+            gucs::sync_max_upload_turns()
+        )));
+    }
     let mut out: Vec<ClientTurn> = Vec::with_capacity(req.turns.len());
     for (i, t) in req.turns.iter().enumerate() {
         let turn_id = t.get("turn_id").and_then(Value::as_i64).ok_or_else(|| {
@@ -262,10 +271,8 @@ fn archive_client_branch(
 
 /// Persists states one after the other on the save's head.
 fn append(c: &mut SpiClient<'_>, save_id: Uuid, states: &[(i64, &Value)]) -> Result<Save> {
-    for (turn_id, state) in states {
-        let s = store::save(c, save_id, true);
-        persist::persist(c, &s, *turn_id, state)?;
-    }
+    let s = store::save(c, save_id, true);
+    persist::persist_many(c, &s, states)?;
     Ok(store::save(c, save_id, true))
 }
 

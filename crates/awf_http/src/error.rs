@@ -34,12 +34,28 @@ pub fn status_for_sqlstate(code: &str) -> StatusCode {
 
 impl AppError {
     /// An error with an explicit status and code, for failures found before SQL runs.
+    /// The message is cut as awf_core cuts its own: a parser's complaint can quote megabytes of
+    /// the body it refused.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         AppError {
             status,
             code: code.to_owned(),
-            message: message.into(),
+            message: awf_core::error::excerpt(&message.into(), awf_core::error::MAX_MESSAGE_BYTES),
         }
+    }
+
+    /// 404 for a path no route serves.
+    pub fn no_route() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "42704", "no such route")
+    }
+
+    /// 405 for a route that does not take this method.
+    pub fn wrong_method() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "0A000",
+            "this route does not take this method",
+        )
     }
 
     /// A request the server could not parse (bad JSON, wrong content type).

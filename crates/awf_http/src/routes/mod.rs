@@ -17,6 +17,9 @@ pub fn router(state: AppState) -> Router {
         .merge(pure::routes())
         .merge(devices::routes())
         .merge(sync::routes())
+        // Unknown paths and methods answer in the same error shape as everything else.
+        .fallback(|| async { crate::error::AppError::no_route() })
+        .method_not_allowed_fallback(|| async { crate::error::AppError::wrong_method() })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
