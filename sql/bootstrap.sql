@@ -1,7 +1,7 @@
 -- awf_lifecycle schema objects, created before the extension's functions.
 -- The extension lives in schema awf (awf_lifecycle.control), which CREATE EXTENSION creates.
 
--- Roles (DESIGN §6). Roles are cluster-wide, so a second database reuses them.
+-- Roles. Roles are cluster-wide, so a second database reuses them.
 -- Two databases creating the extension at once may both find a role missing: the loser of
 -- that race finds it created.
 DO $$
@@ -123,7 +123,7 @@ WHERE c.name NOT IN ('awf.snapshots.created', 'awf.snapshots.restored', 'awf.rec
   'awf.export.sessions', 'awf.import.sessions', 'awf.wal.entries', 'awf.wal.reconciled')
 GROUP BY c.name;
 
--- Row-level security (DESIGN §6): awf_app sees only the sessions of awf.user_id_hash, and
+-- Row-level security: awf_app sees only the sessions of awf.user_id_hash, and
 -- their turns, WAL and snapshots; awf_admin sees everything. The owner bypasses RLS.
 ALTER TABLE awf.sessions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE awf.turns ENABLE ROW LEVEL SECURITY;

@@ -1,4 +1,4 @@
-//! Settings under the `awf.` prefix (DESIGN §7), set like any PostgreSQL setting
+//! Settings under the `awf.` prefix, set like any PostgreSQL setting
 //! (`ALTER SYSTEM`, `ALTER DATABASE ... SET`, `SET`). One static per setting, one `init()`
 //! that registers them all, and a getter per setting for the rest of the crate.
 

@@ -14,7 +14,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 /// Audit rows and metric counters.
 mod audit;
-/// The one table from awf_core error kinds to SQLSTATEs (DESIGN §5).
+/// The one table from awf_core error kinds to SQLSTATEs.
 mod errors;
 /// Settings under `awf.` and their getters.
 mod gucs;

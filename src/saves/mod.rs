@@ -1,4 +1,4 @@
-//! Cloud saves (DESIGN §2 Phase 23): every turn of a session kept as a base or a diff in
+//! Cloud saves: every turn of a session kept as a base or a diff in
 //! content-addressed, compressed, optionally encrypted blobs with a hash chain; exact rebuild
 //! of any turn, verification, restore with archives, retention, and master-key rotation.
 //! The algorithms (planning a turn, rebuilding and verifying a chain, the blob codec, keys)

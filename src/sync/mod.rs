@@ -1,4 +1,4 @@
-//! Cross-device sync (DESIGN §2 Phase 23): devices with sync tokens, `awf.sync_up` (fast
+//! Cross-device sync: devices with sync tokens, `awf.sync_up` (fast
 //! forward, or a conflict resolved by strategy with the losing branch archived whole),
 //! `awf.sync_down`, and conflicts as an API. The resolver is awf_core's `conflict`; the save
 //! machinery is `crate::saves`.

@@ -1,4 +1,4 @@
-//! Turn payloads and their acts: the default applier of DESIGN §3 "Acts".
+//! Turn payloads and their acts: the default applier.
 //!
 //! A turn's `awf_raw` is `{"txt": ..., "acts": [...]}`; other members are ignored so a backend
 //! can carry its own data along. `txt` is the narrative: one string of `\n`-separated lines or
@@ -35,7 +35,7 @@
 //! other pair adds as exact decimals (so `0.1 + 0.2` is `0.3`, not f64's
 //! `0.30000000000000004`). A result that RFC 8785 cannot write back exactly (beyond ±2^53, or
 //! more significant digits than a double holds) is refused rather than rounded, because the
-//! state is hashed in its canonical form after every turn (DESIGN §4).
+//! state is hashed in its canonical form after every turn.
 //!
 //! Applying is all or nothing: the acts run on a copy of the state that replaces it only when
 //! every act succeeded. A copy of a 20–200 KB state costs far less than the database round trip

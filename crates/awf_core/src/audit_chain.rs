@@ -1,4 +1,4 @@
-//! The hash chain over audit-log rows (DESIGN §6: every admin action and sync decision is
+//! The hash chain over audit-log rows (every admin action and sync decision is
 //! written to the audit log, and an edited or deleted row must be detectable).
 //!
 //! Every row stores `prev_hash`, the `row_hash` of the row before it ([`GENESIS`] for the

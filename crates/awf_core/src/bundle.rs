@@ -1,5 +1,5 @@
 //! The session bundle: the self-checking file `awf.session_export` writes and
-//! `awf.session_import` reads (DESIGN §3, §6).
+//! `awf.session_import` reads.
 //!
 //! The SQL side gathers the rows; this module owns the format: it builds the bundle, redacts
 //! it, checksums it, enforces the size limit, and verifies a bundle before anything is
@@ -97,7 +97,7 @@ pub struct BundleInput {
 /// How to export: whether and how to redact, and the size limit.
 #[derive(Clone)]
 pub struct ExportOptions {
-    /// Replace secrets and PII in every section (DESIGN §6: on by default at the SQL level).
+    /// Replace secrets and PII in every section (on by default at the SQL level).
     pub redact: bool,
     /// Salt of the redaction tags; see [`crate::redact`].
     pub salt: String,

@@ -1,4 +1,4 @@
-//! RFC 8785 (JCS) canonical bytes and SHA-256 content hashes (DESIGN §4).
+//! RFC 8785 (JCS) canonical bytes and SHA-256 content hashes.
 //!
 //! A state's hash is the SHA-256 of its canonical bytes, so two states that differ must never
 //! produce the same bytes. JCS serializes numbers as IEEE-754 doubles, so a number it cannot
@@ -49,7 +49,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// SHA-256 hex of the canonical bytes of `v`: the content hash of DESIGN §4.
+/// SHA-256 hex of the canonical bytes of `v`: the content hash.
 pub fn content_hash(v: &Value) -> Result<String> {
     Ok(sha256_hex(&canonical_bytes(v)?))
 }

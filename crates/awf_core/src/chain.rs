@@ -1,4 +1,4 @@
-//! The hash chain over turns (DESIGN §4).
+//! The hash chain over turns.
 //!
 //! The chain hash of turn n covers the chain hash of turn n-1, the turn id and the content
 //! hash of turn n, so the head hash alone commits to the whole history: editing, dropping,

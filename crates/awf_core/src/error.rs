@@ -1,12 +1,12 @@
 //! The one error type of awf_core.
 //!
 //! Every failure carries an [`ErrorKind`]; the extension maps kinds to SQLSTATEs and the HTTP
-//! server maps SQLSTATEs to statuses (DESIGN §5), so the kind is the contract and the message is
+//! server maps SQLSTATEs to statuses, so the kind is the contract and the message is
 //! for people.
 
 use std::fmt;
 
-/// What went wrong, in the terms of DESIGN §5.
+/// What went wrong, in the terms of the SQLSTATE table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// A thing the caller named does not exist.

@@ -1,4 +1,4 @@
-//! Secret and PII redaction for session exports (DESIGN §6).
+//! Secret and PII redaction for session exports.
 //!
 //! [`redact`] walks a JSON document and replaces secrets and personal data with
 //! `[REDACTED:<kind>:<tag>]`, where the tag is the first 12 hex digits of

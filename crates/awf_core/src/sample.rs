@@ -1,6 +1,6 @@
 //! Deterministic sample session states: a fixture for benchmarks and tests, not product code.
 //!
-//! [`game_state`] builds a document shaped like a real session state (DESIGN §2: `game_state`,
+//! [`game_state`] builds a document shaped like a real session state (`game_state`,
 //! `npcs`, `player`, `rng`, `world`, `adventure`, `memory.warm.pins[]`, `memory.episodic[]`,
 //! `hot.objectives[]`) whose canonical (RFC 8785) size is close to a requested number of bytes,
 //! and [`next_turn`] applies the small change one turn of play makes (a few hundred bytes), so

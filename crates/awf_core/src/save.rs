@@ -1,4 +1,4 @@
-//! Cloud save turns (DESIGN §2 Phase 23, §4): what to store for each turn, and the exact,
+//! Cloud save turns: what to store for each turn, and the exact,
 //! checked rebuild of any stored turn.
 //!
 //! A save stores one row per turn: its [`Kind`](crate::save::Kind), a content-addressed blob,

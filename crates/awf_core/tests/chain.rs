@@ -85,7 +85,7 @@ fn changed_chain_hash_is_found_at_its_index() {
 fn a_consistently_rebuilt_suffix_still_breaks_at_the_edit() {
     // A forger who rewrites turn 5 and recomputes every later link gets a chain that verifies
     // on its own, but whose head differs from the recorded one from link 5 on: this is why
-    // callers keep the head hash and compare it (DESIGN §4).
+    // callers keep the head hash and compare it.
     let links = sample();
     let mut turns: Vec<(i64, String)> = links
         .iter()

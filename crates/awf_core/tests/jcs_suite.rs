@@ -9,7 +9,7 @@ use awf_core::ErrorKind;
 use serde_json::{Number, Value};
 
 /// Reads `values.json` the way the RFC's reference (ES6 `JSON.parse`) does: every number
-/// becomes the nearest double. awf_core refuses to do that rounding itself (DESIGN §4), so the
+/// becomes the nearest double. awf_core refuses to do that rounding itself, so the
 /// suite file that relies on it is checked both ways.
 fn as_doubles(v: &Value) -> Value {
     match v {

@@ -1,5 +1,5 @@
-//! One error type for every handler, and the one table from SQLSTATE to HTTP status
-//! (DESIGN §5). The body is always `{"error": {"code": ..., "message": ...}}`.
+//! One error type for every handler, and the one table from SQLSTATE to HTTP status.
+//! The body is always `{"error": {"code": ..., "message": ...}}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
