@@ -383,3 +383,48 @@ pub fn random_uuid() -> String {
         &h[20..32]
     )
 }
+
+/// What a crashed backend would leave: a changed postmaster start time, or a crash line in the
+/// server log (`server.log` in the data directory, read as the superuser). Taken before an
+/// attack, checked after it.
+pub struct CrashWatch {
+    started: String,
+    log_from: i64,
+}
+
+impl CrashWatch {
+    /// Notes the postmaster's start time and the server log's length now.
+    pub fn start(c: &mut Client) -> Self {
+        let r = c
+            .query_one(
+                "SELECT pg_postmaster_start_time()::text, (pg_stat_file('server.log')).size",
+                &[],
+            )
+            .expect("postmaster start time and server log size");
+        CrashWatch {
+            started: r.get(0),
+            log_from: r.get(1),
+        }
+    }
+
+    /// Panics if the postmaster restarted or the log gained a crash line since [`start`].
+    pub fn assert_no_crash(&self, c: &mut Client) {
+        let r = c
+            .query_one(
+                "SELECT pg_postmaster_start_time()::text,
+                        pg_read_file('server.log', $1, (pg_stat_file('server.log')).size - $1)",
+                &[&self.log_from],
+            )
+            .expect("postmaster start time and server log");
+        let (started, log): (String, String) = (r.get(0), r.get(1));
+        assert_eq!(started, self.started, "the postmaster restarted");
+        for bad in [
+            "terminated by signal",
+            "PANIC",
+            "was terminated",
+            "out of memory",
+        ] {
+            assert!(!log.contains(bad), "the server log shows '{bad}':\n{log}");
+        }
+    }
+}

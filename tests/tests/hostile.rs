@@ -14,7 +14,7 @@
 //! Functions granted to `awf_app` run as an `awf_app` login acting for the seeded user;
 //! the others as an `awf_admin` login.
 
-use awf_tests::{TestDb, TestRole};
+use awf_tests::{CrashWatch, TestDb, TestRole};
 use postgres::Client;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -437,21 +437,6 @@ fn fingerprint(c: &mut Client) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn log_size(c: &mut Client) -> i64 {
-    c.query_one("SELECT (pg_stat_file('server.log')).size", &[])
-        .unwrap()
-        .get(0)
-}
-
-fn log_since(c: &mut Client, offset: i64) -> String {
-    c.query_one(
-        "SELECT pg_read_file('server.log', $1, (pg_stat_file('server.log')).size - $1)",
-        &[&offset],
-    )
-    .unwrap()
-    .get(0)
-}
-
 #[derive(Default)]
 struct Tally {
     calls: usize,
@@ -575,11 +560,7 @@ fn every_sql_function_survives_hostile_input() {
     let json = materialized(&mut root);
     assert!(funcs.len() >= 50, "only {} functions found", funcs.len());
 
-    let started: String = root
-        .query_one("SELECT pg_postmaster_start_time()::text", &[])
-        .unwrap()
-        .get(0);
-    let log_from = log_size(&mut root);
+    let watch = CrashWatch::start(&mut root);
     let before = fingerprint(&mut root);
     let mut app_c = db.client_as(app.name());
     let mut admin_c = db.client_as(admin.name());
@@ -595,21 +576,7 @@ fn every_sql_function_survives_hostile_input() {
     }
     let took = t.elapsed();
 
-    let restarted: String = root
-        .query_one("SELECT pg_postmaster_start_time()::text", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(restarted, started, "the postmaster restarted");
-    let log = log_since(&mut root, log_from);
-    for bad in [
-        "terminated by signal",
-        "PANIC",
-        "was terminated",
-        "out of memory",
-    ] {
-        assert!(!log.contains(bad), "the server log shows '{bad}':\n{log}");
-    }
-
+    watch.assert_no_crash(&mut root);
     let audited: i64 = root
         .query_one(
             "SELECT count(*) FROM awf.audit_log WHERE action = 'sync_refused'",
