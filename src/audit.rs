@@ -28,7 +28,7 @@
 use crate::jsonb::JsonB;
 use awf_core::audit_chain::{self, Entry, Stored, Verifier, GENESIS};
 use awf_core::redact::{redact, RedactOptions};
-use awf_core::Error;
+use awf_core::{Budget, Error, Limits};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 
-use crate::errors::raise;
+use crate::errors::{raise, OrRaise};
 
 /// Rows read per batch when walking the log.
 const BATCH: usize = 2000;
@@ -226,7 +226,13 @@ fn redact_where(c: &mut SpiClient<'_>, filter: &str, save_id: Option<Uuid>, scop
             Row::decode,
         );
         for r in &rows {
-            let red = redact(&r.details, &opts);
+            // Rows the extension wrote (bounded then): erasure must not fail on a budget.
+            let red = redact(
+                &r.details,
+                &opts,
+                &mut Budget::new(Limits::stored_history()),
+            )
+            .or_raise(F);
             if !red.report.is_empty() {
                 for (kind, n) in &red.report.counts {
                     *counts.entry(kind.clone()).or_default() += n;

@@ -119,6 +119,7 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
                 salt,
                 max_bytes: Some(gucs::export_max_bytes()),
             },
+            &mut gucs::budget(),
         )
         .or_raise(F);
         audit::bump(c, "awf.export.sessions", 1);
@@ -142,10 +143,11 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
 #[pg_extern(volatile, parallel_unsafe)]
 fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> JsonB {
     const F: &str = "session_import";
-    let verified = bundle::verify(&bundle.0).or_raise(F);
+    let mut budget = gucs::budget();
+    let verified = bundle::verify(&bundle.0, &mut budget).or_raise(F);
     let session = verified.session();
     let state = Value::Object(verified.state().clone());
-    let state_hash = canonical::content_hash(&state).or_raise(F);
+    let state_hash = canonical::content_hash_within(&state, &mut budget).or_raise(F);
     let text = |k: &str| session.get(k).and_then(Value::as_str).map(str::to_owned);
     let Some(user_id_hash) = text("user_id_hash").filter(|u| !u.is_empty()) else {
         raise(Error::invalid("bundle session has no user_id_hash"), F)
@@ -316,6 +318,28 @@ mod tests {
         );
     }
 
+    /// Every redaction finding carries its pointer: 3,000 emails under five 100 KB member names
+    /// (a 1.5 MB state) would report 1.5 GB of pointers. The export is refused within its
+    /// budget instead, and writes nothing.
+    #[pg_test]
+    fn an_export_whose_redaction_report_would_explode_is_refused() {
+        run(&format!(
+            "SELECT awf.session_upsert('{SID}', 'u1', {})",
+            (0..5).fold(
+                "(SELECT jsonb_agg('mail ann@example.com'::text) FROM generate_series(1, 3000))"
+                    .to_string(),
+                |inner, l| format!("jsonb_build_object(repeat('k', 100000) || '{l}', {inner})")
+            )
+        ));
+        let audit = one::<i64>("SELECT count(*) FROM awf.audit_log");
+        assert_sqlstate(&format!("SELECT awf.session_export('{SID}')"), "54000");
+        assert_eq!(one::<i64>("SELECT count(*) FROM awf.audit_log"), audit);
+        assert_sqlstate(
+            &format!("SELECT awf.redact(state) FROM awf.sessions WHERE session_id = '{SID}'"),
+            "54000",
+        );
+    }
+
     #[pg_test]
     fn export_redacts_by_default_and_import_refuses_tampering() {
         run(&format!(
@@ -379,6 +403,7 @@ mod tests {
                 salt: String::new(),
                 max_bytes: None,
             },
+            &mut awf_core::Budget::default(),
         )
         .unwrap();
         assert_sqlstate(&format!("SELECT awf.session_import('{bundle}')"), "22023");

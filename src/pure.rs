@@ -14,13 +14,14 @@ fn version() -> &'static str {
 /// The RFC 8785 canonical text of a document: the bytes every hash is taken over.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn canonical_json(doc: JsonB) -> String {
-    canonical::canonical_string(&doc.0).or_raise("canonical_json")
+    canonical::canonical_string_within(&doc.0, &mut crate::gucs::budget())
+        .or_raise("canonical_json")
 }
 
 /// SHA-256 (hex) of the canonical bytes of a document.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn canonical_hash(doc: JsonB) -> String {
-    canonical::content_hash(&doc.0).or_raise("canonical_hash")
+    canonical::content_hash_within(&doc.0, &mut crate::gucs::budget()).or_raise("canonical_hash")
 }
 
 /// An RFC 6902 patch turning `a` into `b`.
@@ -59,7 +60,9 @@ fn redact(doc: JsonB, salt: default!(&str, "''")) -> JsonB {
         &redact::RedactOptions {
             salt: salt.to_owned(),
         },
-    );
+        &mut crate::gucs::budget(),
+    )
+    .or_raise("redact");
     JsonB(serde_json::json!({ "document": out.document, "report": out.report }))
 }
 

@@ -10,38 +10,57 @@ use awf_core::Error;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
+/// Most turns one recap reads lines from.
+const MAX_TURNS: i32 = 1000;
+/// Newest lines read per sentence the recap may hold: room for blank and repeated lines,
+/// which take no sentence, without reading every line of a thousand turns.
+const LINES_PER_SENTENCE: i64 = 16;
+/// Characters of a line read: a sentence keeps its first few dozen words.
+const LINE_CHARS: i32 = 16_384;
+
 /// Composes the recap of a session from its warm pins, episodic memories, objectives and the
-/// narrative lines of its last `last_turns` turns, within `awf.recap_max_sentences` and
-/// `awf.recap_max_words_per_sentence`. Returns `{text, sentences, objectives}`; the same state
-/// and turns always give the same bytes.
+/// narrative lines of its last `last_turns` turns (0 to 1000), within
+/// `awf.recap_max_sentences` and `awf.recap_max_words_per_sentence`. Of those turns it reads
+/// the newest 16 lines per sentence, the first 16,384 characters of each. Returns
+/// `{text, sentences, objectives}`; the same state and turns always give the same bytes.
 #[pg_extern(volatile, parallel_unsafe)]
 fn recap(session_id: Uuid, last_turns: default!(i32, 3)) -> JsonB {
     const F: &str = "recap";
-    if last_turns < 0 {
-        raise(Error::invalid("last_turns must be zero or more"), F);
+    if !(0..=MAX_TURNS).contains(&last_turns) {
+        raise(
+            Error::invalid(format!("last_turns must be between 0 and {MAX_TURNS}")),
+            F,
+        );
     }
     crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, false);
-        let lines: Vec<String> = c
+        let max_sentences = gucs::recap_max_sentences();
+        let mut lines: Vec<String> = c
             .update(
-                "SELECT line FROM (
+                "SELECT left(line, $3) FROM (
                    SELECT turn_id, lines FROM awf.turns WHERE session_id = $1
                    ORDER BY turn_id DESC LIMIT $2) t,
                  unnest(t.lines) WITH ORDINALITY AS l(line, n)
-                 ORDER BY t.turn_id, l.n",
+                 ORDER BY t.turn_id DESC, l.n DESC LIMIT $4",
                 None,
-                &[session_id.into(), (last_turns as i64).into()],
+                &[
+                    session_id.into(),
+                    i64::from(last_turns).into(),
+                    LINE_CHARS.into(),
+                    (LINES_PER_SENTENCE * max_sentences as i64).into(),
+                ],
             )
             .expect("select recent turn lines")
             .filter_map(|row| row.get::<String>(1).ok().flatten())
             .collect();
+        lines.reverse(); // story order
         let input = RecapInput::from_state(&session.state, lines).or_raise(F);
         let limits = RecapLimits {
-            max_sentences: gucs::recap_max_sentences(),
+            max_sentences,
             max_words_per_sentence: gucs::recap_max_words_per_sentence(),
             ..RecapLimits::default()
         };
-        let recap = compose(&input, &limits).or_raise(F);
+        let recap = compose(&input, &limits, &mut gucs::budget()).or_raise(F);
         audit::bump(c, "awf.recap.generated", 1);
         JsonB(serde_json::to_value(recap).expect("recap serializes"))
     })
@@ -84,6 +103,7 @@ mod tests {
     fn recap_error_paths() {
         new_session();
         assert_sqlstate(&format!("SELECT awf.recap('{SID}', -1)"), "22023");
+        assert_sqlstate(&format!("SELECT awf.recap('{SID}', 1001)"), "22023");
         assert_sqlstate(
             "SELECT awf.recap('00000000-0000-0000-0000-000000000000')",
             "P0002",

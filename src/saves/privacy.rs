@@ -521,7 +521,12 @@ fn user_quota(user_id_hash: &str) -> JsonB {
 
 /// `text` with any PII `awf_core::redact` finds replaced (a reason may name a person).
 fn redacted_text(c: &mut SpiClient<'_>, text: &str) -> String {
-    let r = redact(&json!(text), &RedactOptions::new(random_salt(c)));
+    let r = redact(
+        &json!(text),
+        &RedactOptions::new(random_salt(c)),
+        &mut gucs::budget(),
+    )
+    .or_raise("redact");
     match r.document {
         Value::String(s) => s,
         _ => text.to_owned(),

@@ -185,6 +185,12 @@ fn hostile_json() -> Vec<(&'static str, String)> {
     let deep = |n: usize| format!("(repeat('[', {n}) || repeat(']', {n}))::jsonb");
     let deep_obj =
         |n: usize| format!("(repeat('{{\"a\":', {n}) || '1' || repeat('}}', {n}))::jsonb");
+    // 2,000 emails under ten 100 KB member names: a redaction report of 2 GB of pointers.
+    let long_names = (0..10).fold(
+        "(SELECT jsonb_agg('mail ann@example.com'::text) FROM generate_series(1, 2000))"
+            .to_string(),
+        |inner, level| format!("jsonb_build_object(repeat('k', 100000) || '{level}', {inner})"),
+    );
     let copy_bomb =
         "(SELECT jsonb_agg(jsonb_build_object('op', 'copy', 'from', '', 'path', '/k' || i)) \
                      FROM generate_series(1, 40) i)";
@@ -206,6 +212,7 @@ fn hostile_json() -> Vec<(&'static str, String)> {
         ("wide state", "jsonb_build_object('player', (SELECT jsonb_object_agg('k' || i, repeat('v', 100)) FROM generate_series(1, 20000) i))".into()),
         ("extreme numbers", "'[1e1000, -1e-1000, 123456789012345678901234567890.5, -0, 0.0000000000000000000001]'::jsonb".into()),
         ("odd keys", "'{\"\": 1, \"~1\": 2, \"/\": 3, \"__proto__\": {\"x\": 1}, \"\\u00e9\\ud83d\\ude00\": 4}'::jsonb".into()),
+        ("findings under long names", long_names),
         ("copy bomb patch", copy_bomb.into()),
         ("50k front inserts", "(SELECT jsonb_agg(jsonb_build_object('op', 'add', 'path', '/k/0', 'value', i)) FROM generate_series(1, 50000) i)".into()),
         ("bad patch ops", "'[{\"op\": \"move\", \"from\": \"/k\", \"path\": \"/k/0\"}, {\"op\": \"frob\", \"path\": \"/~2\"}, {\"path\": 7}]'::jsonb".into()),

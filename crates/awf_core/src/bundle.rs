@@ -56,7 +56,8 @@
 //! field, a section of the wrong JSON type, any checksum mismatch. Nothing is silently dropped
 //! or ignored, because an import that quietly skipped part of a bundle would look successful.
 
-use crate::canonical::{canonical_bytes, content_hash, sha256_hex};
+use crate::budget::{Budget, Limits};
+use crate::canonical::{canonical_bytes_within, content_hash_within, sha256_hex};
 use crate::error::{Error, Result};
 use crate::json::{brief, type_name, Map};
 use crate::redact::{redact, RedactOptions, RedactionReport};
@@ -121,8 +122,8 @@ impl fmt::Debug for ExportOptions {
 /// Returns `Error::invalid` if a section has the wrong JSON type or holds a number RFC 8785
 /// cannot canonicalize exactly, and `Error::limit` if the bundle's canonical size exceeds
 /// `opts.max_bytes`. Nothing partial is returned on error. Deterministic: the same input and
-/// options give the same canonical bytes.
-pub fn build(input: BundleInput, opts: &ExportOptions) -> Result<Value> {
+/// options give the same canonical bytes. Redaction and hashing charge `budget`.
+pub fn build(input: BundleInput, opts: &ExportOptions, budget: &mut Budget) -> Result<Value> {
     let BundleInput {
         session,
         state,
@@ -148,7 +149,8 @@ pub fn build(input: BundleInput, opts: &ExportOptions) -> Result<Value> {
         let redacted = redact(
             &Value::Object(sections),
             &RedactOptions::new(opts.salt.as_str()),
-        );
+            budget,
+        )?;
         sections = match redacted.document {
             Value::Object(m) => m,
             _ => return Err(Error::invalid("redaction changed the sections object")),
@@ -161,7 +163,7 @@ pub fn build(input: BundleInput, opts: &ExportOptions) -> Result<Value> {
     let mut section_sums = Map::new();
     let mut sections_len = 0usize;
     for name in SECTIONS {
-        let bytes = section_bytes(name, &sections[name])?;
+        let bytes = section_bytes(name, &sections[name], budget)?;
         sections_len += bytes.len();
         section_sums.insert(name.into(), Value::String(sha256_hex(&bytes)));
     }
@@ -172,7 +174,7 @@ pub fn build(input: BundleInput, opts: &ExportOptions) -> Result<Value> {
     bundle.insert("checksums".into(), json!({ "sections": section_sums }));
     bundle.insert("redaction".into(), redaction);
     let mut bundle = Value::Object(bundle);
-    let bundle_sum = content_hash(&bundle)?;
+    let bundle_sum = content_hash_within(&bundle, budget)?;
 
     // The canonical size without serializing the sections a second time: JCS writes each
     // member independently, so the size with the sections in place is the size with `null`
@@ -183,7 +185,8 @@ pub fn build(input: BundleInput, opts: &ExportOptions) -> Result<Value> {
     }
     bundle["sections"] = Value::Object(null_sections);
     bundle["checksums"]["bundle"] = Value::String(bundle_sum);
-    let size = canonical_bytes(&bundle)?.len() - SECTIONS.len() * "null".len() + sections_len;
+    let size = canonical_bytes_within(&bundle, budget)?.len() - SECTIONS.len() * "null".len()
+        + sections_len;
     if let Some(max) = opts.max_bytes {
         if size > max {
             return Err(too_large(size, max));
@@ -198,6 +201,12 @@ pub fn build(input: BundleInput, opts: &ExportOptions) -> Result<Value> {
 /// This is the content hash of the bundle with `sections` and `checksums.bundle` removed (see
 /// the module documentation). `bundle` must be a JSON object.
 pub fn bundle_checksum(bundle: &Value) -> Result<String> {
+    manifest_checksum(bundle, &mut Budget::new(Limits::stored_history()))
+}
+
+/// [`bundle_checksum`] charging `budget` (the redaction report is as long as the exporter
+/// made it).
+fn manifest_checksum(bundle: &Value, budget: &mut Budget) -> Result<String> {
     let obj = bundle
         .as_object()
         .ok_or_else(|| Error::invalid(format!("not a bundle: {}", describe_non_object(bundle))))?;
@@ -210,7 +219,7 @@ pub fn bundle_checksum(bundle: &Value) -> Result<String> {
     if let Some(Value::Object(sums)) = manifest.get_mut("checksums") {
         sums.remove("bundle");
     }
-    content_hash(&Value::Object(manifest))
+    content_hash_within(&Value::Object(manifest), budget)
 }
 
 /// A bundle that passed [`verify`]: every section present, well typed and matching its
@@ -264,8 +273,9 @@ impl<'a> VerifiedBundle<'a> {
 ///
 /// Every failure is `Error::invalid` with a message that says what failed, e.g.
 /// `section "turns" checksum mismatch: expected …, computed …` or
-/// `missing section "wal" (bundle truncated?)`.
-pub fn verify(bundle: &Value) -> Result<VerifiedBundle<'_>> {
+/// `missing section "wal" (bundle truncated?)`. Hashing charges `budget` (over it is
+/// `Error::limit`).
+pub fn verify<'a>(bundle: &'a Value, budget: &mut Budget) -> Result<VerifiedBundle<'a>> {
     let obj = bundle
         .as_object()
         .ok_or_else(|| Error::invalid(format!("not a bundle: {}", describe_non_object(bundle))))?;
@@ -362,7 +372,7 @@ pub fn verify(bundle: &Value) -> Result<VerifiedBundle<'_>> {
                 )))
             }
         };
-        let computed = sha256_hex(&section_bytes(name, &sections[name])?);
+        let computed = sha256_hex(&section_bytes(name, &sections[name], budget)?);
         if *stored != computed {
             return Err(Error::invalid(format!(
                 "section \"{name}\" checksum mismatch: expected {stored}, computed {computed} \
@@ -370,7 +380,7 @@ pub fn verify(bundle: &Value) -> Result<VerifiedBundle<'_>> {
             )));
         }
     }
-    let computed = bundle_checksum(bundle)?;
+    let computed = manifest_checksum(bundle, budget)?;
     if *stored_bundle_sum != computed {
         return Err(Error::invalid(format!(
             "bundle checksum mismatch: expected {stored_bundle_sum}, computed {computed} \
@@ -422,8 +432,9 @@ fn wrong_type(name: &str, want: &str, value: &Value) -> Error {
 }
 
 /// Canonical bytes of one section, with the section named in the error.
-fn section_bytes(name: &str, value: &Value) -> Result<Vec<u8>> {
-    canonical_bytes(value).map_err(|e| Error::new(e.kind, format!("section \"{name}\": {e}")))
+fn section_bytes(name: &str, value: &Value, budget: &mut Budget) -> Result<Vec<u8>> {
+    canonical_bytes_within(value, budget)
+        .map_err(|e| Error::new(e.kind, format!("section \"{name}\": {e}")))
 }
 
 fn check_version(version: Option<&Value>) -> Result<()> {

@@ -15,6 +15,7 @@
 //! allocates nothing per node in the common case, and sorts keys only when the map's own
 //! order is not already the JCS order.
 
+use crate::budget::{Budget, Limits};
 use crate::error::{Error, Result};
 use serde_json::{Number, Value};
 use sha2::{Digest, Sha256};
@@ -25,15 +26,30 @@ use std::fmt::Write as _;
 const MAX_SAFE_INTEGER: &[u8] = b"9007199254740992";
 
 /// Returns the canonical (RFC 8785) bytes of `v`, or `Error::invalid` for numbers JCS would alter.
+///
+/// Unlimited but interruptible: for values already bounded when they were accepted (stored
+/// states, payloads an act applier charged). Input straight from a caller goes through
+/// [`canonical_bytes_within`].
 pub fn canonical_bytes(v: &Value) -> Result<Vec<u8>> {
+    canonical_bytes_within(v, &mut Budget::new(Limits::stored_history()))
+}
+
+/// [`canonical_bytes`] charging `budget`: a unit per value, the sorting of unordered objects,
+/// and the output's bytes as built text, checked as the writer goes.
+pub fn canonical_bytes_within(v: &Value, budget: &mut Budget) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(256);
-    write_canonical(v, &mut out)?;
+    write_value(v, &mut out, budget)?;
     Ok(out)
 }
 
 /// Returns the canonical form as a `String` (JCS output is always valid UTF-8).
 pub fn canonical_string(v: &Value) -> Result<String> {
-    let bytes = canonical_bytes(v)?;
+    canonical_string_within(v, &mut Budget::new(Limits::stored_history()))
+}
+
+/// [`canonical_string`] charging `budget`, as [`canonical_bytes_within`].
+pub fn canonical_string_within(v: &Value, budget: &mut Budget) -> Result<String> {
+    let bytes = canonical_bytes_within(v, budget)?;
     // The writer only emits copies of valid `str` data and ASCII, so this cannot fail; the
     // checked conversion keeps the crate free of `unsafe`.
     String::from_utf8(bytes).map_err(|e| Error::invalid(format!("canonical form not UTF-8: {e}")))
@@ -41,7 +57,7 @@ pub fn canonical_string(v: &Value) -> Result<String> {
 
 /// Appends the canonical bytes of `v` to `out`; on error `out` may hold a partial prefix.
 pub fn write_canonical(v: &Value, out: &mut Vec<u8>) -> Result<()> {
-    write_value(v, out)
+    write_value(v, out, &mut Budget::new(Limits::stored_history()))
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -52,6 +68,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// SHA-256 hex of the canonical bytes of `v`: the content hash.
 pub fn content_hash(v: &Value) -> Result<String> {
     Ok(sha256_hex(&canonical_bytes(v)?))
+}
+
+/// [`content_hash`] charging `budget`, as [`canonical_bytes_within`].
+pub fn content_hash_within(v: &Value, budget: &mut Budget) -> Result<String> {
+    Ok(sha256_hex(&canonical_bytes_within(v, budget)?))
 }
 
 /// The canonical (ES6) text of a JSON number, or `Error::invalid` if JCS would change its value.
@@ -87,19 +108,33 @@ enum Frame<'a> {
     },
 }
 
-fn write_value(root: &Value, out: &mut Vec<u8>) -> Result<()> {
+/// Output bytes between two charges of what the writer built: the budget sees the output
+/// grow in steps of at most this much.
+const CHARGE_BYTES_EVERY: usize = 64 << 10;
+
+fn write_value(root: &Value, out: &mut Vec<u8>, budget: &mut Budget) -> Result<()> {
     let mut stack: Vec<Frame<'_>> = Vec::with_capacity(16);
     // Key buffers of finished `Sorted` frames, reused so re-sorting does not allocate per object.
     let mut pool: Vec<Vec<(&str, &Value)>> = Vec::new();
     let mut next = Some(root);
+    // Output length already charged as built bytes (the budget counts bytes beyond it).
+    let mut charged = out.len();
     loop {
         if let Some(v) = next.take() {
+            budget.work(1)?;
+            if out.len() - charged >= CHARGE_BYTES_EVERY {
+                budget.build(0, (out.len() - charged) as u64)?;
+                charged = out.len();
+            }
             match v {
                 Value::Null => out.extend_from_slice(b"null"),
                 Value::Bool(true) => out.extend_from_slice(b"true"),
                 Value::Bool(false) => out.extend_from_slice(b"false"),
                 Value::Number(n) => write_number(n, out)?,
-                Value::String(s) => write_string(s, out),
+                Value::String(s) => {
+                    budget.work(s.len() as u64 / 64)?;
+                    write_string(s, out)
+                }
                 Value::Array(items) => {
                     out.push(b'[');
                     stack.push(Frame::Array {
@@ -123,6 +158,9 @@ fn write_value(root: &Value, out: &mut Vec<u8>) -> Result<()> {
                             first: true,
                         });
                     } else {
+                        // n log n comparisons.
+                        let n = map.len() as u64;
+                        budget.work(n * u64::from(u64::BITS - n.leading_zeros()))?;
                         let mut entries = pool.pop().unwrap_or_default();
                         entries.extend(map.iter().map(|(k, v)| (k.as_str(), v)));
                         entries.sort_unstable_by(|a, b| cmp_utf16(a.0, b.0));
@@ -132,7 +170,7 @@ fn write_value(root: &Value, out: &mut Vec<u8>) -> Result<()> {
             }
         }
         let Some(top) = stack.last_mut() else {
-            return Ok(());
+            return budget.build(0, (out.len() - charged) as u64);
         };
         match top {
             Frame::Array { items, first } => match items.next() {
@@ -852,6 +890,29 @@ mod tests {
             content_hash(&bad).unwrap_err().kind,
             ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn the_writer_charges_its_budget_as_it_goes() {
+        let limits = |max_work, max_bytes| {
+            Budget::new(Limits {
+                max_work,
+                max_nodes: 10,
+                max_bytes,
+            })
+        };
+        // Control characters escape to six bytes each: the output outgrows the input.
+        let v = Value::Array(vec![Value::String("\u{1}".repeat(100_000)); 4]);
+        let e = canonical_bytes_within(&v, &mut limits(u64::MAX, 1 << 20)).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::LimitExceeded);
+        assert!(e.message.contains("awf.max_built_mb"), "{e}");
+        let mut b = limits(u64::MAX, 4 << 20);
+        assert_eq!(canonical_bytes_within(&v, &mut b).unwrap().len(), 2_400_013);
+        assert_eq!(b.bytes_built(), 2_400_013);
+        // A unit per value (and the sort of keys out of order): a million values is over.
+        let many = Value::Array(vec![Value::Null; 1_000_000]);
+        let e = canonical_bytes_within(&many, &mut limits(500_000, u64::MAX)).unwrap_err();
+        assert!(e.message.contains("awf.max_work_units"), "{e}");
     }
 
     #[test]

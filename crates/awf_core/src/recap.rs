@@ -21,6 +21,7 @@
 //! then input order. Only active objectives count: `status` absent, `null`, `"active"` or
 //! `"open"` (ASCII case-insensitive); `"done"`, `"failed"` and anything else are finished.
 
+use crate::budget::Budget;
 use crate::error::{Error, Result};
 use crate::json::{push_token, type_name};
 use serde::{Deserialize, Serialize};
@@ -201,8 +202,15 @@ impl RecapInput {
 }
 
 /// Composes the recap of `input` within `limits`; see the module documentation for the rules.
-pub fn compose(input: &RecapInput, limits: &RecapLimits) -> Result<Recap> {
+///
+/// Charges `budget` for sorting the memories and for every candidate it reads (its length:
+/// only the first `max_words_per_sentence` words of a text are ever kept, but a text of
+/// nothing but whitespace is read to its end).
+pub fn compose(input: &RecapInput, limits: &RecapLimits, budget: &mut Budget) -> Result<Recap> {
     limits.validate()?;
+    let n = (input.pins.len() + input.episodic.len() + input.objectives.len()) as u64;
+    budget.work(n.saturating_mul(u64::from(u64::BITS - n.leading_zeros())))?;
+    let mut read = |text: &str| budget.work(1 + text.len() as u64 / 64);
     if let Some(i) = input.episodic.iter().position(|e| e.salience.is_nan()) {
         return Err(Error::invalid(format!(
             "episodic memory {i} has a NaN salience"
@@ -224,6 +232,7 @@ pub fn compose(input: &RecapInput, limits: &RecapLimits) -> Result<Recap> {
         if picked.len() >= limits.max_sentences {
             break;
         }
+        read(text)?;
         if let Some(s) = normalize_sentence(text, max_words) {
             picked.push(s);
         }
@@ -237,6 +246,7 @@ pub fn compose(input: &RecapInput, limits: &RecapLimits) -> Result<Recap> {
         if recent.len() >= room {
             break;
         }
+        read(line)?;
         if let Some(s) = normalize_sentence(line, max_words) {
             if picked.claim(&s) {
                 recent.push(s);
@@ -258,7 +268,9 @@ pub fn compose(input: &RecapInput, limits: &RecapLimits) -> Result<Recap> {
         if picked.len() >= limits.min_sentences {
             break;
         }
-        let text = collapse_whitespace(&objective.text);
+        read(&objective.text)?;
+        // A longer text is cut below anyway, so its first words are all that can show.
+        let text = first_words(&objective.text, max_words + 1);
         let text = text.trim_end_matches(is_terminal);
         if text.is_empty() {
             continue;
@@ -293,7 +305,11 @@ pub fn compose(input: &RecapInput, limits: &RecapLimits) -> Result<Recap> {
 /// something was left out. Finally a sentence that does not end in terminal punctuation (looking
 /// through closing quotes and brackets) gets an ASCII `.`.
 pub fn normalize_sentence(text: &str, max_words: usize) -> Option<String> {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    // One word past the limit tells that the text was cut; the rest is never looked at.
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .take(max_words.saturating_add(1))
+        .collect();
     if words.is_empty() {
         return None;
     }
@@ -311,8 +327,12 @@ pub fn normalize_sentence(text: &str, max_words: usize) -> Option<String> {
     Some(s)
 }
 
-fn collapse_whitespace(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The first `n` whitespace-separated words of `text`, joined by single spaces.
+fn first_words(text: &str, n: usize) -> String {
+    text.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Sentence ends, including the full-width forms CJK text uses.

@@ -71,7 +71,9 @@
 //!
 //! Field names themselves are never redacted.
 
+use crate::budget::Budget;
 use crate::canonical::sha256_hex;
+use crate::error::Result;
 use crate::json::escape_token;
 use serde::Serialize;
 use serde_json::Value;
@@ -210,27 +212,33 @@ pub struct Redacted {
 /// Deterministic: the same document and salt give the same output and report. Linear in the
 /// size of the document. Already-redacted values are left alone, so redacting twice changes
 /// nothing the second time.
-pub fn redact(doc: &Value, opts: &RedactOptions) -> Redacted {
+///
+/// Charges `budget` for every value visited, every string byte scanned, and every finding as
+/// a built value: its pointer is built text, so a finding deep under long member names costs
+/// their length, and ten thousand findings under megabyte-long names are refused (54000)
+/// rather than allocated. (The redacted copy is the size of the input, which is bounded.)
+pub fn redact(doc: &Value, opts: &RedactOptions, budget: &mut Budget) -> Result<Redacted> {
     let mut document = doc.clone();
     let mut walker = Walker {
         salt: &opts.salt,
         findings: Vec::new(),
+        budget,
     };
     let mut pointer = String::new();
-    walker.walk(&mut document, &mut pointer, None);
+    walker.walk(&mut document, &mut pointer, None)?;
     let mut counts = BTreeMap::new();
     for f in &walker.findings {
         *counts.entry(f.kind.clone()).or_insert(0) += 1;
     }
     let total = walker.findings.len();
-    Redacted {
+    Ok(Redacted {
         document,
         report: RedactionReport {
             counts,
             findings: walker.findings,
             total,
         },
-    }
+    })
 }
 
 /// The replacement text for `value` of `kind` under `salt`.
@@ -252,10 +260,17 @@ pub fn replacement(salt: &str, kind: Kind, value: &str) -> String {
 struct Walker<'a> {
     salt: &'a str,
     findings: Vec<Finding>,
+    budget: &'a mut Budget,
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, v: &mut Value, pointer: &mut String, class: Option<FieldClass>) {
+    fn walk(
+        &mut self,
+        v: &mut Value,
+        pointer: &mut String,
+        class: Option<FieldClass>,
+    ) -> Result<()> {
+        self.budget.work(1)?;
         match v {
             Value::Object(map) => {
                 // Sorted explicitly so the report order does not depend on serde_json's
@@ -267,7 +282,7 @@ impl Walker<'_> {
                     pointer.push('/');
                     pointer.push_str(&escape_token(key));
                     let child_class = FieldClass::nested(classify_field(key), class);
-                    self.walk(child, pointer, child_class);
+                    self.walk(child, pointer, child_class)?;
                     pointer.truncate(len);
                 }
             }
@@ -276,18 +291,20 @@ impl Walker<'_> {
                     let len = pointer.len();
                     pointer.push('/');
                     pointer.push_str(&i.to_string());
-                    self.walk(child, pointer, class);
+                    self.walk(child, pointer, class)?;
                     pointer.truncate(len);
                 }
             }
             Value::String(s) => match class {
                 Some(c) => {
                     if !s.is_empty() && !is_replacement(s) {
-                        *s = self.whole(c.kind(), s, pointer);
+                        *s = self.whole(c.kind(), s, pointer)?;
                     }
                 }
                 None => {
-                    if let Some(out) = self.scan(s, pointer) {
+                    // Every pattern pass reads the string once.
+                    self.budget.work(s.len() as u64 / 4)?;
+                    if let Some(out) = self.scan(s, pointer)? {
                         *s = out;
                     }
                 }
@@ -296,29 +313,32 @@ impl Walker<'_> {
                 if let Some(c) = class.filter(|c| c.covers_numbers()) {
                     // With arbitrary_precision this is the number's original text.
                     let text = n.to_string();
-                    *v = Value::String(self.whole(c.kind(), &text, pointer));
+                    *v = Value::String(self.whole(c.kind(), &text, pointer)?);
                 }
             }
             Value::Bool(_) | Value::Null => {}
         }
+        Ok(())
     }
 
-    fn record(&mut self, pointer: &str, kind: Kind) {
+    fn record(&mut self, pointer: &str, kind: Kind) -> Result<()> {
+        self.budget.build(1, pointer.len() as u64)?;
         self.findings.push(Finding {
             pointer: pointer.to_owned(),
             kind: kind.as_str().to_owned(),
         });
+        Ok(())
     }
 
-    fn whole(&mut self, kind: Kind, value: &str, pointer: &str) -> String {
-        self.record(pointer, kind);
-        replacement(self.salt, kind, value)
+    fn whole(&mut self, kind: Kind, value: &str, pointer: &str) -> Result<String> {
+        self.record(pointer, kind)?;
+        Ok(replacement(self.salt, kind, value))
     }
 
-    fn scan(&mut self, s: &str, pointer: &str) -> Option<String> {
+    fn scan(&mut self, s: &str, pointer: &str) -> Result<Option<String>> {
         let hits = find_hits(s);
         if hits.values().all(|(_, kind)| kind.is_none()) {
-            return None;
+            return Ok(None);
         }
         let mut out = String::with_capacity(s.len());
         let mut at = 0;
@@ -328,11 +348,11 @@ impl Walker<'_> {
             };
             out.push_str(&s[at..start]);
             out.push_str(&replacement(self.salt, kind, &s[start..end]));
-            self.record(pointer, kind);
+            self.record(pointer, kind)?;
             at = end;
         }
         out.push_str(&s[at..]);
-        Some(out)
+        Ok(Some(out))
     }
 }
 

@@ -666,7 +666,12 @@ fn applied_state_feeds_the_recap() {
         input.recent_lines,
         ["The door creaks open.", "A cold wind blows."]
     );
-    let recap = compose(&input, &RecapLimits::default()).unwrap();
+    let recap = compose(
+        &input,
+        &RecapLimits::default(),
+        &mut awf_core::Budget::default(),
+    )
+    .unwrap();
     assert_eq!(recap.sentences[0], "The lantern must stay lit.");
     let active: Vec<&str> = recap.objectives.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(active, ["q0", "q2"]);

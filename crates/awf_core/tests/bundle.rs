@@ -9,8 +9,18 @@ use awf_core::canonical::{canonical_bytes, canonical_string, content_hash};
 use awf_core::diff::diff_value;
 use awf_core::json::parse_str;
 use awf_core::sample::{game_state, next_turn, turn_of};
-use awf_core::{Error, ErrorKind};
+use awf_core::{Budget, Error, ErrorKind};
 use serde_json::{json, Value};
+
+/// Builds within the default budget, which no bundle here comes near.
+fn build_(input: BundleInput, opts: &ExportOptions) -> Result<Value, Error> {
+    build(input, opts, &mut Budget::default())
+}
+
+/// Verifies within the default budget.
+fn verify_(bundle: &Value) -> Result<awf_core::bundle::VerifiedBundle<'_>, Error> {
+    verify(bundle, &mut Budget::default())
+}
 
 const SESSION_ID: &str = "550e8400-e29b-41d4-a716-446655440000";
 const EMAIL: &str = "alice.smith@example.com";
@@ -97,14 +107,14 @@ fn opts(redact: bool) -> ExportOptions {
 
 /// A bundle with redaction applied (and an empty report: the sample holds no secrets).
 fn bundle() -> Value {
-    build(session_input(7), &opts(true)).unwrap()
+    build_(session_input(7), &opts(true)).unwrap()
 }
 
 /// Verifies a bundle changed by `edit` and returns the (InvalidInput) error message.
 fn refused(edit: impl FnOnce(&mut Value)) -> String {
     let mut b = bundle();
     edit(&mut b);
-    let e = verify(&b).expect_err("tampered bundle was accepted");
+    let e = verify_(&b).expect_err("tampered bundle was accepted");
     assert_eq!(e.kind, ErrorKind::InvalidInput, "{}", e.message);
     e.message
 }
@@ -136,7 +146,7 @@ fn stored_sum(b: &Value, section: &str) -> String {
 fn build_then_verify_round_trips() {
     for redact in [false, true] {
         let input = session_input(7);
-        let b = build(input.clone(), &opts(redact)).unwrap();
+        let b = build_(input.clone(), &opts(redact)).unwrap();
         assert_eq!(b["format"], FORMAT);
         assert_eq!(b["version"], json!(VERSION));
         let keys: Vec<&str> = b["sections"]
@@ -149,7 +159,7 @@ fn build_then_verify_round_trips() {
         want.sort_unstable();
         assert_eq!(keys, want);
 
-        let v = verify(&b).unwrap();
+        let v = verify_(&b).unwrap();
         assert_eq!(v.redacted, redact);
         assert_eq!(v.redaction_report.is_some(), redact);
         assert_eq!(
@@ -202,7 +212,7 @@ fn verify_survives_text_and_jsonb_style_rewrites() {
     let b = bundle();
     // Through text, pretty-printed, as a file would be.
     let text = serde_json::to_string_pretty(&b).unwrap();
-    verify(&parse_str(&text).unwrap()).unwrap();
+    verify_(&parse_str(&text).unwrap()).unwrap();
     // jsonb rewrites number texts (`15` may come back as `15.0`, `1` as `1.0`): checksums are
     // over canonical bytes, so they still match.
     let mut b = b;
@@ -211,7 +221,7 @@ fn verify_survives_text_and_jsonb_style_rewrites() {
         .unwrap();
     b["sections"]["state"]["game_state"]["turn"] = parse_str(&format!("{turn}.0")).unwrap();
     b["version"] = parse_str("1.0").unwrap();
-    verify(&b).unwrap();
+    verify_(&b).unwrap();
 }
 
 #[test]
@@ -219,15 +229,15 @@ fn output_is_deterministic() {
     let mut with_secret = session_input(3);
     with_secret.state["player"]["contact"] = json!(format!("write to {EMAIL}"));
     for o in [opts(false), opts(true)] {
-        let a = build(with_secret.clone(), &o).unwrap();
-        let b = build(with_secret.clone(), &o).unwrap();
+        let a = build_(with_secret.clone(), &o).unwrap();
+        let b = build_(with_secret.clone(), &o).unwrap();
         assert_eq!(canonical_bytes(&a).unwrap(), canonical_bytes(&b).unwrap());
     }
     // The salt is part of the output (the redaction tags), so another salt gives other bytes.
-    let a = build(with_secret.clone(), &opts(true)).unwrap();
+    let a = build_(with_secret.clone(), &opts(true)).unwrap();
     let mut other = opts(true);
     other.salt = "another-salt".into();
-    let b = build(with_secret, &other).unwrap();
+    let b = build_(with_secret, &other).unwrap();
     assert_ne!(canonical_bytes(&a).unwrap(), canonical_bytes(&b).unwrap());
 }
 
@@ -332,7 +342,7 @@ fn checksums_are_not_a_signature() {
     flip_char(&mut b, "/sections/state/player/name");
     b["checksums"]["sections"]["state"] = json!(content_hash(&b["sections"]["state"]).unwrap());
     b["checksums"]["bundle"] = json!(bundle_checksum(&b).unwrap());
-    verify(&b).unwrap();
+    verify_(&b).unwrap();
 }
 
 #[test]
@@ -390,7 +400,7 @@ fn wrong_format_is_not_a_bundle() {
         (Value::Null, "null"),
         (json!(42), "a number"),
     ] {
-        let e = verify(&input).unwrap_err();
+        let e = verify_(&input).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidInput);
         assert_eq!(
             e.message,
@@ -452,13 +462,13 @@ fn sections_of_the_wrong_type_are_refused() {
 fn a_changed_redaction_report_is_detected() {
     let mut input = session_input(7);
     input.state["player"]["contact"] = json!(format!("write to {EMAIL}"));
-    let b = build(input, &opts(true)).unwrap();
-    verify(&b).unwrap();
+    let b = build_(input, &opts(true)).unwrap();
+    verify_(&b).unwrap();
 
     let check = |edit: &dyn Fn(&mut Value), want: &str| {
         let mut t = b.clone();
         edit(&mut t);
-        let e = verify(&t).unwrap_err();
+        let e = verify_(&t).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidInput);
         assert!(e.message.starts_with(want), "{}", e.message);
     };
@@ -511,7 +521,7 @@ fn with_secrets() -> BundleInput {
 
 #[test]
 fn redaction_removes_secrets_everywhere_and_reports_them() {
-    let b = build(with_secrets(), &opts(true)).unwrap();
+    let b = build_(with_secrets(), &opts(true)).unwrap();
     for text in [
         canonical_string(&b).unwrap(),
         serde_json::to_string(&b).unwrap(),
@@ -524,7 +534,7 @@ fn redaction_removes_secrets_everywhere_and_reports_them() {
         );
     }
 
-    let v = verify(&b).unwrap();
+    let v = verify_(&b).unwrap();
     assert!(v.redacted);
     let report = Value::Object(v.redaction_report.unwrap().clone());
     let findings: Vec<(String, String)> = report["findings"]
@@ -566,12 +576,12 @@ fn redaction_removes_secrets_everywhere_and_reports_them() {
 
 #[test]
 fn without_redaction_secrets_remain() {
-    let b = build(with_secrets(), &opts(false)).unwrap();
+    let b = build_(with_secrets(), &opts(false)).unwrap();
     let text = canonical_string(&b).unwrap();
     assert!(text.contains(EMAIL));
     assert!(text.contains(API_KEY));
     assert_eq!(b["redaction"], json!({"applied": false, "report": null}));
-    let v = verify(&b).unwrap();
+    let v = verify_(&b).unwrap();
     assert!(!v.redacted);
     assert!(v.redaction_report.is_none());
 }
@@ -582,19 +592,19 @@ fn without_redaction_secrets_remain() {
 fn limited(max: usize, redact: bool) -> Result<Value, Error> {
     let mut o = opts(redact);
     o.max_bytes = Some(max);
-    build(with_secrets(), &o)
+    build_(with_secrets(), &o)
 }
 
 #[test]
 fn the_size_limit_is_exact() {
     for redact in [false, true] {
-        let size = canonical_bytes(&build(with_secrets(), &opts(redact)).unwrap())
+        let size = canonical_bytes(&build_(with_secrets(), &opts(redact)).unwrap())
             .unwrap()
             .len();
         // Exactly at the limit passes, and gives the same bundle as no limit.
         let at = limited(size, redact).unwrap();
         assert_eq!(canonical_bytes(&at).unwrap().len(), size);
-        verify(&at).unwrap();
+        verify_(&at).unwrap();
 
         let e = limited(size - 1, redact).unwrap_err();
         assert_eq!(e.kind, ErrorKind::LimitExceeded);
@@ -626,9 +636,9 @@ fn the_size_message_speaks_in_mb() {
         .collect();
     let mut o = opts(false);
     o.max_bytes = Some(1024 * 1024);
-    let e = build(input.clone(), &o).unwrap_err();
+    let e = build_(input.clone(), &o).unwrap_err();
     assert_eq!(e.kind, ErrorKind::LimitExceeded);
-    let size = canonical_bytes(&build(input, &opts(false)).unwrap())
+    let size = canonical_bytes(&build_(input, &opts(false)).unwrap())
         .unwrap()
         .len();
     let mb = format!("{:.1}", size as f64 / (1024.0 * 1024.0));
@@ -648,7 +658,7 @@ fn the_size_message_speaks_in_mb() {
 fn build_refuses_what_verify_would_refuse() {
     let mut input = session_input(2);
     input.state = json!([1, 2]);
-    let e = build(input, &opts(true)).unwrap_err();
+    let e = build_(input, &opts(true)).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidInput);
     assert_eq!(
         e.message,
@@ -657,7 +667,7 @@ fn build_refuses_what_verify_would_refuse() {
 
     let mut input = session_input(2);
     input.metadata = Value::Null;
-    let e = build(input, &opts(false)).unwrap_err();
+    let e = build_(input, &opts(false)).unwrap_err();
     assert_eq!(
         e.message,
         "section \"metadata\" must be a JSON object, got null"
@@ -666,7 +676,7 @@ fn build_refuses_what_verify_would_refuse() {
     // A number canonical JSON cannot hold exactly fails the export, naming the section.
     let mut input = session_input(2);
     input.turns[0]["score"] = parse_str("0.10000000000000000001").unwrap();
-    let e = build(input, &opts(false)).unwrap_err();
+    let e = build_(input, &opts(false)).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidInput);
     assert!(
         e.message

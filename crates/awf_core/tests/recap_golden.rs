@@ -31,7 +31,7 @@ fn recap_of_case(input: &Value) -> Recap {
         None => RecapLimits::default(),
     };
     let recap_input = RecapInput::from_state(&input["state"], lines).unwrap();
-    compose(&recap_input, &limits).unwrap()
+    compose(&recap_input, &limits, &mut awf_core::Budget::default()).unwrap()
 }
 
 #[test]
@@ -102,7 +102,9 @@ fn limits(min: usize, max: usize, words: usize) -> RecapLimits {
 }
 
 fn sentences(input: &RecapInput, l: RecapLimits) -> Vec<String> {
-    compose(input, &l).unwrap().sentences
+    compose(input, &l, &mut awf_core::Budget::default())
+        .unwrap()
+        .sentences
 }
 
 // ---------------------------------------------------------------- ordering
@@ -171,7 +173,12 @@ fn text_joins_sentences_with_one_space() {
         recent_lines: vec!["a\n b".into(), "c\t".into()],
         ..Default::default()
     };
-    let recap = compose(&input, &RecapLimits::default()).unwrap();
+    let recap = compose(
+        &input,
+        &RecapLimits::default(),
+        &mut awf_core::Budget::default(),
+    )
+    .unwrap();
     assert_eq!(recap.text, "a b. c.");
     assert_eq!(recap.text, recap.sentences.join(" "));
 }
@@ -228,7 +235,7 @@ fn padding_uses_objectives_by_priority_then_fillers() {
         ],
         ..Default::default()
     };
-    let recap = compose(&input, &limits(3, 6, 24)).unwrap();
+    let recap = compose(&input, &limits(3, 6, 24), &mut awf_core::Budget::default()).unwrap();
     assert_eq!(
         recap.sentences,
         [
@@ -240,7 +247,7 @@ fn padding_uses_objectives_by_priority_then_fillers() {
     let ids: Vec<&str> = recap.objectives.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "z"]);
 
-    let recap = compose(&input, &limits(6, 6, 24)).unwrap();
+    let recap = compose(&input, &limits(6, 6, 24), &mut awf_core::Budget::default()).unwrap();
     assert_eq!(recap.sentences[3], "Current objective: Low.");
     assert_eq!(recap.sentences[4..], FILLERS[..2]);
 }
@@ -302,7 +309,7 @@ fn limits_are_validated() {
         (limits(4, 3, 24), "must not exceed max_sentences"),
         (limits(1, 6, 0), "max_words_per_sentence"),
     ] {
-        let err = compose(&input, &l).unwrap_err();
+        let err = compose(&input, &l, &mut awf_core::Budget::default()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);
         assert!(err.message.contains(needle), "{}", err.message);
     }
@@ -318,7 +325,12 @@ fn nan_salience_is_rejected() {
         episodic: vec![episode("ok", 1.0, 1), episode("bad", f64::NAN, 1)],
         ..Default::default()
     };
-    let err = compose(&input, &RecapLimits::default()).unwrap_err();
+    let err = compose(
+        &input,
+        &RecapLimits::default(),
+        &mut awf_core::Budget::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
     assert!(err.message.contains("episodic memory 1"), "{}", err.message);
 }
@@ -422,4 +434,33 @@ fn identical_input_gives_identical_bytes() {
     // A clone of the input (fresh allocations, same content) gives the same bytes too.
     let again = serde_json::to_vec_pretty(&recap_of_case(&input.clone())).unwrap();
     assert_eq!(again, first);
+}
+
+/// Blank candidates are read to their end (they may hold a word anywhere), so what compose
+/// reads is charged: a state of megabyte-long blank pins is over a small budget, and a long
+/// text costs its first words only once it has them.
+#[test]
+fn compose_charges_what_it_reads() {
+    let blank = Pin {
+        text: " ".repeat(1 << 20),
+        turn: 1,
+    };
+    let input = RecapInput {
+        pins: vec![blank; 64],
+        ..RecapInput::default()
+    };
+    let mut small = awf_core::Budget::new(awf_core::Limits {
+        max_work: 100_000,
+        max_nodes: 1_000,
+        max_bytes: 1 << 20,
+    });
+    let e = compose(&input, &RecapLimits::default(), &mut small).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::LimitExceeded);
+    assert!(e.message.contains("awf.max_work_units"), "{e}");
+    // Two million words, cut at 24: the sentence is the first 24 and the mark.
+    let long = "word ".repeat(2_000_000);
+    assert_eq!(
+        normalize_sentence(&long, 24).unwrap(),
+        format!("{}…", ["word"; 24].join(" "))
+    );
 }

@@ -1,13 +1,19 @@
 //! Redaction: planted secrets are all found and none survive; ordinary game text is untouched;
 //! every sample of a public corpus of credential formats is redacted.
 
-use awf_core::redact::{redact, replacement, Finding, Kind, RedactOptions, Redacted};
+use awf_core::redact::{replacement, Finding, Kind, RedactOptions, Redacted};
+use awf_core::Budget;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 fn opts(salt: &str) -> RedactOptions {
     RedactOptions::new(salt)
+}
+
+/// Redacts within the default budget, which no test document here comes near.
+fn redact(doc: &Value, opts: &RedactOptions) -> Redacted {
+    awf_core::redact::redact(doc, opts, &mut Budget::default()).unwrap()
 }
 
 fn at<'a>(doc: &'a Value, pointer: &str) -> &'a str {
@@ -897,4 +903,24 @@ fn hostile_strings_stay_linear() {
         slowest.1,
         slowest.0
     );
+}
+
+/// Each finding carries its pointer: ten levels of 100 KB member names over 2,000 emails
+/// would report 2 GB of pointers from a 1 MB document. The budget refuses it as it goes.
+#[test]
+fn findings_under_long_member_names_are_charged_by_their_pointers() {
+    let mut doc = Value::Array(vec![json!("mail ann@example.com"); 2_000]);
+    for level in 0..10 {
+        let mut m = serde_json::Map::new();
+        m.insert(format!("{level}{}", "k".repeat(100_000)), doc);
+        doc = Value::Object(m);
+    }
+    let mut budget = Budget::default();
+    let e = awf_core::redact::redact(&doc, &opts("s"), &mut budget).unwrap_err();
+    assert_eq!(e.kind, awf_core::ErrorKind::LimitExceeded);
+    assert!(e.message.contains("awf.max_built_mb"), "{e}");
+    assert!(budget.bytes_built() <= 257 << 20);
+    // Short names: the same findings are cheap.
+    let flat = json!({"a": vec![json!("mail ann@example.com"); 2_000]});
+    assert_eq!(redact(&flat, &opts("s")).report.total, 2_000);
 }
