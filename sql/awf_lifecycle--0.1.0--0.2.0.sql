@@ -45,3 +45,101 @@ REVOKE DELETE ON awf.snapshots FROM awf_app;
 REVOKE INSERT, UPDATE ON awf.saves, awf.save_diffs, awf.save_archives, awf.save_archive_turns,
   awf.save_conflicts FROM awf_app;
 REVOKE DELETE ON awf.save_diffs, awf.save_archive_turns FROM awf_app;
+
+-- The HTTP gateway: its role, admin keys, and presenting a device credential or an admin key
+-- for one transaction.
+DO $$
+BEGIN
+  CREATE ROLE awf_gateway NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$$;
+GRANT awf_app TO awf_gateway;
+-- Admin keys: named credentials of admin tools, presented to the HTTP gateway. Only the
+-- SHA-256 of a key is stored; only the extension reads or writes this table (as its owner).
+CREATE TABLE awf.admin_keys (
+  name         text PRIMARY KEY,
+  key_hash     text NOT NULL UNIQUE,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  created_by   text NOT NULL,
+  last_used_at timestamptz,
+  revoked_at   timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('awf.admin_keys', '');
+
+CREATE FUNCTION awf."act_as_admin"(
+	"key" TEXT /* &str */
+) RETURNS TEXT /* alloc::string::String */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'act_as_admin_wrapper';
+
+CREATE FUNCTION awf."act_as_device"(
+	"device_id" TEXT, /* &str */
+	"sync_token" TEXT /* &str */
+) RETURNS TEXT /* alloc::string::String */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'act_as_device_wrapper';
+
+CREATE FUNCTION awf."acting_admin"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'acting_admin_wrapper';
+
+CREATE FUNCTION awf."admin_key_create"(
+	"name" TEXT, /* &str */
+	"replace" bool DEFAULT false /* bool */
+) RETURNS jsonb /* pgrx::JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'admin_key_create_wrapper';
+
+CREATE FUNCTION awf."admin_key_list"() RETURNS TABLE (
+	"name" TEXT,
+	"created_at" timestamp with time zone,
+	"created_by" TEXT,
+	"last_used_at" timestamp with time zone,
+	"revoked_at" timestamp with time zone
+)
+STRICT STABLE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'admin_key_list_wrapper';
+
+CREATE FUNCTION awf."admin_key_revoke"(
+	"name" TEXT /* &str */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'admin_key_revoke_wrapper';
+
+-- The HTTP gateway (awf_gateway, a member of awf_app). It presents a device's credential or
+-- an admin key for one transaction; only these two functions set those identities.
+REVOKE EXECUTE ON FUNCTION awf.act_as_device(text, text), awf.act_as_admin(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.act_as_device(text, text), awf.act_as_admin(text) TO awf_gateway;
+-- Admin keys are managed by admins in SQL (or the CLI), never through the gateway.
+REVOKE EXECUTE ON FUNCTION awf.admin_key_create(text, boolean), awf.admin_key_list(),
+  awf.admin_key_revoke(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.admin_key_create(text, boolean), awf.admin_key_list(),
+  awf.admin_key_revoke(text) TO awf_admin;
+-- The admin functions behind the HTTP admin routes. Each checks admin rights itself
+-- (awf_admin, or an admin key presented in the transaction); save_delete also lets a device
+-- delete its own user's saves.
+GRANT EXECUTE ON FUNCTION awf.wal_reconcile(uuid), awf.session_import(jsonb, boolean),
+  awf.retention_enforce(), awf.save_delete(uuid, text), awf.sync_stats(),
+  awf.save_details(uuid), awf.device_details(text),
+  awf.audit_query(uuid, text, text, timestamptz, timestamptz, integer) TO awf_gateway;
+-- With an admin key the gateway sees every row, as awf_admin does; without one, only the
+-- acting user's (the awf_app policies). Read-only: the extension writes as the owner.
+CREATE POLICY sessions_gateway ON awf.sessions FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY turns_gateway ON awf.turns FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY turn_wal_gateway ON awf.turn_wal FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY snapshots_gateway ON awf.snapshots FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY saves_gateway ON awf.saves FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_diffs_gateway ON awf.save_diffs FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_archives_gateway ON awf.save_archives FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_archive_turns_gateway ON awf.save_archive_turns FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_blobs_gateway ON awf.save_blobs FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY data_keys_gateway ON awf.data_keys FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY devices_gateway ON awf.devices FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_conflicts_gateway ON awf.save_conflicts FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));

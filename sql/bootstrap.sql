@@ -14,8 +14,15 @@ BEGIN
     CREATE ROLE awf_admin NOLOGIN;
   EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
   END;
+  -- The HTTP server's role: what awf_app may do, plus presenting a device credential or an
+  -- admin key for one transaction (awf.act_as_device, awf.act_as_admin).
+  BEGIN
+    CREATE ROLE awf_gateway NOLOGIN;
+  EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+  END;
 END
 $$;
+GRANT awf_app TO awf_gateway;
 GRANT USAGE ON SCHEMA awf TO awf_app, awf_admin;
 
 -- The user an awf_app connection acts for (SET awf.user_id_hash = '...'). A function so the
@@ -381,3 +388,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON awf.devices, awf.save_conflicts, awf.sav
 SELECT pg_catalog.pg_extension_config_dump('awf.devices', '');
 SELECT pg_catalog.pg_extension_config_dump('awf.save_conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('awf.save_tombstones', '');
+
+-- Admin keys: named credentials of admin tools, presented to the HTTP gateway. Only the
+-- SHA-256 of a key is stored; only the extension reads or writes this table (as its owner).
+CREATE TABLE awf.admin_keys (
+  name         text PRIMARY KEY,
+  key_hash     text NOT NULL UNIQUE,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  created_by   text NOT NULL,
+  last_used_at timestamptz,
+  revoked_at   timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('awf.admin_keys', '');

@@ -99,3 +99,34 @@ AS $$ SELECT awf.acting_user() $$;
 -- Naming the user a transaction acts for is the trusted backend's right (awf_app) only.
 REVOKE EXECUTE ON FUNCTION awf.act_as(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION awf.act_as(text) TO awf_app;
+
+-- The HTTP gateway (awf_gateway, a member of awf_app). It presents a device's credential or
+-- an admin key for one transaction; only these two functions set those identities.
+REVOKE EXECUTE ON FUNCTION awf.act_as_device(text, text), awf.act_as_admin(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.act_as_device(text, text), awf.act_as_admin(text) TO awf_gateway;
+-- Admin keys are managed by admins in SQL (or the CLI), never through the gateway.
+REVOKE EXECUTE ON FUNCTION awf.admin_key_create(text, boolean), awf.admin_key_list(),
+  awf.admin_key_revoke(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.admin_key_create(text, boolean), awf.admin_key_list(),
+  awf.admin_key_revoke(text) TO awf_admin;
+-- The admin functions behind the HTTP admin routes. Each checks admin rights itself
+-- (awf_admin, or an admin key presented in the transaction); save_delete also lets a device
+-- delete its own user's saves.
+GRANT EXECUTE ON FUNCTION awf.wal_reconcile(uuid), awf.session_import(jsonb, boolean),
+  awf.retention_enforce(), awf.save_delete(uuid, text), awf.sync_stats(),
+  awf.save_details(uuid), awf.device_details(text),
+  awf.audit_query(uuid, text, text, timestamptz, timestamptz, integer) TO awf_gateway;
+-- With an admin key the gateway sees every row, as awf_admin does; without one, only the
+-- acting user's (the awf_app policies). Read-only: the extension writes as the owner.
+CREATE POLICY sessions_gateway ON awf.sessions FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY turns_gateway ON awf.turns FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY turn_wal_gateway ON awf.turn_wal FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY snapshots_gateway ON awf.snapshots FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY saves_gateway ON awf.saves FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_diffs_gateway ON awf.save_diffs FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_archives_gateway ON awf.save_archives FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_archive_turns_gateway ON awf.save_archive_turns FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_blobs_gateway ON awf.save_blobs FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY data_keys_gateway ON awf.data_keys FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY devices_gateway ON awf.devices FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+CREATE POLICY save_conflicts_gateway ON awf.save_conflicts FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));

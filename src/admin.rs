@@ -1,8 +1,9 @@
-//! Admin functions (granted to `awf_admin` only): `awf.audit_verify`, `awf.audit_query`,
-//! `awf.sync_stats`, `awf.save_details`, `awf.device_details`.
+//! Admin functions: `awf.audit_verify`, `awf.audit_query`, `awf.sync_stats`,
+//! `awf.save_details`, `awf.device_details`.
 //!
-//! They only read, so they are not audited themselves; they run with the caller's privileges,
-//! so row-level security shows an `awf_admin` caller every user's rows.
+//! They only read, so they are not audited themselves. They are granted to `awf_admin` and to
+//! the HTTP gateway (`awf_gateway`, admin only with a verified key), so each checks admin
+//! rights first and then reads as the extension's owner, with `search_path` pinned.
 
 use crate::audit;
 use crate::errors::raise;
@@ -82,6 +83,7 @@ fn audit_query(
     ),
 > {
     const F: &str = "audit_query";
+    crate::identity::require_admin(F);
     let max_rows = max_rows.unwrap_or(1000);
     if max_rows < 1 {
         raise(
@@ -122,7 +124,8 @@ fn audit_query(
         if conds.is_empty() { "" } else { "WHERE" },
         conds.join(" AND ")
     );
-    let rows = Spi::connect(|c| {
+    let rows = crate::locks::connect_mut(|c| {
+        let _owner = audit::AsOwner::enter(c);
         c.select(&sql, None, &args)
             .expect("select awf.audit_log")
             .map(|r| {
@@ -148,9 +151,11 @@ fn audit_query(
     TableIterator::new(rows)
 }
 
-/// One jsonb value from a query (NULL when no row).
+/// One jsonb value from a query (NULL when no row), read as the owner: call it only after
+/// [`crate::identity::require_admin`].
 fn one_json(sql: &str, args: &[DatumWithOid<'_>]) -> Option<Value> {
-    Spi::connect(|c| {
+    crate::locks::connect_mut(|c| {
+        let _owner = audit::AsOwner::enter(c);
         let t = c.select(sql, Some(1), args).expect(sql);
         if t.is_empty() {
             return None;
@@ -167,6 +172,7 @@ fn one_json(sql: &str, args: &[DatumWithOid<'_>]) -> Option<Value> {
 /// metrics.
 #[pg_extern(stable)]
 fn sync_stats() -> JsonB {
+    crate::identity::require_admin("sync_stats");
     let mut v = one_json(
         "SELECT jsonb_build_object(
            'saves', (SELECT jsonb_build_object(
@@ -255,6 +261,7 @@ fn sync_stats() -> JsonB {
 #[pg_extern(stable)]
 fn save_details(save_id: Uuid) -> JsonB {
     const F: &str = "save_details";
+    crate::identity::require_admin(F);
     let found = one_json(
         "SELECT jsonb_build_object(
            'save', to_jsonb(s) - 'head_state',
@@ -318,6 +325,7 @@ fn save_details(save_id: Uuid) -> JsonB {
 /// count. Unknown device: P0002.
 #[pg_extern(stable)]
 fn device_details(device_id: &str) -> JsonB {
+    crate::identity::require_admin("device_details");
     let found = one_json(
         "SELECT jsonb_build_object(
            'device', to_jsonb(d) - 'token_hash',

@@ -36,7 +36,7 @@ use pgrx::spi::SpiClient;
 use pgrx::{PgSqlErrorCode, Uuid};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 use crate::errors::{raise, OrRaise};
 
@@ -66,7 +66,7 @@ pub fn record_full(
     device_id: Option<&str>,
     details: Value,
 ) -> i64 {
-    let actor = current_user();
+    let actor = crate::identity::actor();
     let save_id = save_id.or_else(|| {
         details
             .get("save_id")
@@ -509,16 +509,6 @@ fn as_stored(details: Value) -> Value {
         .0
 }
 
-/// The calling role's name (the row's actor), taken before any switch to the table owner.
-fn current_user() -> String {
-    // SAFETY: GetUserId is always valid inside a transaction; with noerr = false a missing
-    // role raises an ERROR instead of returning NULL.
-    unsafe {
-        let name = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false);
-        CStr::from_ptr(name).to_string_lossy().into_owned()
-    }
-}
-
 /// A UUID in PostgreSQL's accepted text forms (hyphens anywhere between digit pairs, optional
 /// braces), or None.
 fn parse_uuid(text: &str) -> Option<Uuid> {
@@ -583,6 +573,7 @@ impl AsOwner {
                     | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                     | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
             );
+            CALLERS.with(|c| c.borrow_mut().push(user));
             AsOwner {
                 user,
                 sec_context,
@@ -590,6 +581,20 @@ impl AsOwner {
             }
         }
     }
+}
+
+thread_local! {
+    /// The users each open [`AsOwner`] switched away from, outermost first.
+    static CALLERS: std::cell::RefCell<Vec<pg_sys::Oid>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The role that called the extension: the current user, or, while the extension runs as the
+/// owner, the user it switched away from first. The audit log names this role.
+pub(crate) fn calling_role() -> pg_sys::Oid {
+    CALLERS
+        .with(|c| c.borrow().first().copied())
+        // SAFETY: GetUserId is always valid inside a transaction.
+        .unwrap_or_else(|| unsafe { pg_sys::GetUserId() })
 }
 
 /// Runs `f` as the owner of the extension's tables (see [`AsOwner`]): how the extension
@@ -608,6 +613,7 @@ impl Drop for AsOwner {
     fn drop(&mut self) {
         // The path first, then the user, the reverse of `enter_role`.
         drop(self.path.take());
+        CALLERS.with(|c| c.borrow_mut().pop());
         // SAFETY: restores what `enter_role` saved.
         unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.sec_context) };
     }

@@ -17,6 +17,7 @@ pub fn sqlstate(kind: ErrorKind) -> PgSqlErrorCode {
         ErrorKind::LimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, // 54000
         ErrorKind::Integrity => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, // XX001
         ErrorKind::NotAllowed => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
+        ErrorKind::NotAuthenticated => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
     }
 }
 

@@ -24,6 +24,12 @@ static ACT_APPLIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 /// The user whose rows a non-admin caller may see (row-level security). Superuser-only: it is
 /// set by `awf.act_as` (transaction-local) and by the device-facing functions, never by `SET`.
 static USER_ID_HASH: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The admin key this transaction presented (its name). Superuser-only: set transaction-locally
+/// by `awf.act_as_admin` after it verified the key, never by `SET`.
+static ADMIN_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The device whose credential this transaction presented. Superuser-only: set
+/// transaction-locally by `awf.act_as_device` after it verified the credential.
+static ACTING_DEVICE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// Whether the background worker reconciles the WAL when the server starts.
 static RECONCILE_ON_START: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// A cloud save stores a base (the whole state) every this many turns, diffs in between.
@@ -190,6 +196,22 @@ pub fn init() {
         c"The user this transaction acts for; row-level security shows a non-admin caller only that user's rows.",
         c"Set with awf.act_as(user_id_hash), for one transaction; superuser-only otherwise.",
         &USER_ID_HASH,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"awf.admin_key",
+        c"The admin key this transaction presented (its name); the call has admin rights.",
+        c"Set with awf.act_as_admin(key), for one transaction; superuser-only otherwise.",
+        &ADMIN_KEY,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"awf.acting_device",
+        c"The device whose credential this transaction presented.",
+        c"Set with awf.act_as_device(device_id, sync_token), for one transaction; superuser-only otherwise.",
+        &ACTING_DEVICE,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -361,6 +383,20 @@ pub fn act_applier() -> Option<String> {
 /// The user this transaction acts for, if any (empty counts as none).
 pub fn user_id_hash() -> Option<String> {
     USER_ID_HASH
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
+}
+/// The name of the admin key this transaction presented, if any.
+pub fn admin_key() -> Option<String> {
+    ADMIN_KEY
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
+}
+/// The device whose credential this transaction presented, if any.
+pub fn acting_device() -> Option<String> {
+    ACTING_DEVICE
         .get()
         .and_then(|s| s.into_string().ok())
         .filter(|s| !s.is_empty())

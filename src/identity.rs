@@ -47,17 +47,25 @@ pub fn check_user_id(user_id_hash: &str, f: &'static str) {
 }
 
 fn set_user(user_id_hash: &str, action: pg_sys::GucAction::Type) {
-    let value = CString::new(user_id_hash).unwrap_or_else(|_| {
-        raise(
-            Error::invalid("user_id_hash must not contain NUL bytes"),
-            "act_as",
-        )
-    });
-    // SAFETY: a plain backend call. The context says "as the superuser" because the setting is
-    // superuser-only; this function is the one door to it, guarded by its EXECUTE grant.
+    set_guarded(c"awf.user_id_hash", user_id_hash, action, "act_as");
+}
+
+/// Sets one of the superuser-only identity settings (`awf.user_id_hash`, `awf.admin_key`,
+/// `awf.acting_device`) for the caller. The functions calling this are the only doors to
+/// them, each guarded by its EXECUTE grant and by the check it made first.
+pub fn set_guarded(
+    name: &std::ffi::CStr,
+    value: &str,
+    action: pg_sys::GucAction::Type,
+    f: &'static str,
+) {
+    let value = CString::new(value)
+        .unwrap_or_else(|_| raise(Error::invalid("the value must not contain NUL bytes"), f));
+    // SAFETY: a plain backend call. The context says "as the superuser" because the settings
+    // are superuser-only.
     unsafe {
         pg_sys::set_config_option(
-            c"awf.user_id_hash".as_ptr(),
+            name.as_ptr(),
             value.as_ptr(),
             pg_sys::GucContext::PGC_SUSET,
             pg_sys::GucSource::PGC_S_SESSION,
@@ -114,8 +122,14 @@ pub fn require_acting_for(user_id_hash: &str, f: &'static str) {
     );
 }
 
-/// Whether the calling role is a superuser or has the rights of `awf_admin`.
+/// Whether the call has admin rights: the calling role is a superuser or has the rights of
+/// `awf_admin`, or the transaction presented a valid admin key (`awf.act_as_admin`).
 pub fn is_admin() -> bool {
+    is_admin_role() || crate::gucs::admin_key().is_some()
+}
+
+/// Whether the calling role itself is a superuser or has the rights of `awf_admin`.
+pub fn is_admin_role() -> bool {
     // SAFETY: plain catalog lookups inside a transaction; a missing role gives InvalidOid.
     unsafe {
         let me = pg_sys::GetUserId();
@@ -124,6 +138,45 @@ pub fn is_admin() -> bool {
         }
         let admin = pg_sys::get_role_oid(c"awf_admin".as_ptr(), true);
         admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(me, admin)
+    }
+}
+
+/// Whether this transaction has admin rights, for row-level security: the gateway role sees
+/// every row only after presenting an admin key.
+#[pg_extern(stable, parallel_safe)]
+fn acting_admin() -> bool {
+    is_admin()
+}
+
+/// Refuses (42501) a call without admin rights. The admin functions the HTTP gateway may call
+/// are granted to `awf_gateway`, which has admin rights only with a verified admin key, so
+/// each of them checks here before anything else.
+pub fn require_admin(f: &'static str) {
+    if !is_admin() {
+        raise(
+            Error::not_allowed("this function needs admin rights (awf_admin, or an admin key)"),
+            f,
+        );
+    }
+}
+
+/// Who the audit log names for this call: the admin key (`key:<name>`), else the device whose
+/// credential the transaction presented (`device:<id>`), else the calling role (the one the
+/// extension switched away from when it runs as the table owner).
+pub fn actor() -> String {
+    if let Some(key) = crate::gucs::admin_key() {
+        return format!("key:{key}");
+    }
+    if let Some(device) = crate::gucs::acting_device() {
+        return format!("device:{device}");
+    }
+    // SAFETY: GetUserId is always valid inside a transaction; with noerr = false a missing
+    // role raises an ERROR instead of returning NULL.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(crate::audit::calling_role(), false);
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
     }
 }
 

@@ -27,11 +27,13 @@ mod store;
 
 /// `awf.audit_verify`, `awf.audit_query`, `awf.sync_stats`, `awf.save_details`, `awf.device_details`.
 mod admin;
+/// `awf.admin_key_create`, `_list`, `_revoke`, `awf.act_as_admin`: admin tools' credentials.
+mod admin_keys;
 /// Reconciliation at server start, when loaded through `shared_preload_libraries`.
 mod bgworker;
 /// `awf.session_export`, `awf.session_import`.
 mod bundles;
-/// `awf.act_as`: who a call acts for, and whether the caller is an admin.
+/// `awf.act_as`, `awf.acting_admin`: who a call acts for, and whether it has admin rights.
 mod identity;
 /// `awf.canonical_json`, `awf.canonical_hash`, `awf.json_diff`, `awf.json_patch_apply`,
 /// `awf.json_merge`, `awf.redact`, `awf.version`: immutable helpers over jsonb.

@@ -42,6 +42,7 @@ fn wal_reconcile(
         name!(detail, String),
     ),
 > {
+    crate::identity::require_admin("wal_reconcile");
     let outcomes = crate::locks::connect_mut(|c| reconcile(c, session_id));
     TableIterator::new(
         outcomes

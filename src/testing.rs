@@ -7,11 +7,16 @@ use pgrx::prelude::*;
 /// The statement runs inside a PL/pgSQL exception block, i.e. a subtransaction, so a test can
 /// check several failures in a row and also that a failed call wrote nothing.
 pub fn sqlstate_of(sql: &str) -> Option<String> {
+    // Created once per session: a test may switch roles, and only the creator could replace it.
     Spi::run(
-        "CREATE OR REPLACE FUNCTION pg_temp.awf_sqlstate_of(q text) RETURNS text
-         LANGUAGE plpgsql AS $$
-         BEGIN EXECUTE q; RETURN NULL;
-         EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+        "DO $d$ BEGIN
+           IF to_regprocedure('pg_temp.awf_sqlstate_of(text)') IS NULL THEN
+             CREATE FUNCTION pg_temp.awf_sqlstate_of(q text) RETURNS text
+             LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE q; RETURN NULL;
+             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$;
+           END IF;
+         END $d$",
     )
     .expect("create helper");
     Spi::get_one_with_args::<String>("SELECT pg_temp.awf_sqlstate_of($1)", &[sql.into()])

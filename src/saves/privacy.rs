@@ -33,7 +33,7 @@ pub const EXPORT_VERSION: i64 = 1;
 /// one JSON document (`format => 'json'`): a header record (the save row without its head
 /// state), one record per stored turn with its content (a base's state, a diff's RFC 6902
 /// patch, a sealed turn's bytes in base64), each archive followed by its turns, the audit rows
-/// of the save when `include_audit` (needs SELECT on `awf.audit_log`), and a manifest with
+/// of the save when `include_audit` (needs admin rights or SELECT on `awf.audit_log`), and a manifest with
 /// the record count and the archive checksum (see `awf_core::jsonl`). Every blob is decoded
 /// and checked on the way (XX001 rather than a wrong export). Audited.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -57,9 +57,7 @@ fn save_export(
         let s = store::save(c, save_id, false);
         if include_audit && !may_read_audit(c) {
             raise(
-                Error::not_allowed(
-                    "include_audit needs SELECT on awf.audit_log (the awf_admin role)",
-                ),
+                Error::not_allowed("include_audit needs admin rights (awf_admin, or an admin key)"),
                 F,
             );
         }
@@ -96,6 +94,9 @@ fn save_export(
 }
 
 fn may_read_audit(c: &mut SpiClient<'_>) -> bool {
+    if crate::identity::is_admin() {
+        return true;
+    }
     let t = c
         .update(
             "SELECT has_table_privilege('awf.audit_log', 'SELECT')",
@@ -152,6 +153,9 @@ fn export_records(
         }
     }
     if include_audit {
+        // Checked by the caller (may_read_audit); an admin key's transaction has no SELECT on
+        // the table itself, so read it as the owner.
+        let _owner = crate::audit::AsOwner::enter(c);
         let rows: Vec<Value> = c
             .update(
                 "SELECT to_jsonb(l) FROM awf.audit_log l
@@ -221,6 +225,11 @@ fn turn_record(c: &mut SpiClient<'_>, s: &Save, t: &TurnRow) -> Result<Map<Strin
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_delete(save_id: Uuid, reason: &str) -> JsonB {
     const F: &str = "save_delete";
+    // An admin deletes any save; a device (through the gateway) only its own user's, which
+    // row-level security decides below.
+    if !crate::identity::is_admin() && crate::gucs::acting_device().is_none() {
+        crate::identity::require_admin(F);
+    }
     check_reason(reason, F);
     crate::locks::connect_mut(|c| {
         let s = store::save(c, save_id, true);
@@ -242,6 +251,10 @@ fn check_reason(reason: &str, f: &'static str) {
 /// tombstone (turns, bytes, reason) and a `save_delete` audit entry. `reason` is kept with
 /// PII redacted. Returns the counts. Shared with retention (reason `retention`).
 pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
+    // As the owner: the caller proved its right to the save by locking it under row-level
+    // security; the gateway's login has no DML on the tables.
+    let _owner = crate::audit::AsOwner::enter(c);
+    let actor = crate::identity::actor();
     let id = s.save_id;
     let reason = redacted_text(c, reason);
     let (turns, turn_bytes) = counts2(
@@ -312,10 +325,11 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
     let redacted = audit::redact_details(c, id) as i64;
     let bytes = turn_bytes + archive_bytes;
     c.update(
-        "INSERT INTO awf.save_tombstones (save_id, user_id_hash, session_id, reason, turns, bytes)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO awf.save_tombstones (save_id, user_id_hash, session_id, reason, turns, bytes,
+                                          deleted_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (save_id) DO UPDATE SET reason = EXCLUDED.reason, turns = EXCLUDED.turns,
-           bytes = EXCLUDED.bytes, deleted_at = now(), deleted_by = current_user",
+           bytes = EXCLUDED.bytes, deleted_at = now(), deleted_by = EXCLUDED.deleted_by",
         None,
         &[
             id.into(),
@@ -324,6 +338,7 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
             reason.as_str().into(),
             (turns + archived_turns).into(),
             bytes.into(),
+            actor.as_str().into(),
         ],
     )
     .expect("insert into awf.save_tombstones");
@@ -471,10 +486,12 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
 /// Every blob one of the user's saves references (a turn or an archived turn) counts once; a
 /// blob other users' saves reference too is split evenly between the users referencing it
 /// (rounded to the byte in the total). `quota_bytes` is `awf.sync_user_quota_mb`. An unknown
-/// user has zeros. Under row-level security only the caller's own saves are visible, so other
+/// user has zeros. A caller that is not an admin may ask only about the user it acts for
+/// (42501 otherwise); under row-level security only that user's saves are visible, so other
 /// users sharing a blob are only seen by an admin.
 #[pg_extern(stable)]
 fn user_quota(user_id_hash: &str) -> JsonB {
+    crate::identity::require_acting_for(user_id_hash, "user_quota");
     crate::locks::connect_mut(|c| {
         let t = c
             .update(

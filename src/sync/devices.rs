@@ -35,6 +35,30 @@ pub fn authenticate(
     sync_token: &str,
     f: &'static str,
 ) -> Device {
+    let user = verify(c, device_id, sync_token, f);
+    Device {
+        device_id: device_id.to_owned(),
+        _acting: DeviceScope::enter(&user),
+        user_id_hash: user,
+    }
+}
+
+/// Verifies a device's credential (as [`authenticate`] does) and acts for the device's user
+/// for the rest of the transaction, like `awf.act_as`, with the device named as the actor of
+/// its audit rows. Returns the user. Granted to `awf_gateway`: the HTTP server calls it for
+/// device requests before the one call the request maps to.
+#[pg_extern(volatile, parallel_unsafe)]
+fn act_as_device(device_id: &str, sync_token: &str) -> String {
+    const F: &str = "act_as_device";
+    let user = crate::locks::connect_mut(|c| verify(c, device_id, sync_token, F));
+    let local = pgrx::pg_sys::GucAction::GUC_ACTION_LOCAL;
+    crate::identity::set_guarded(c"awf.user_id_hash", &user, local, F);
+    crate::identity::set_guarded(c"awf.acting_device", device_id, local, F);
+    user
+}
+
+/// Checks a device's credential and returns its user; see [`authenticate`].
+fn verify(c: &mut SpiClient<'_>, device_id: &str, sync_token: &str, f: &'static str) -> String {
     let refuse = |why: &str| -> ! {
         let shown = awf_core::error::excerpt(device_id, 128);
         log!("awf audit: {f} refused for device {shown:?}: {why}");
@@ -80,11 +104,7 @@ pub fn authenticate(
     )
     .expect("update awf.devices");
     drop(owner);
-    Device {
-        device_id: device_id.to_owned(),
-        _acting: DeviceScope::enter(&user),
-        user_id_hash: user,
-    }
+    user
 }
 
 /// Refuses (42501) a device acting on another user's save, and P0002 for no such save. The

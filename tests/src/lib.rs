@@ -94,8 +94,8 @@ impl TestDb {
     }
 
     /// The connection string the HTTP server uses: the `awf_http` login (a member of
-    /// `awf_app`, not a superuser), as `scripts/run` sets it up, so row-level security is in
-    /// force on the server's path in tests too.
+    /// `awf_gateway`, not a superuser), as `scripts/run` sets it up, so row-level security is
+    /// in force on the server's path in tests too.
     pub fn http_url(&self) -> String {
         static ROLE: std::sync::Once = std::sync::Once::new();
         ROLE.call_once(|| {
@@ -110,6 +110,33 @@ impl TestDb {
         url = url.replacen("://postgres@", "://awf_http@", 1);
         assert!(url.contains("://awf_http@"), "unexpected admin URL {url}");
         url
+    }
+
+    /// A new admin key named `name` (replacing one of that name), created by the superuser.
+    pub fn admin_key(&self, name: &str) -> String {
+        off_runtime(|| {
+            let v: serde_json::Value = self
+                .client()
+                .query_one("SELECT awf.admin_key_create($1, true)", &[&name])
+                .expect("create an admin key")
+                .get(0);
+            v["key"].as_str().expect("the key").to_owned()
+        })
+    }
+
+    /// Stores `key` as an active admin key named `tests`, hashed by PostgreSQL's own sha256
+    /// (so the tests also check the stored form), for tests that need a key known in advance.
+    pub fn plant_admin_key(&self, key: &str) {
+        off_runtime(|| {
+            self.client()
+                .execute(
+                    "INSERT INTO awf.admin_keys (name, key_hash, created_by)
+                     VALUES ('tests', encode(sha256(convert_to(lower($1), 'UTF8')), 'hex'), 'tests')
+                     ON CONFLICT (name) DO UPDATE SET key_hash = excluded.key_hash, revoked_at = NULL",
+                    &[&key],
+                )
+                .expect("plant the admin key");
+        })
     }
 
     /// The superuser connection string of the cluster this database lives on.
@@ -141,9 +168,10 @@ impl TestDb {
 /// Creates the HTTP server's login if it is missing (as `scripts/run` does).
 pub const HTTP_ROLE_SQL: &str = "DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'awf_http') THEN
-    CREATE ROLE awf_http LOGIN NOSUPERUSER IN ROLE awf_app;
+    CREATE ROLE awf_http LOGIN NOSUPERUSER;
   END IF;
-END $$";
+END $$;
+GRANT awf_gateway TO awf_http";
 
 /// The notices a connection received (see [`TestDb::client_with_notices`]).
 pub type Notices = Arc<Mutex<Vec<DbError>>>;

@@ -37,6 +37,7 @@ struct Func {
 struct Seed {
     save: String,
     token: String,
+    admin_key: String,
     snapshot: i64,
     head: (i64, String),
     bundle: Value,
@@ -80,6 +81,10 @@ fn seed(c: &mut Client) -> Seed {
         )
         .unwrap()
         .get(0);
+    let admin_key: String = c
+        .query_one("SELECT awf.admin_key_create('hostile') ->> 'key'", &[])
+        .unwrap()
+        .get(0);
     let r = c
         .query_one(
             "SELECT head_turn, head_chain FROM awf.saves WHERE save_id = $1::text::uuid",
@@ -93,6 +98,7 @@ fn seed(c: &mut Client) -> Seed {
         .get(0);
     Seed {
         save,
+        admin_key,
         token,
         snapshot,
         head,
@@ -145,6 +151,8 @@ fn valid(name: &str, ty: &str, s: &Seed) -> String {
         ("user_id_hash", _) => format!("'{USER}'"),
         ("device_id", _) => format!("'{DEVICE}'"),
         ("sync_token", _) => format!("'{}'", s.token),
+        ("key", _) => format!("'{}'", s.admin_key),
+        ("name", _) => "'hostile-2'".into(),
         ("turn_id", _) => (s.head.0 + 1).to_string(),
         ("target_turn", _) => "2".into(),
         ("since_turn", _) => "0".into(),

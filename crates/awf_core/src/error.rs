@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Integrity,
     /// The caller may not do this.
     NotAllowed,
+    /// The credential the caller presented is not valid (unknown, revoked or malformed).
+    NotAuthenticated,
 }
 
 /// An error with its kind and a message a person can act on.
@@ -62,6 +64,9 @@ impl Error {
     }
     pub fn not_allowed(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotAllowed, message)
+    }
+    pub fn not_authenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotAuthenticated, message)
     }
 }
 

@@ -23,6 +23,29 @@ pub fn token_hash(token: &str) -> Result<String> {
     Ok(sha256_hex(token.to_ascii_lowercase().as_bytes()))
 }
 
+/// What every admin key starts with: tells keys from sync tokens at a glance, and lets secret
+/// scanners (and this crate's redaction) find a leaked one.
+pub const ADMIN_KEY_PREFIX: &str = "awfk_";
+
+/// A new admin key: the prefix and 32 random bytes from the OS as 64 lowercase hex characters.
+pub fn new_admin_key() -> String {
+    format!("{ADMIN_KEY_PREFIX}{}", new_token())
+}
+
+/// The stored form of an admin key (SHA-256 hex of the whole key, hex digits lowercased).
+/// Text that cannot be a key is refused as not authenticated.
+pub fn admin_key_hash(key: &str) -> Result<String> {
+    let ok = key
+        .strip_prefix(ADMIN_KEY_PREFIX)
+        .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !ok {
+        return Err(Error::not_authenticated(format!(
+            "admin key is malformed: expected {ADMIN_KEY_PREFIX} and 64 hex characters"
+        )));
+    }
+    Ok(sha256_hex(key.to_ascii_lowercase().as_bytes()))
+}
+
 /// Compares two token hashes in time independent of where they differ.
 pub fn hashes_equal(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -55,6 +78,29 @@ mod tests {
             &token_hash(&b).unwrap()
         ));
         assert!(token_hash("short").is_err());
+        let k = new_admin_key();
+        assert!(k.starts_with(ADMIN_KEY_PREFIX) && k.len() == 69);
+        assert_eq!(
+            admin_key_hash(&k).unwrap(),
+            sha256_hex(k.as_bytes()),
+            "the hash of the key's text"
+        );
+        assert_ne!(
+            admin_key_hash(&k).unwrap(),
+            admin_key_hash(&new_admin_key()).unwrap()
+        );
+        for bad in [
+            "",
+            "awfk_",
+            &k[5..],
+            &format!("{k}0"),
+            &k.replace("awfk_", "awfx_"),
+        ] {
+            assert_eq!(
+                admin_key_hash(bad).unwrap_err().kind,
+                crate::ErrorKind::NotAuthenticated
+            );
+        }
         assert!(token_hash(&"g".repeat(64)).is_err());
     }
 }

@@ -19,12 +19,6 @@ pub struct Config {
     #[arg(long, env = "AWF_HTTP_BIND", default_value = "127.0.0.1:8787")]
     pub bind: SocketAddr,
 
-    /// Bearer token a backend presents to register devices (`POST /v1/devices`). Without
-    /// it, device registration over HTTP is refused: a device must not enroll itself for
-    /// any user it names.
-    #[arg(long, env = "AWF_HTTP_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-
     /// Largest number of pooled database connections.
     #[arg(long, env = "AWF_HTTP_POOL_SIZE", default_value_t = 8)]
     pub pool_size: usize,

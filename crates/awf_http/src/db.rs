@@ -1,8 +1,11 @@
 //! The connection pool shared by every handler.
 
 use crate::error::AppError;
+use crate::extract::Caller;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 /// How long a request may hold the database, and how much it may send.
 #[derive(Debug, Clone, Copy)]
@@ -25,12 +28,10 @@ impl Default for Limits {
     }
 }
 
-/// State handed to every route: the database pool, and the token that authorizes
-/// registering devices (none: registration over HTTP is off).
+/// State handed to every route: the database pool and the request limits.
 #[derive(Clone)]
 pub struct AppState {
     pool: Pool,
-    admin_token: Option<std::sync::Arc<str>>,
     limits: Limits,
 }
 
@@ -69,22 +70,7 @@ impl AppState {
             .create_timeout(Some(limits.pool_wait))
             .build()
             .map_err(|e| AppError::config(format!("cannot build the connection pool: {e}")))?;
-        Ok(AppState {
-            pool,
-            admin_token: None,
-            limits,
-        })
-    }
-
-    /// Enables `POST /v1/devices` for callers presenting this bearer token.
-    pub fn with_admin_token(mut self, token: Option<String>) -> Self {
-        self.admin_token = token.filter(|t| !t.is_empty()).map(Into::into);
-        self
-    }
-
-    /// The token that authorizes device registration, if one is configured.
-    pub fn admin_token(&self) -> Option<&str> {
-        self.admin_token.as_deref()
+        Ok(AppState { pool, limits })
     }
 
     /// The request limits this server runs with.
@@ -95,5 +81,42 @@ impl AppState {
     /// Takes a connection from the pool; 503 when none frees up within the pool wait.
     pub async fn conn(&self) -> Result<Object, AppError> {
         self.pool.get().await.map_err(AppError::from)
+    }
+
+    /// Runs one SQL statement for `caller` and returns its one row: in a transaction that first
+    /// presents the caller's credential to the database (`awf.act_as_admin` or
+    /// `awf.act_as_device`), which verifies it and acts for that caller until the transaction
+    /// ends, so nothing carries over to the next request on the pooled connection.
+    pub async fn call(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, AppError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        match caller {
+            Caller::Admin(a) => tx.execute("SELECT awf.act_as_admin($1)", &[&a.key]).await?,
+            Caller::Device(d) => {
+                tx.execute(
+                    "SELECT awf.act_as_device($1, $2)",
+                    &[&d.device_id, &d.token],
+                )
+                .await?
+            }
+        };
+        let row = tx.query_one(sql, params).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// [`AppState::call`] for a statement whose one column is `jsonb`.
+    pub async fn json(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<serde_json::Value, AppError> {
+        Ok(self.call(caller, sql, params).await?.get(0))
     }
 }

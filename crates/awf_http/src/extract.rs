@@ -1,8 +1,8 @@
 //! Extractors whose rejections use the app's error shape instead of axum's plain text: a JSON
-//! body, a query string, and the device credentials of the sync routes.
+//! body, a query string, path parameters, and the credentials of devices and admin tools.
 
 use crate::error::AppError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
@@ -24,6 +24,16 @@ impl From<JsonRejection> for AppError {
     }
 }
 
+/// A JSON body that may be left out: an empty body is `T::default()`, anything else must parse
+/// as `T` (400, 22P02, otherwise).
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::bad_request(format!("the body is not the expected JSON: {e}")))
+}
+
 /// `axum::extract::Query`, but a missing or malformed parameter becomes an [`AppError`]
 /// (400, SQLSTATE 22P02).
 #[derive(FromRequestParts)]
@@ -32,6 +42,17 @@ pub struct Query<T>(pub T);
 
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
+        AppError::bad_request(r.body_text())
+    }
+}
+
+/// `axum::extract::Path`, but a malformed parameter becomes an [`AppError`] (400, 22P02).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct Path<T>(pub T);
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
         AppError::bad_request(r.body_text())
     }
 }
@@ -60,8 +81,8 @@ impl std::fmt::Debug for DeviceAuth {
     }
 }
 
-/// The rejection of [`DeviceAuth`]: 401 in the app's error shape, with
-/// `WWW-Authenticate: Bearer` (RFC 6750).
+/// The rejection of the credential extractors: 401 (with `WWW-Authenticate: Bearer`, RFC
+/// 6750) for a missing or malformed credential, 403 for the wrong kind of credential.
 #[derive(Debug)]
 pub struct Unauthorized(pub AppError);
 
@@ -73,11 +94,36 @@ impl Unauthorized {
 
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
+        let challenge = self.0.status() == StatusCode::UNAUTHORIZED;
         let mut res = self.0.into_response();
-        res.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if challenge {
+            res.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         res
     }
+}
+
+/// The bearer credential of `Authorization: Bearer <credential>`, checked for syntax only.
+fn bearer(headers: &HeaderMap, what: &str) -> Result<String, Unauthorized> {
+    let authorization = single(headers, &AUTHORIZATION)?;
+    let (scheme, token) = authorization.split_once(' ').ok_or_else(|| {
+        Unauthorized::new(format!(
+            "the authorization header must be `Bearer <{what}>`"
+        ))
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Unauthorized::new(format!(
+            "the authorization header must use the Bearer scheme: `Bearer <{what}>`"
+        )));
+    }
+    let token = token.trim_start_matches(' ');
+    if !is_b64token(token) {
+        return Err(Unauthorized::new(format!(
+            "the bearer token is empty or malformed: `Bearer <{what}>`"
+        )));
+    }
+    Ok(token.to_owned())
 }
 
 /// The one value of a header that must appear exactly once, as text.
@@ -111,24 +157,10 @@ impl DeviceAuth {
         if device_id.is_empty() {
             return Err(Unauthorized::new("the x-device-id header is empty"));
         }
-        let authorization = single(headers, &AUTHORIZATION)?;
-        let (scheme, token) = authorization.split_once(' ').ok_or_else(|| {
-            Unauthorized::new("the authorization header must be `Bearer <sync token>`")
-        })?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Unauthorized::new(
-                "the authorization header must use the Bearer scheme: `Bearer <sync token>`",
-            ));
-        }
-        let token = token.trim_start_matches(' ');
-        if !is_b64token(token) {
-            return Err(Unauthorized::new(
-                "the bearer token is empty or malformed: `Bearer <sync token>`",
-            ));
-        }
+        let token = bearer(headers, "sync token")?;
         Ok(DeviceAuth {
             device_id: device_id.to_owned(),
-            token: token.to_owned(),
+            token,
         })
     }
 }
@@ -138,6 +170,84 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceAuth {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         DeviceAuth::from_headers(&parts.headers)
+    }
+}
+
+/// An admin tool's credential: `Authorization: Bearer <admin key>` and no `X-Device-Id`.
+///
+/// Whether the key is valid is the database's decision (`awf.act_as_admin`: 28000 → 401). A
+/// missing or malformed header is 401 before any SQL runs; a device credential is 403.
+#[derive(Clone)]
+pub struct AdminAuth {
+    pub key: String,
+}
+
+impl std::fmt::Debug for AdminAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminAuth(<redacted>)")
+    }
+}
+
+impl AdminAuth {
+    /// Reads the admin key from request headers.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, Unauthorized> {
+        if headers.contains_key(DEVICE_ID_HEADER) {
+            return Err(Unauthorized(AppError::new(
+                StatusCode::FORBIDDEN,
+                "42501",
+                "this route needs an admin key; device credentials do not reach it",
+            )));
+        }
+        Ok(AdminAuth {
+            key: bearer(headers, "admin key")?,
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminAuth {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        AdminAuth::from_headers(&parts.headers)
+    }
+}
+
+/// Whoever calls a route open to both: a device (when `X-Device-Id` is present, for its own
+/// user's saves) or an admin tool (for any).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Device(DeviceAuth),
+    Admin(AdminAuth),
+}
+
+impl Caller {
+    /// Reads the device or admin credential from request headers.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, Unauthorized> {
+        if headers.contains_key(DEVICE_ID_HEADER) {
+            DeviceAuth::from_headers(headers).map(Caller::Device)
+        } else {
+            AdminAuth::from_headers(headers).map(Caller::Admin)
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Caller::from_headers(&parts.headers)
+    }
+}
+
+impl From<AdminAuth> for Caller {
+    fn from(a: AdminAuth) -> Self {
+        Caller::Admin(a)
+    }
+}
+
+impl From<DeviceAuth> for Caller {
+    fn from(d: DeviceAuth) -> Self {
+        Caller::Device(d)
     }
 }
 

@@ -12,8 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let config = Config::parse();
-    let state = AppState::connect_with(&config.database_url, config.pool_size, config.limits())?
-        .with_admin_token(config.admin_token.clone());
+    let state = AppState::connect_with(&config.database_url, config.pool_size, config.limits())?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     tracing::info!("awf-http listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router(state))

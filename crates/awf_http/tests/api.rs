@@ -48,7 +48,10 @@ async fn canonical_hash_goes_through_sql() {
     let db = TestDb::new();
     let (status, body) = call(
         app(&db),
-        post_json("/v1/canonical-hash", r#"{"b": [1.50, true], "a": "é"}"#),
+        post_json(
+            "/api/awf/canonical-hash",
+            r#"{"b": [1.50, true], "a": "é"}"#,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -77,7 +80,7 @@ fn independent_sha256(canonical: &str) -> String {
 #[tokio::test]
 async fn bad_json_is_400_in_the_app_error_shape() {
     let db = TestDb::new();
-    let (status, body) = call(app(&db), post_json("/v1/canonical-hash", "{not json")).await;
+    let (status, body) = call(app(&db), post_json("/api/awf/canonical-hash", "{not json")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "22P02");
 }
@@ -87,7 +90,7 @@ async fn inexact_number_is_422_with_its_sqlstate() {
     let db = TestDb::new();
     let (status, body) = call(
         app(&db),
-        post_json("/v1/canonical-hash", r#"{"id": 9007199254740993}"#),
+        post_json("/api/awf/canonical-hash", r#"{"id": 9007199254740993}"#),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -105,7 +108,7 @@ async fn numbers_reach_sql_with_their_exact_text() {
     let db = TestDb::new();
     let (status, body) = call(
         app(&db),
-        post_json("/v1/canonical-hash", r#"[0.10000000000000000001]"#),
+        post_json("/api/awf/canonical-hash", r#"[0.10000000000000000001]"#),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -132,7 +135,7 @@ async fn serves_over_a_real_socket() {
     let app = app(&db);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let res = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/canonical-hash"))
+        .post(format!("http://{addr}/api/awf/canonical-hash"))
         .json(&json!({"z": 1, "a": null}))
         .send()
         .await
@@ -168,7 +171,7 @@ async fn a_body_over_the_limit_is_413_before_any_sql() {
     };
     let app = router(AppState::connect_with(&db.http_url(), 1, limits).unwrap());
     let big = format!("[{}1]", "1,".repeat(100_000));
-    let (status, body) = call(app, post_json("/v1/canonical-hash", &big)).await;
+    let (status, body) = call(app, post_json("/api/awf/canonical-hash", &big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "54000");
 }

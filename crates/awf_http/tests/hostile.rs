@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const SID: &str = "88888888-8888-8888-8888-888888888888";
 const USER: &str = "hostile-http";
 const DEVICE: &str = "hostile-http-phone";
-const ADMIN: &str = "hostile-admin-token";
+const ADMIN: &str = "awfk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 /// Past this the request counts as stalled (the server's statement timeout is 10 s).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -199,12 +199,18 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
     let admin = ("authorization", format!("Bearer {ADMIN}"));
     let mut out = Vec::new();
     let posts: Vec<(&str, Vec<(&str, String)>)> = vec![
-        ("/v1/canonical-hash", vec![json_ct.clone()]),
-        ("/v1/devices", vec![json_ct.clone(), admin.clone()]),
-        ("/v1/sync/up", [vec![json_ct.clone()], dev.clone()].concat()),
+        ("/api/awf/canonical-hash", vec![json_ct.clone()]),
+        (
+            "/api/awf-cloud-sync/devices",
+            vec![json_ct.clone(), admin.clone()],
+        ),
+        (
+            "/api/awf-cloud-sync/sync/up",
+            [vec![json_ct.clone()], dev.clone()].concat(),
+        ),
         // Last: the first request it accepts rotates the token the cases above carry.
         (
-            "/v1/devices/token",
+            "/api/awf-cloud-sync/devices/token",
             [vec![json_ct.clone()], dev.clone()].concat(),
         ),
     ];
@@ -270,11 +276,14 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
             ],
         ),
     ];
-    let down = format!("/v1/sync/down?save_id={}&since_turn=0", cr.save);
+    let down = format!(
+        "/api/awf-cloud-sync/sync/down?save_id={}&since_turn=0",
+        cr.save
+    );
     for (label, mut headers) in bad_creds {
         for (method, path) in [
-            ("POST", "/v1/devices/token"),
-            ("POST", "/v1/sync/up"),
+            ("POST", "/api/awf-cloud-sync/devices/token"),
+            ("POST", "/api/awf-cloud-sync/sync/up"),
             ("GET", down.as_str()),
         ] {
             headers.push(json_ct.clone());
@@ -302,51 +311,51 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
         }
         let body = json!({"device_id": "d", "user_id_hash": "someone"}).to_string();
         out.push((
-            format!("POST /v1/devices: {label}"),
-            request("POST", "/v1/devices", &h, body.as_bytes()),
+            format!("POST /api/awf-cloud-sync/devices: {label}"),
+            request("POST", "/api/awf-cloud-sync/devices", &h, body.as_bytes()),
             true,
         ));
     }
     // Queries.
     let queries = [
-        ("no query", "/v1/sync/down".to_owned()),
+        ("no query", "/api/awf-cloud-sync/sync/down".to_owned()),
         (
             "since_turn not a number",
-            format!("/v1/sync/down?save_id={}&since_turn=abc", cr.save),
+            format!("/api/awf-cloud-sync/sync/down?save_id={}&since_turn=abc", cr.save),
         ),
         (
             "since_turn negative",
-            format!("/v1/sync/down?save_id={}&since_turn=-1", cr.save),
+            format!("/api/awf-cloud-sync/sync/down?save_id={}&since_turn=-1", cr.save),
         ),
         (
             "since_turn past i64",
             format!(
-                "/v1/sync/down?save_id={}&since_turn=99999999999999999999",
+                "/api/awf-cloud-sync/sync/down?save_id={}&since_turn=99999999999999999999",
                 cr.save
             ),
         ),
         (
             "save_id not a uuid",
-            "/v1/sync/down?save_id=../../etc/passwd&since_turn=0".to_owned(),
+            "/api/awf-cloud-sync/sync/down?save_id=../../etc/passwd&since_turn=0".to_owned(),
         ),
         (
             "save_id unknown",
-            "/v1/sync/down?save_id=12345678-1234-4234-8234-123456789abc&since_turn=0".to_owned(),
+            "/api/awf-cloud-sync/sync/down?save_id=12345678-1234-4234-8234-123456789abc&since_turn=0".to_owned(),
         ),
         (
             "parameters twice",
             format!(
-                "/v1/sync/down?save_id={0}&save_id={0}&since_turn=0&since_turn=1",
+                "/api/awf-cloud-sync/sync/down?save_id={0}&save_id={0}&since_turn=0&since_turn=1",
                 cr.save
             ),
         ),
         (
             "bad percent escapes",
-            "/v1/sync/down?save_id=%zz%&since_turn=%00".to_owned(),
+            "/api/awf-cloud-sync/sync/down?save_id=%zz%&since_turn=%00".to_owned(),
         ),
         (
             "60 KB query",
-            format!("/v1/sync/down?save_id={}&since_turn=0&x={long}", cr.save),
+            format!("/api/awf-cloud-sync/sync/down?save_id={}&since_turn=0&x={long}", cr.save),
         ),
     ];
     for (label, target) in queries {
@@ -361,8 +370,16 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
         ("unknown path", "GET", "/v1/nothing".to_owned()),
         ("traversal", "GET", "/v1/../../etc/passwd".to_owned()),
         ("encoded traversal", "GET", "/v1/%2e%2e/health".to_owned()),
-        ("wrong method", "DELETE", "/v1/sync/up".to_owned()),
-        ("GET on a POST route", "GET", "/v1/devices".to_owned()),
+        (
+            "wrong method",
+            "DELETE",
+            "/api/awf-cloud-sync/sync/up".to_owned(),
+        ),
+        (
+            "GET on a POST route",
+            "GET",
+            "/api/awf-cloud-sync/devices".to_owned(),
+        ),
         ("60 KB path", "GET", format!("/{long}")),
     ] {
         out.push((
@@ -376,12 +393,12 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
         ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec()),
         ("no version", b"GET /health\r\n\r\n".to_vec()),
         ("header without colon", b"GET /health HTTP/1.1\r\nHost: x\r\nnonsense\r\n\r\n".to_vec()),
-        ("content length short", b"POST /v1/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{}".to_vec()),
-        ("content length negative", b"POST /v1/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}".to_vec()),
-        ("two content lengths", b"POST /v1/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec()),
-        ("bad chunk size", b"POST /v1/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec()),
+        ("content length short", b"POST /api/awf/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{}".to_vec()),
+        ("content length negative", b"POST /api/awf/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}".to_vec()),
+        ("two content lengths", b"POST /api/awf/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec()),
+        ("bad chunk size", b"POST /api/awf/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec()),
         ("chunked over the limit", {
-            let mut r = b"POST /v1/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+            let mut r = b"POST /api/awf/canonical-hash HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
             for _ in 0..80 {
                 r.extend_from_slice(b"10000\r\n");
                 r.extend(std::iter::repeat_n(b' ', 0x10000));
@@ -437,9 +454,8 @@ fn every_route_survives_hostile_requests() {
     let watch = off_runtime(|| CrashWatch::start(&mut db.client()));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _in_runtime = rt.enter(); // the pool spawns its connections on the runtime
-    let state = AppState::connect(&db.http_url(), 4)
-        .unwrap()
-        .with_admin_token(Some(ADMIN.to_owned()));
+    db.plant_admin_key(ADMIN);
+    let state = AppState::connect(&db.http_url(), 4).unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

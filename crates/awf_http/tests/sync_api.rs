@@ -13,11 +13,8 @@ use tower::ServiceExt;
 const USER: &str = "u1";
 
 fn app(db: &TestDb) -> axum::Router {
-    router(
-        AppState::connect(&db.http_url(), 2)
-            .unwrap()
-            .with_admin_token(Some(ADMIN.to_owned())),
-    )
+    db.plant_admin_key(ADMIN);
+    router(AppState::connect(&db.http_url(), 2).unwrap())
 }
 
 /// A server whose database cannot be reached: any route that runs SQL answers 503.
@@ -52,12 +49,12 @@ struct Device {
     token: String,
 }
 
-/// The backend's admin token in these tests.
-const ADMIN: &str = "test-admin-token";
+/// The backend's admin key in these tests (planted in each test database).
+const ADMIN: &str = "awfk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn request(method: &str, uri: &str, device: Option<&Device>, body: Option<&str>) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(uri);
-    if uri == "/v1/devices" && device.is_none() {
+    if uri == "/api/awf-cloud-sync/devices" && device.is_none() {
         b = b.header("authorization", format!("Bearer {ADMIN}"));
     }
     if let Some(d) = device {
@@ -105,7 +102,12 @@ async fn register(app: &axum::Router, device_id: &str, session: Option<&str>) ->
     let body = json!({"device_id": device_id, "user_id_hash": USER, "session_id": session});
     let r = send(
         app,
-        request("POST", "/v1/devices", None, Some(&body.to_string())),
+        request(
+            "POST",
+            "/api/awf-cloud-sync/devices",
+            None,
+            Some(&body.to_string()),
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -116,14 +118,19 @@ async fn register(app: &axum::Router, device_id: &str, session: Option<&str>) ->
 }
 
 async fn sync_down(app: &axum::Router, device: &Device, save: &str, since: i64) -> Reply {
-    let uri = format!("/v1/sync/down?save_id={save}&since_turn={since}");
+    let uri = format!("/api/awf-cloud-sync/sync/down?save_id={save}&since_turn={since}");
     send(app, request("GET", &uri, Some(device), None)).await
 }
 
 async fn sync_up(app: &axum::Router, device: &Device, body: &Value) -> Reply {
     send(
         app,
-        request("POST", "/v1/sync/up", Some(device), Some(&body.to_string())),
+        request(
+            "POST",
+            "/api/awf-cloud-sync/sync/up",
+            Some(device),
+            Some(&body.to_string()),
+        ),
     )
     .await
 }
@@ -160,7 +167,12 @@ async fn register_is_201_with_a_new_token() {
     let body = json!({"device_id": "phone", "user_id_hash": USER, "session_id": session});
     let r = send(
         &app,
-        request("POST", "/v1/devices", None, Some(&body.to_string())),
+        request(
+            "POST",
+            "/api/awf-cloud-sync/devices",
+            None,
+            Some(&body.to_string()),
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -205,7 +217,12 @@ async fn register_is_201_with_a_new_token() {
     for (body, status, code) in cases {
         let r = send(
             &app,
-            request("POST", "/v1/devices", None, Some(&body.to_string())),
+            request(
+                "POST",
+                "/api/awf-cloud-sync/devices",
+                None,
+                Some(&body.to_string()),
+            ),
         )
         .await;
         assert_error(&r, status, code);
@@ -316,7 +333,7 @@ async fn missing_or_malformed_credentials_are_401_before_any_sql() {
     let up_body = json!({"save_id": save, "base_turn": 1, "base_chain": "0".repeat(64),
                          "turns": [{"turn_id": 2, "state": {}}]})
     .to_string();
-    let down_uri = format!("/v1/sync/down?save_id={save}&since_turn=0");
+    let down_uri = format!("/api/awf-cloud-sync/sync/down?save_id={save}&since_turn=0");
 
     let headers: Vec<Vec<(&str, String)>> = vec![
         vec![],
@@ -342,9 +359,13 @@ async fn missing_or_malformed_credentials_are_401_before_any_sql() {
     let no_db = app_without_database();
     for hs in &headers {
         for (method, uri, body) in [
-            ("POST", "/v1/sync/up", Some(up_body.as_str())),
+            (
+                "POST",
+                "/api/awf-cloud-sync/sync/up",
+                Some(up_body.as_str()),
+            ),
             ("GET", down_uri.as_str(), None),
-            ("POST", "/v1/devices/token", None),
+            ("POST", "/api/awf-cloud-sync/devices/token", None),
         ] {
             for server in [&app, &no_db] {
                 let mut req = request(method, uri, None, body);
@@ -363,7 +384,12 @@ async fn missing_or_malformed_credentials_are_401_before_any_sql() {
     // Even a malformed body is not looked at without credentials.
     let r = send(
         &app,
-        request("POST", "/v1/sync/up", None, Some("{not json")),
+        request(
+            "POST",
+            "/api/awf-cloud-sync/sync/up",
+            None,
+            Some("{not json"),
+        ),
     )
     .await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "28000");
@@ -435,7 +461,12 @@ async fn wrong_token_or_unknown_device_is_403() {
         let body = json!({"device_id": "intruder", "user_id_hash": "u2"});
         let r = send(
             &app,
-            request("POST", "/v1/devices", None, Some(&body.to_string())),
+            request(
+                "POST",
+                "/api/awf-cloud-sync/devices",
+                None,
+                Some(&body.to_string()),
+            ),
         )
         .await;
         Device {
@@ -494,13 +525,18 @@ async fn malformed_or_invalid_sync_up_bodies() {
     for body in ["{not json", "", "[1,"] {
         let r = send(
             &app,
-            request("POST", "/v1/sync/up", Some(&phone), Some(body)),
+            request(
+                "POST",
+                "/api/awf-cloud-sync/sync/up",
+                Some(&phone),
+                Some(body),
+            ),
         )
         .await;
         assert_error(&r, StatusCode::BAD_REQUEST, "22P02");
     }
     // Without a JSON content type.
-    let mut req = request("POST", "/v1/sync/up", Some(&phone), None);
+    let mut req = request("POST", "/api/awf-cloud-sync/sync/up", Some(&phone), None);
     *req.body_mut() = Body::from("{}");
     assert_error(&send(&app, req).await, StatusCode::BAD_REQUEST, "22P02");
 
@@ -558,7 +594,7 @@ async fn bad_sync_down_query_is_400_before_any_sql() {
         String::new(),
     ] {
         for server in [&app, &no_db] {
-            let uri = format!("/v1/sync/down?{query}");
+            let uri = format!("/api/awf-cloud-sync/sync/down?{query}");
             let r = send(server, request("GET", &uri, Some(&phone), None)).await;
             assert_error(&r, StatusCode::BAD_REQUEST, "22P02");
         }
@@ -572,7 +608,16 @@ async fn rotate_issues_a_new_token_and_retires_the_old_one() {
     let (session, save) = session_with_save(&db);
     let old = register(&app, "phone", Some(&session)).await;
 
-    let r = send(&app, request("POST", "/v1/devices/token", Some(&old), None)).await;
+    let r = send(
+        &app,
+        request(
+            "POST",
+            "/api/awf-cloud-sync/devices/token",
+            Some(&old),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["device_id"], "phone");
     assert!(is_hex64(&r.body["sync_token"]));
@@ -589,7 +634,16 @@ async fn rotate_issues_a_new_token_and_retires_the_old_one() {
         "42501",
     );
     assert_error(
-        &send(&app, request("POST", "/v1/devices/token", Some(&old), None)).await,
+        &send(
+            &app,
+            request(
+                "POST",
+                "/api/awf-cloud-sync/devices/token",
+                Some(&old),
+                None,
+            ),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "42501",
     );
@@ -607,7 +661,7 @@ async fn syncs_over_a_real_socket() {
     let http = reqwest::Client::new();
 
     let res = http
-        .post(format!("http://{addr}/v1/devices"))
+        .post(format!("http://{addr}/api/awf-cloud-sync/devices"))
         .bearer_auth(ADMIN)
         .json(&json!({"device_id": "phone", "user_id_hash": USER, "session_id": session}))
         .send()
@@ -620,7 +674,7 @@ async fn syncs_over_a_real_socket() {
         .to_owned();
 
     let res = http
-        .get(format!("http://{addr}/v1/sync/down"))
+        .get(format!("http://{addr}/api/awf-cloud-sync/sync/down"))
         .query(&[("save_id", save.as_str()), ("since_turn", "0")])
         .header("x-device-id", "phone")
         .bearer_auth(&token)
@@ -632,7 +686,7 @@ async fn syncs_over_a_real_socket() {
     assert_eq!(down["head_turn"], 1);
 
     let res = http
-        .post(format!("http://{addr}/v1/sync/up"))
+        .post(format!("http://{addr}/api/awf-cloud-sync/sync/up"))
         .header("x-device-id", "phone")
         .bearer_auth(&token)
         .json(&json!({"save_id": save, "base_turn": 1, "base_chain": down["head_chain"],
@@ -647,7 +701,7 @@ async fn syncs_over_a_real_socket() {
 
     let res = http
         .get(format!(
-            "http://{addr}/v1/sync/down?save_id={save}&since_turn=1"
+            "http://{addr}/api/awf-cloud-sync/sync/down?save_id={save}&since_turn=1"
         ))
         .send()
         .await
@@ -658,28 +712,53 @@ async fn syncs_over_a_real_socket() {
 }
 
 #[tokio::test]
-async fn registering_a_device_needs_the_admin_token() {
+async fn registering_a_device_needs_an_admin_key() {
     let db = TestDb::new();
     let body = json!({"device_id": "phone", "user_id_hash": USER}).to_string();
-    let no_token = Request::post("/v1/devices")
-        .header("content-type", "application/json")
-        .body(Body::from(body.clone()))
-        .unwrap();
-    let r = send(&app(&db), no_token).await;
+    let post = |auth: Option<&str>| {
+        let mut b =
+            Request::post("/api/awf-cloud-sync/devices").header("content-type", "application/json");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Body::from(body.clone())).unwrap()
+    };
+    let r = send(&app(&db), post(None)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let wrong = Request::post("/v1/devices")
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer nope")
-        .body(Body::from(body.clone()))
-        .unwrap();
+    assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
+    // A wrong key and a revoked one get the same answer.
+    let wrong = format!("Bearer awfk_{}", "f".repeat(64));
+    let r = send(&app(&db), post(Some(&wrong))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["error"]["code"], "28000");
+    let revoked_message = {
+        off_runtime(|| {
+            db.client()
+                .execute("UPDATE awf.admin_keys SET revoked_at = now()", &[])
+                .unwrap()
+        });
+        let app = router(AppState::connect(&db.http_url(), 1).unwrap());
+        let r = send(&app, post(Some(&format!("Bearer {ADMIN}")))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        r.body["error"]["message"].clone()
+    };
     assert_eq!(
-        send(&app(&db), wrong).await.status,
-        StatusCode::UNAUTHORIZED
+        revoked_message,
+        send(&app(&db), post(Some(&wrong))).await.body["error"]["message"]
     );
-    let disabled = router(AppState::connect(&db.http_url(), 1).unwrap());
-    let r = send(&disabled, request("POST", "/v1/devices", None, Some(&body))).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(r.body["error"]["code"], "42501");
+    let r = send(&app(&db), post(Some(&format!("Bearer {ADMIN}")))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // The audit row of the registration names the key.
+    let actor: String = off_runtime(|| {
+        db.client()
+            .query_one(
+                "SELECT actor FROM awf.audit_log WHERE action = 'device_register' ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(actor, "key:tests");
 }
 
 /// A save another transaction holds: the upload waits at most the connection's lock timeout
@@ -691,11 +770,8 @@ async fn a_lock_timeout_is_503_with_retry_after() {
         statement_timeout: Duration::from_millis(300),
         ..awf_http::db::Limits::default()
     };
-    let app = router(
-        AppState::connect_with(&db.http_url(), 2, limits)
-            .unwrap()
-            .with_admin_token(Some(ADMIN.to_owned())),
-    );
+    db.plant_admin_key(ADMIN);
+    let app = router(AppState::connect_with(&db.http_url(), 2, limits).unwrap());
     let (session, save) = session_with_save(&db);
     let phone = register(&app, "phone", Some(&session)).await;
     let head_chain = sync_down(&app, &phone, &save, 0).await.body["head_chain"].clone();

@@ -9,10 +9,10 @@ use axum::Router;
 use serde_json::{json, Value};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/canonical-hash", post(canonical_hash))
+    Router::new().route("/api/awf/canonical-hash", post(canonical_hash))
 }
 
-/// `POST /v1/canonical-hash` with any JSON body → `{"hash": ..., "canonical": ...}`.
+/// `POST /api/awf/canonical-hash` with any JSON body → `{"hash": ..., "canonical": ...}`.
 async fn canonical_hash(
     State(state): State<AppState>,
     Json(doc): Json<Value>,

@@ -11,11 +11,11 @@ use serde_json::Value;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/sync/up", post(sync_up))
-        .route("/v1/sync/down", get(sync_down))
+        .route("/api/awf-cloud-sync/sync/up", post(sync_up))
+        .route("/api/awf-cloud-sync/sync/down", get(sync_down))
 }
 
-/// `POST /v1/sync/up` with the device headers; the body is `awf.sync_up`'s request, passed as
+/// `POST /api/awf-cloud-sync/sync/up` with the device headers; the body is `awf.sync_up`'s request, passed as
 /// it is (numbers keep their text) → 200 with its result (`fast_forward` or `conflict`).
 async fn sync_up(
     State(state): State<AppState>,
@@ -32,14 +32,14 @@ async fn sync_up(
     Ok(axum::Json(row.get(0)))
 }
 
-/// The query of `GET /v1/sync/down`.
+/// The query of `GET /api/awf-cloud-sync/sync/down`.
 #[derive(Debug, Deserialize)]
 struct Down {
     save_id: String,
     since_turn: i64,
 }
 
-/// `GET /v1/sync/down?save_id=<uuid>&since_turn=<n>` with the device headers → 200 with the
+/// `GET /api/awf-cloud-sync/sync/down?save_id=<uuid>&since_turn=<n>` with the device headers → 200 with the
 /// turns after `since_turn`.
 async fn sync_down(
     State(state): State<AppState>,

@@ -1,0 +1,202 @@
+//! Cloud saves for devices (their own user's saves) and admin tools (any save):
+//! materialize, verify, export, delete, restore, and a user's quota.
+
+use crate::db::AppState;
+use crate::error::AppError;
+use crate::extract::{check_uuid, Caller, Json, Path};
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/awf-cloud-sync/save/materialize", post(materialize))
+        .route("/api/awf-cloud-sync/save/verify", post(verify))
+        .route("/api/awf-cloud-sync/save/export", post(export))
+        .route("/api/awf-cloud-sync/save/restore", post(restore))
+        .route("/api/awf-cloud-sync/save", axum::routing::delete(delete))
+        .route("/api/awf-cloud-sync/quota/{user_id_hash}", get(quota))
+}
+
+type JsonResult = Result<axum::Json<Value>, AppError>;
+
+/// The body of `POST .../save/materialize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Materialize {
+    save_id: String,
+    #[serde(default)]
+    target_turn: Option<i64>,
+}
+
+/// `POST /api/awf-cloud-sync/save/materialize` `{"save_id", "target_turn"?}` → the state at
+/// that turn (the head when left out), rebuilt from the stored chain.
+async fn materialize(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(b): Json<Materialize>,
+) -> JsonResult {
+    check_uuid("save_id", &b.save_id)?;
+    let v = state
+        .json(
+            &caller,
+            "SELECT awf.save_materialize($1::text::uuid, $2)",
+            &[&b.save_id, &b.target_turn],
+        )
+        .await?;
+    Ok(axum::Json(v))
+}
+
+/// A body naming one save.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveOnly {
+    save_id: String,
+}
+
+/// `POST /api/awf-cloud-sync/save/verify` `{"save_id"}` → the integrity report.
+async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(b): Json<SaveOnly>,
+) -> JsonResult {
+    check_uuid("save_id", &b.save_id)?;
+    let v = state
+        .json(
+            &caller,
+            "SELECT awf.save_verify($1::text::uuid)",
+            &[&b.save_id],
+        )
+        .await?;
+    Ok(axum::Json(v))
+}
+
+/// The body of `POST .../save/export`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Export {
+    save_id: String,
+    #[serde(default = "jsonl")]
+    format: String,
+    #[serde(default)]
+    include_audit: bool,
+}
+
+fn jsonl() -> String {
+    "jsonl".into()
+}
+
+/// `POST /api/awf-cloud-sync/save/export` `{"save_id", "format"?, "include_audit"?}` → the
+/// archive: JSON Lines (`application/x-ndjson`, the default) or one JSON document
+/// (`"format": "json"`). `include_audit` needs an admin key.
+async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(b): Json<Export>,
+) -> Result<Response, AppError> {
+    check_uuid("save_id", &b.save_id)?;
+    let content_type = match b.format.as_str() {
+        "json" => "application/json",
+        _ => "application/x-ndjson",
+    };
+    let row = state
+        .call(
+            &caller,
+            "SELECT awf.save_export($1::text::uuid, $2, $3)",
+            &[&b.save_id, &b.format, &b.include_audit],
+        )
+        .await?;
+    let text: String = row.get(0);
+    Ok(([(CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// The body of `DELETE .../save`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Delete {
+    save_id: String,
+    reason: String,
+}
+
+/// `DELETE /api/awf-cloud-sync/save` `{"save_id", "reason"}` → what was deleted (a tombstone
+/// stays).
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(b): Json<Delete>,
+) -> JsonResult {
+    check_uuid("save_id", &b.save_id)?;
+    let v = state
+        .json(
+            &caller,
+            "SELECT awf.save_delete($1::text::uuid, $2)",
+            &[&b.save_id, &b.reason],
+        )
+        .await?;
+    Ok(axum::Json(v))
+}
+
+/// The body of `POST .../save/restore`: a save and a turn, or an archived branch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Restore {
+    #[serde(default)]
+    save_id: Option<String>,
+    #[serde(default)]
+    target_turn: Option<i64>,
+    #[serde(default)]
+    archive_id: Option<i64>,
+}
+
+/// `POST /api/awf-cloud-sync/save/restore` `{"save_id", "target_turn"}` (the turns after it are
+/// archived) or `{"archive_id"}` (an archived branch becomes the head again).
+async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(b): Json<Restore>,
+) -> JsonResult {
+    let v = match (b.save_id, b.target_turn, b.archive_id) {
+        (Some(save_id), Some(turn), None) => {
+            check_uuid("save_id", &save_id)?;
+            state
+                .json(
+                    &caller,
+                    "SELECT awf.save_restore($1::text::uuid, $2)",
+                    &[&save_id, &turn],
+                )
+                .await?
+        }
+        (None, None, Some(archive_id)) => {
+            state
+                .json(
+                    &caller,
+                    "SELECT awf.save_archive_restore($1)",
+                    &[&archive_id],
+                )
+                .await?
+        }
+        _ => {
+            return Err(AppError::bad_request(
+                "the body is {\"save_id\", \"target_turn\"} or {\"archive_id\"}",
+            ))
+        }
+    };
+    Ok(axum::Json(v))
+}
+
+/// `GET /api/awf-cloud-sync/quota/{user_id_hash}` → the user's storage and quota. A device
+/// may ask only about its own user (403 otherwise).
+async fn quota(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user): Path<String>,
+) -> JsonResult {
+    let v = state
+        .json(&caller, "SELECT awf.user_quota($1)", &[&user])
+        .await?;
+    Ok(axum::Json(v))
+}
