@@ -3,7 +3,7 @@
 
 use crate::db::AppState;
 use crate::error::AppError;
-use crate::extract::{check_uuid, AdminAuth, Caller, Json, Path, Query};
+use crate::extract::{check_uuid, AdminAuth, Json, Path, Query};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -235,7 +235,7 @@ async fn wal_repair(
     }
     let v = state
         .json(
-            &Caller::Admin(admin),
+            &admin.into(),
             "SELECT coalesce(jsonb_agg(to_jsonb(r)), '[]') FROM awf.wal_reconcile($1::text::uuid) r",
             &[&q.session],
         )
