@@ -11,6 +11,8 @@ pub mod keys;
 /// `awf.save_materialize`, `awf.save_materialize_bytes`, `awf.save_verify`,
 /// `awf.save_verify_sample`.
 pub mod materialize;
+/// The notification a save sends when its head moves.
+pub mod notify;
 /// `awf.save_create_or_attach`, `awf.save_persist_turn`, `awf.save_persist_sealed`, and the
 /// hook that persists every applied session turn.
 pub mod persist;

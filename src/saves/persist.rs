@@ -332,6 +332,7 @@ fn write(
         )
         .expect("update awf.saves")
     });
+    super::notify::head_moved(c, s.save_id);
     audit::bump(c, "awf.sync.turns_persisted", plans.len() as i64);
     Ok(out)
 }

@@ -300,6 +300,8 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
         &[id.into()],
     )
     .expect("delete from awf.saves");
+    // Devices waiting on the save wake and learn it is gone.
+    super::notify::head_moved(c, id);
     let blobs_used = hashes.len() as i64;
     let (blobs_purged, bytes_freed) = {
         let t = c

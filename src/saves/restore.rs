@@ -78,6 +78,7 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
         )
         .expect("update awf.saves")
     });
+    super::notify::head_moved(c, s.save_id);
     if let (Some(sid), Some(state)) = (s.session_id, state) {
         c.update(
             "SELECT awf.snapshot_create($1, 'pre-save-restore')",

@@ -38,6 +38,9 @@ pub mod sample;
 /// Cloud save turns: plan each turn's base, diff or sealed blob; rebuild and verify a save.
 pub mod save;
 
+/// The notification a save sends when its head moves.
+pub mod signal;
+
 /// Device sync tokens: generation and hashing.
 pub mod token;
 

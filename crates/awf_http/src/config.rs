@@ -34,6 +34,24 @@ pub struct Config {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, env = "AWF_HTTP_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Most sync long polls and event streams waiting at once; past it they get 503.
+    #[arg(long, env = "AWF_HTTP_MAX_WAITERS", default_value_t = 1024)]
+    pub max_waiters: usize,
+
+    /// Longest life of one sync event stream, in seconds; the device then reconnects.
+    #[arg(long, env = "AWF_HTTP_MAX_STREAM_SECONDS", default_value_t = 300)]
+    pub max_stream_seconds: u64,
+
+    /// After SIGTERM or Ctrl-C, how long open requests (and event streams) may take to finish,
+    /// in seconds, before the server exits anyway.
+    #[arg(long, env = "AWF_HTTP_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Log lines as `text` or `json` (one object per line); the level comes from `RUST_LOG`
+    /// (default `awf_http=info,tower_http=info`).
+    #[arg(long, env = "AWF_HTTP_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 impl Config {
@@ -43,6 +61,8 @@ impl Config {
             statement_timeout: std::time::Duration::from_millis(self.statement_timeout_ms),
             pool_wait: std::time::Duration::from_millis(self.pool_wait_ms),
             max_body_bytes: self.max_body_bytes,
+            max_waiters: self.max_waiters,
+            max_stream: std::time::Duration::from_secs(self.max_stream_seconds),
         }
     }
 }

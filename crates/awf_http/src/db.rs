@@ -2,6 +2,8 @@
 
 use crate::error::AppError;
 use crate::extract::Caller;
+use crate::heads::Heads;
+use crate::metrics::Metrics;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -16,6 +18,10 @@ pub struct Limits {
     pub pool_wait: Duration,
     /// Largest request body; past it 413.
     pub max_body_bytes: usize,
+    /// Most sync long polls and event streams waiting at once; past it 503.
+    pub max_waiters: usize,
+    /// Longest life of one sync event stream; the device reconnects after it.
+    pub max_stream: Duration,
 }
 
 impl Default for Limits {
@@ -24,15 +30,20 @@ impl Default for Limits {
             statement_timeout: Duration::from_secs(10),
             pool_wait: Duration::from_secs(2),
             max_body_bytes: 4 * 1024 * 1024,
+            max_waiters: 1024,
+            max_stream: Duration::from_secs(300),
         }
     }
 }
 
-/// State handed to every route: the database pool and the request limits.
+/// State handed to every route: the database pool, the request limits, the request metrics
+/// and the waiters on save heads.
 #[derive(Clone)]
 pub struct AppState {
     pool: Pool,
     limits: Limits,
+    metrics: Metrics,
+    heads: Heads,
 }
 
 impl AppState {
@@ -56,6 +67,7 @@ impl AppState {
         let mut options = pg.get_options().unwrap_or("").to_owned();
         options.push_str(&format!(" -c statement_timeout={ms} -c lock_timeout={ms}"));
         pg.options(options.trim());
+        let heads = Heads::new(limits.max_waiters, pg.clone());
         let mgr = Manager::from_config(
             pg,
             tokio_postgres::NoTls,
@@ -70,12 +82,32 @@ impl AppState {
             .create_timeout(Some(limits.pool_wait))
             .build()
             .map_err(|e| AppError::config(format!("cannot build the connection pool: {e}")))?;
-        Ok(AppState { pool, limits })
+        Ok(AppState {
+            pool,
+            limits,
+            metrics: Metrics::default(),
+            heads,
+        })
     }
 
     /// The request limits this server runs with.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// The request counts and latencies so far.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The waiters on save heads, and the listener that wakes them.
+    pub fn heads(&self) -> &Heads {
+        &self.heads
+    }
+
+    /// Open and idle pooled connections.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
     }
 
     /// Takes a connection from the pool; 503 when none frees up within the pool wait.

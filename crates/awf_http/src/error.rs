@@ -122,29 +122,24 @@ impl From<deadpool_postgres::PoolError> for AppError {
     }
 }
 
-/// A short id for one failed request, so a client's report can be matched to the log line.
-fn request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::{SystemTime, UNIX_EPOCH};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    format!("{:x}-{n:x}", t & 0xffff_ffff_ffff)
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        // A 500 never echoes internal text (SQL messages can name tables, keys, hashes): the
-        // client gets the SQLSTATE and a request id, the log gets the details under that id.
-        let body = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
-            let id = request_id();
+impl AppError {
+    /// The response body: `{"error": {"code", "message"}}`. A 500 never echoes internal text
+    /// (SQL messages can name tables, keys, hashes): the client gets the SQLSTATE and the
+    /// request id, the log gets the details under that id.
+    pub fn body(&self) -> serde_json::Value {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            let id = crate::request_id::current();
             tracing::error!(request_id = %id, code = %self.code, message = %self.message, "internal error");
             json!({ "error": { "code": self.code, "message": "internal error", "request_id": id } })
         } else {
             json!({ "error": { "code": self.code, "message": self.message } })
-        };
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Busy or unreachable: tell clients when to retry, rather than have them hammer.
             let retry = [(axum::http::header::RETRY_AFTER, "1")];

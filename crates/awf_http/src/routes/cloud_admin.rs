@@ -5,38 +5,37 @@ use crate::db::AppState;
 use crate::error::AppError;
 use crate::extract::{check_uuid, AdminAuth, Path, Query};
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/awf-cloud-sync/save/conflicts", get(conflicts))
-        .route("/api/awf-cloud-sync/save/stats", get(stats))
-        .route("/api/awf-cloud-sync/admin/retention", post(retention))
-        .route(
-            "/api/awf-cloud-sync/admin/save/{save_id}",
-            get(save_details),
-        )
-        .route(
-            "/api/awf-cloud-sync/admin/device/{device_id}",
-            get(device_details),
-        )
-        .route("/api/awf-cloud-sync/admin/audit", get(audit))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(conflicts))
+        .routes(routes!(stats))
+        .routes(routes!(retention))
+        .routes(routes!(save_details))
+        .routes(routes!(device_details))
+        .routes(routes!(audit))
 }
 
 type JsonResult = Result<axum::Json<Value>, AppError>;
 
 /// The query of the conflicts route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ConflictsQuery {
+    /// Only this save's conflicts (a UUID).
     #[serde(default)]
     save_id: Option<String>,
 }
 
 /// `GET /api/awf-cloud-sync/save/conflicts[?save_id=]` → resolved conflicts, newest first.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/save/conflicts", tag = "cloud-admin", security(("admin_key" = [])),
+    params(ConflictsQuery), responses((status = 200, description = "Resolved conflicts, newest first", body = [Object])))]
 async fn conflicts(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -56,6 +55,8 @@ async fn conflicts(
 }
 
 /// `GET /api/awf-cloud-sync/save/stats` → counts across saves, blobs, devices and conflicts.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/save/stats", tag = "cloud-admin", security(("admin_key" = [])),
+    responses((status = 200, description = "Counts across saves, blobs, devices and conflicts", body = Object)))]
 async fn stats(State(state): State<AppState>, admin: AdminAuth) -> JsonResult {
     let v = state
         .json(&admin.into(), "SELECT awf.sync_stats()", &[])
@@ -64,6 +65,8 @@ async fn stats(State(state): State<AppState>, admin: AdminAuth) -> JsonResult {
 }
 
 /// `POST /api/awf-cloud-sync/admin/retention` → what the retention policy deleted.
+#[utoipa::path(post, path = "/api/awf-cloud-sync/admin/retention", tag = "cloud-admin", security(("admin_key" = [])),
+    responses((status = 200, description = "What the retention policy deleted", body = Object)))]
 async fn retention(State(state): State<AppState>, admin: AdminAuth) -> JsonResult {
     let v = state
         .json(&admin.into(), "SELECT awf.retention_enforce()", &[])
@@ -72,6 +75,9 @@ async fn retention(State(state): State<AppState>, admin: AdminAuth) -> JsonResul
 }
 
 /// `GET /api/awf-cloud-sync/admin/save/{save_id}` → one save for an operator.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/admin/save/{save_id}", tag = "cloud-admin", security(("admin_key" = [])),
+    params(("save_id" = String, Path, description = "The save id (a UUID)")),
+    responses((status = 200, description = "One save for an operator", body = Object)))]
 async fn save_details(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -89,6 +95,9 @@ async fn save_details(
 }
 
 /// `GET /api/awf-cloud-sync/admin/device/{device_id}` → one device for an operator.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/admin/device/{device_id}", tag = "cloud-admin", security(("admin_key" = [])),
+    params(("device_id" = String, Path, description = "The device id")),
+    responses((status = 200, description = "One device for an operator", body = Object)))]
 async fn device_details(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -106,7 +115,8 @@ async fn device_details(
 
 /// The query of the audit route: every filter optional; `from`/`to` are timestamps
 /// (`from` inclusive, `to` exclusive); `limit` defaults to 1000.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     #[serde(default)]
@@ -125,6 +135,8 @@ struct AuditQuery {
 
 /// `GET /api/awf-cloud-sync/admin/audit?save_id=&device_id=&action=&from=&to=&limit=` → audit
 /// rows, newest first.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/admin/audit", tag = "cloud-admin", security(("admin_key" = [])),
+    params(AuditQuery), responses((status = 200, description = "Audit rows, newest first", body = [Object])))]
 async fn audit(
     State(state): State<AppState>,
     admin: AdminAuth,

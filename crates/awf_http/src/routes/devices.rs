@@ -7,19 +7,20 @@ use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/awf-cloud-sync/devices", post(register))
-        .route("/api/awf-cloud-sync/devices/token", post(rotate_token))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(rotate_token))
 }
 
 /// The body of `POST /api/awf-cloud-sync/devices`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Register {
     device_id: String,
@@ -39,6 +40,8 @@ fn token_response(status: StatusCode, body: Value) -> Response {
 /// `POST /api/awf-cloud-sync/devices` `{"device_id", "user_id_hash", "session_id"?}` with an
 /// admin key → 201 `{"device_id", "sync_token", "expires_at"}`. Registration names the user a
 /// device acts for, so it is an admin action: a device must not enroll itself for any user.
+#[utoipa::path(post, path = "/api/awf-cloud-sync/devices", tag = "devices", security(("admin_key" = [])),
+    request_body = Register, responses((status = 201, description = "`{device_id, sync_token, expires_at}`", body = Object)))]
 async fn register(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -59,6 +62,8 @@ async fn register(
 
 /// `POST /api/awf-cloud-sync/devices/token` with the device headers → 200 with a new token
 /// (the old one stops working).
+#[utoipa::path(post, path = "/api/awf-cloud-sync/devices/token", tag = "devices", security(("device_id" = [], "device_token" = [])),
+    responses((status = 200, description = "A new sync token; the old one stops working", body = Object)))]
 async fn rotate_token(
     State(state): State<AppState>,
     auth: DeviceAuth,

@@ -6,39 +6,28 @@ use crate::error::AppError;
 use crate::extract::{check_uuid, AdminAuth, Json, Path, Query};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/admin/awf/sessions/{id}/snapshots",
-            post(snapshot_create).get(snapshot_list),
-        )
-        .route(
-            "/api/admin/awf/sessions/{id}/snapshots/{snapshot_id}",
-            delete(snapshot_delete),
-        )
-        .route(
-            "/api/admin/awf/sessions/{id}/restore/{snapshot_id}",
-            post(snapshot_restore),
-        )
-        .route("/api/admin/awf/sessions/{id}/recap", get(recap))
-        .route("/api/admin/awf/sessions/{id}/export", get(export))
-        .route("/api/admin/awf/sessions/import", post(import))
-        .route("/api/admin/awf/sessions/{id}/wal", get(wal_list))
-        .route(
-            "/api/admin/awf/wal/repair",
-            get(wal_repair).post(wal_repair),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(snapshot_create, snapshot_list))
+        .routes(routes!(snapshot_delete))
+        .routes(routes!(snapshot_restore))
+        .routes(routes!(recap))
+        .routes(routes!(export))
+        .routes(routes!(import))
+        .routes(routes!(wal_list))
+        .routes(routes!(wal_repair))
 }
 
 type JsonResult = Result<axum::Json<Value>, AppError>;
 
 /// The body of `POST .../snapshots`: an optional label.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SnapshotBody {
     #[serde(default)]
@@ -46,6 +35,9 @@ struct SnapshotBody {
 }
 
 /// `POST /api/admin/awf/sessions/{id}/snapshots` `{"label"?}` → 201 with the snapshot.
+#[utoipa::path(post, path = "/api/admin/awf/sessions/{id}/snapshots", tag = "lifecycle", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The session id (a UUID)")), request_body(content = Option<SnapshotBody>, description = "An optional label"),
+    responses((status = 201, description = "The snapshot", body = Object)))]
 async fn snapshot_create(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -65,6 +57,8 @@ async fn snapshot_create(
 }
 
 /// `GET /api/admin/awf/sessions/{id}/snapshots` → the snapshots, newest first.
+#[utoipa::path(get, path = "/api/admin/awf/sessions/{id}/snapshots", tag = "lifecycle", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The session id (a UUID)")), responses((status = 200, description = "The snapshots, newest first", body = [Object])))]
 async fn snapshot_list(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -82,6 +76,8 @@ async fn snapshot_list(
 }
 
 /// `DELETE /api/admin/awf/sessions/{id}/snapshots/{snapshot_id}` → `{"deleted": true}`.
+#[utoipa::path(delete, path = "/api/admin/awf/sessions/{id}/snapshots/{snapshot_id}", tag = "lifecycle", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The session id (a UUID)"), ("snapshot_id" = i64, Path, description = "The snapshot id")), responses((status = 200, description = "`{\"deleted\": true}`", body = Object)))]
 async fn snapshot_delete(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -99,6 +95,8 @@ async fn snapshot_delete(
 }
 
 /// `POST /api/admin/awf/sessions/{id}/restore/{snapshot_id}` → the restore's result.
+#[utoipa::path(post, path = "/api/admin/awf/sessions/{id}/restore/{snapshot_id}", tag = "lifecycle", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The session id (a UUID)"), ("snapshot_id" = i64, Path, description = "The snapshot id")), responses((status = 200, description = "The restore's result", body = Object)))]
 async fn snapshot_restore(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -116,9 +114,11 @@ async fn snapshot_restore(
 }
 
 /// The query of the recap route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RecapQuery {
+    /// How many of the newest turns to recap (0 to 1000, default 3).
     #[serde(rename = "lastTurns", alias = "last_turns", default = "three")]
     last_turns: i32,
 }
@@ -128,6 +128,8 @@ fn three() -> i32 {
 }
 
 /// `GET /api/admin/awf/sessions/{id}/recap?lastTurns=K` (default 3, 0 to 1000) → the recap.
+#[utoipa::path(get, path = "/api/admin/awf/sessions/{id}/recap", tag = "lifecycle", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The session id (a UUID)"), RecapQuery), responses((status = 200, description = "The recap", body = Object)))]
 async fn recap(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -146,15 +148,19 @@ async fn recap(
 }
 
 /// The query of the export route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
+    /// `false` exports secrets and PII unredacted (admin rights; default `true`).
     #[serde(default)]
     redact: Option<bool>,
 }
 
 /// `GET /api/admin/awf/sessions/{id}/export[?redact=false]` → the bundle. Redacted unless
 /// `redact=false`, which the database allows only with admin rights (an admin key has them).
+#[utoipa::path(get, path = "/api/admin/awf/sessions/{id}/export", tag = "lifecycle", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The session id (a UUID)"), ExportQuery), responses((status = 200, description = "The session bundle", body = Object)))]
 async fn export(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -173,16 +179,21 @@ async fn export(
 }
 
 /// The body of the import route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ImportBody {
+    /// A bundle as the export route returns it.
+    #[schema(value_type = Object)]
     bundle: Value,
+    /// Keep the bundle's turn ids (default `false`).
     #[serde(default, rename = "preserveTurnId", alias = "preserve_turn_id")]
     preserve_turn_id: bool,
 }
 
 /// `POST /api/admin/awf/sessions/import` `{"bundle", "preserveTurnId"?}` → 201 with the new
 /// session.
+#[utoipa::path(post, path = "/api/admin/awf/sessions/import", tag = "lifecycle", security(("admin_key" = [])),
+    request_body = ImportBody, responses((status = 201, description = "The imported session", body = Object)))]
 async fn import(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -199,6 +210,8 @@ async fn import(
 }
 
 /// `GET /api/admin/awf/sessions/{id}/wal` → the session's WAL entries, oldest first.
+#[utoipa::path(get, path = "/api/admin/awf/sessions/{id}/wal", tag = "lifecycle", security(("admin_key" = [])),
+    params(("id" = String, Path, description = "The session id (a UUID)")), responses((status = 200, description = "The session's WAL entries, oldest first", body = [Object])))]
 async fn wal_list(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -216,15 +229,19 @@ async fn wal_list(
 }
 
 /// The query of the WAL repair route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RepairQuery {
+    /// Only this session's entries (a UUID); all sessions when left out.
     #[serde(default)]
     session: Option<String>,
 }
 
 /// `GET` or `POST /api/admin/awf/wal/repair[?session=<id>]` → what the reconciliation did to
 /// each unapplied entry (of one session, or all).
+#[utoipa::path(method(get, post), path = "/api/admin/awf/wal/repair", tag = "lifecycle", security(("admin_key" = [])),
+    params(RepairQuery), responses((status = 200, description = "What reconciliation did to each unapplied entry", body = [Object])))]
 async fn wal_repair(
     State(state): State<AppState>,
     admin: AdminAuth,

@@ -4,15 +4,18 @@ use crate::db::AppState;
 use crate::error::AppError;
 use crate::extract::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::Router;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/awf/canonical-hash", post(canonical_hash))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(canonical_hash))
 }
 
 /// `POST /api/awf/canonical-hash` with any JSON body → `{"hash": ..., "canonical": ...}`.
+#[utoipa::path(post, path = "/api/awf/canonical-hash", tag = "pure",
+    request_body(content = Object, description = "Any JSON document"),
+    responses((status = 200, description = "`{hash, canonical}`: the RFC 8785 form and its SHA-256", body = Object)))]
 async fn canonical_hash(
     State(state): State<AppState>,
     Json(doc): Json<Value>,

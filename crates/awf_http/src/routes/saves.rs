@@ -7,25 +7,26 @@ use crate::extract::{check_uuid, Caller, Json, Path};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/awf-cloud-sync/save/materialize", post(materialize))
-        .route("/api/awf-cloud-sync/save/verify", post(verify))
-        .route("/api/awf-cloud-sync/save/export", post(export))
-        .route("/api/awf-cloud-sync/save/restore", post(restore))
-        .route("/api/awf-cloud-sync/save", axum::routing::delete(delete))
-        .route("/api/awf-cloud-sync/quota/{user_id_hash}", get(quota))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(materialize))
+        .routes(routes!(verify))
+        .routes(routes!(export))
+        .routes(routes!(restore))
+        .routes(routes!(delete))
+        .routes(routes!(quota))
 }
 
 type JsonResult = Result<axum::Json<Value>, AppError>;
 
 /// The body of `POST .../save/materialize`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Materialize {
     save_id: String,
@@ -35,6 +36,8 @@ struct Materialize {
 
 /// `POST /api/awf-cloud-sync/save/materialize` `{"save_id", "target_turn"?}` → the state at
 /// that turn (the head when left out), rebuilt from the stored chain.
+#[utoipa::path(post, path = "/api/awf-cloud-sync/save/materialize", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
+    request_body = Materialize, responses((status = 200, description = "The state at that turn", body = Object)))]
 async fn materialize(
     State(state): State<AppState>,
     caller: Caller,
@@ -52,13 +55,15 @@ async fn materialize(
 }
 
 /// A body naming one save.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SaveOnly {
     save_id: String,
 }
 
 /// `POST /api/awf-cloud-sync/save/verify` `{"save_id"}` → the integrity report.
+#[utoipa::path(post, path = "/api/awf-cloud-sync/save/verify", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
+    request_body = SaveOnly, responses((status = 200, description = "The integrity report", body = Object)))]
 async fn verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -76,7 +81,7 @@ async fn verify(
 }
 
 /// The body of `POST .../save/export`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Export {
     save_id: String,
@@ -93,6 +98,9 @@ fn jsonl() -> String {
 /// `POST /api/awf-cloud-sync/save/export` `{"save_id", "format"?, "include_audit"?}` → the
 /// archive: JSON Lines (`application/x-ndjson`, the default) or one JSON document
 /// (`"format": "json"`). `include_audit` needs an admin key.
+#[utoipa::path(post, path = "/api/awf-cloud-sync/save/export", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
+    request_body = Export, responses((status = 200, description = "The archive",
+        content((String = "application/x-ndjson"), (Object = "application/json")))))]
 async fn export(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,7 +123,7 @@ async fn export(
 }
 
 /// The body of `DELETE .../save`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Delete {
     save_id: String,
@@ -124,6 +132,8 @@ struct Delete {
 
 /// `DELETE /api/awf-cloud-sync/save` `{"save_id", "reason"}` → what was deleted (a tombstone
 /// stays).
+#[utoipa::path(delete, path = "/api/awf-cloud-sync/save", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
+    request_body = Delete, responses((status = 200, description = "What was deleted; a tombstone stays", body = Object)))]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,7 +151,7 @@ async fn delete(
 }
 
 /// The body of `POST .../save/restore`: a save and a turn, or an archived branch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Restore {
     #[serde(default)]
@@ -154,6 +164,8 @@ struct Restore {
 
 /// `POST /api/awf-cloud-sync/save/restore` `{"save_id", "target_turn"}` (the turns after it are
 /// archived) or `{"archive_id"}` (an archived branch becomes the head again).
+#[utoipa::path(post, path = "/api/awf-cloud-sync/save/restore", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
+    request_body = Restore, responses((status = 200, description = "The restore's result", body = Object)))]
 async fn restore(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,6 +202,9 @@ async fn restore(
 
 /// `GET /api/awf-cloud-sync/quota/{user_id_hash}` → the user's storage and quota. A device
 /// may ask only about its own user (403 otherwise).
+#[utoipa::path(get, path = "/api/awf-cloud-sync/quota/{user_id_hash}", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
+    params(("user_id_hash" = String, Path, description = "The user's id hash")),
+    responses((status = 200, description = "The user's storage and quota", body = Object)))]
 async fn quota(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,22 +1,40 @@
-//! Cloud-save sync for devices: `awf.sync_up` and `awf.sync_down`.
+//! Cloud-save sync for devices: `awf.sync_up` and `awf.sync_down`, and two ways to hear about
+//! new turns without polling: `sync/down?...&wait=N` (a long poll) and `sync/events` (a
+//! server-sent event stream). Both are woken by the save's head notification (see
+//! [`crate::heads`]) and hold no database connection while they wait.
 
 use crate::db::AppState;
 use crate::error::AppError;
 use crate::extract::{check_uuid, DeviceAuth, Json, Query};
+use crate::heads::Subscription;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
+use std::time::Duration;
+use tokio::time::Instant;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/awf-cloud-sync/sync/up", post(sync_up))
-        .route("/api/awf-cloud-sync/sync/down", get(sync_down))
+/// The longest `wait` of a long poll, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sync_up))
+        .routes(routes!(sync_down))
+        .routes(routes!(sync_events))
 }
 
 /// `POST /api/awf-cloud-sync/sync/up` with the device headers; the body is `awf.sync_up`'s request, passed as
 /// it is (numbers keep their text) → 200 with its result (`fast_forward` or `conflict`).
+#[utoipa::path(post, path = "/api/awf-cloud-sync/sync/up", tag = "sync",
+    security(("device_id" = [], "device_token" = [])),
+    request_body(content = Object, description = "`{save_id, base_turn, base_chain, turns, strategy?}`"),
+    responses((status = 200, description = "`fast_forward` or `conflict`, with the new head", body = Object)))]
 async fn sync_up(
     State(state): State<AppState>,
     auth: DeviceAuth,
@@ -32,27 +50,182 @@ async fn sync_up(
     Ok(axum::Json(row.get(0)))
 }
 
-/// The query of `GET /api/awf-cloud-sync/sync/down`.
-#[derive(Debug, Deserialize)]
+/// The query of `GET /api/awf-cloud-sync/sync/down` and `.../sync/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Down {
+    /// The save (a UUID).
     save_id: String,
+    /// The newest turn the device has; the answer holds the turns after it.
     since_turn: i64,
+    /// Long poll (`sync/down` only): when there is nothing newer, wait up to this many seconds
+    /// (0 to 60, default 0) for the save's head to move before answering.
+    #[serde(default)]
+    wait: Option<u64>,
 }
 
-/// `GET /api/awf-cloud-sync/sync/down?save_id=<uuid>&since_turn=<n>` with the device headers → 200 with the
-/// turns after `since_turn`.
+impl Down {
+    fn check(&self) -> Result<(), AppError> {
+        check_uuid("save_id", &self.save_id)
+    }
+}
+
+/// One `awf.sync_down` call.
+async fn down_once(
+    state: &AppState,
+    auth: &DeviceAuth,
+    save_id: &str,
+    since_turn: i64,
+) -> Result<Value, AppError> {
+    let conn = state.conn().await?;
+    let row = conn
+        .query_one(
+            "SELECT awf.sync_down($1, $2, $3::text::uuid, $4)",
+            &[&auth.device_id, &auth.token, &save_id, &since_turn],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Whether a sync-down answer brings the device anything (turns, or a base to start from).
+fn has_news(v: &Value) -> bool {
+    v.get("base").is_some() || v["turns"].as_array().is_some_and(|t| !t.is_empty())
+}
+
+/// Subscribes, then reads; the subscription comes first so a move during the read still wakes.
+async fn read(
+    state: &AppState,
+    auth: &DeviceAuth,
+    sub: &mut Subscription,
+    save_id: &str,
+    since_turn: i64,
+) -> Result<Value, AppError> {
+    sub.seen();
+    down_once(state, auth, save_id, since_turn).await
+}
+
+/// `GET /api/awf-cloud-sync/sync/down?save_id=<uuid>&since_turn=<n>[&wait=<s>]` with the device
+/// headers → 200 with the turns after `since_turn`. With `wait`, an answer with no turns is
+/// held until the save's head moves or the wait ends (then the empty answer).
+#[utoipa::path(get, path = "/api/awf-cloud-sync/sync/down", tag = "sync",
+    security(("device_id" = [], "device_token" = [])), params(Down),
+    responses((status = 200, description = "The turns after `since_turn` (with a base when the device is behind the oldest kept turn)", body = Object)))]
 async fn sync_down(
     State(state): State<AppState>,
     auth: DeviceAuth,
     Query(q): Query<Down>,
 ) -> Result<axum::Json<Value>, AppError> {
-    check_uuid("save_id", &q.save_id)?;
-    let conn = state.conn().await?;
-    let row = conn
-        .query_one(
-            "SELECT awf.sync_down($1, $2, $3::text::uuid, $4)",
-            &[&auth.device_id, &auth.token, &q.save_id, &q.since_turn],
-        )
-        .await?;
-    Ok(axum::Json(row.get(0)))
+    q.check()?;
+    let wait = q.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "22023",
+            format!("wait must be 0 to {MAX_WAIT_SECONDS} seconds"),
+        ));
+    }
+    if wait == 0 {
+        return Ok(axum::Json(
+            down_once(&state, &auth, &q.save_id, q.since_turn).await?,
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut sub = state.heads().subscribe(&q.save_id)?;
+    loop {
+        let v = read(&state, &auth, &mut sub, &q.save_id, q.since_turn).await?;
+        if has_news(&v) || !sub.moved(deadline).await {
+            return Ok(axum::Json(v));
+        }
+    }
+}
+
+/// `GET /api/awf-cloud-sync/sync/events?save_id=<uuid>&since_turn=<n>` with the device headers
+/// → `text/event-stream`. The first `turns` event is the sync-down answer from `since_turn`;
+/// each later one carries the turns after the previous event's `head_turn`, sent when the
+/// save's head moves. An `error` event (the error body) ends the stream, for instance when the
+/// device's token is rotated; the stream also ends after the server's stream limit, and the
+/// device reconnects from its newest turn.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/sync/events", tag = "sync",
+    security(("device_id" = [], "device_token" = [])), params(Down),
+    responses((status = 200, description = "Server-sent `turns` events (each a sync-down answer) and a final `error` event on failure",
+        content_type = "text/event-stream", body = String)))]
+async fn sync_events(
+    State(state): State<AppState>,
+    auth: DeviceAuth,
+    Query(q): Query<Down>,
+) -> Result<Response, AppError> {
+    q.check()?;
+    if q.wait.is_some() {
+        return Err(AppError::bad_request(
+            "wait is for sync/down; an event stream waits by itself",
+        ));
+    }
+    let deadline = Instant::now() + state.limits().max_stream;
+    let mut sub = state.heads().subscribe(&q.save_id)?;
+    // The first read answers the request itself, so a bad credential is a 401/403, not a stream.
+    let first = read(&state, &auth, &mut sub, &q.save_id, q.since_turn).await?;
+    let since = first["head_turn"].as_i64().unwrap_or(q.since_turn);
+    let stream = Stream {
+        state,
+        auth,
+        sub,
+        save_id: q.save_id,
+        since,
+        deadline,
+        pending: Some(Ok(first)),
+    };
+    let events = futures_util::stream::unfold(stream, |mut s| async move {
+        let item = s.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(item), s))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// An event stream's position: what it has sent up to, and what to send next.
+struct Stream {
+    state: AppState,
+    auth: DeviceAuth,
+    sub: Subscription,
+    save_id: String,
+    since: i64,
+    deadline: Instant,
+    pending: Option<Result<Value, AppError>>,
+}
+
+impl Stream {
+    /// The next event, or `None` when the stream ends (after an error, or at the deadline).
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(item) = self.pending.take() {
+                return Some(match item {
+                    Ok(v) => {
+                        self.since = v["head_turn"].as_i64().unwrap_or(self.since);
+                        Event::default().event("turns").data(v.to_string())
+                    }
+                    Err(e) => {
+                        // Ends the stream after this event.
+                        self.deadline = Instant::now();
+                        Event::default().event("error").data(e.body().to_string())
+                    }
+                });
+            }
+            if Instant::now() >= self.deadline || !self.sub.moved(self.deadline).await {
+                return None;
+            }
+            let v = read(
+                &self.state,
+                &self.auth,
+                &mut self.sub,
+                &self.save_id,
+                self.since,
+            )
+            .await;
+            match v {
+                Ok(v) if !has_news(&v) => continue,
+                other => self.pending = Some(other),
+            }
+        }
+    }
 }

@@ -1,0 +1,189 @@
+//! Waking devices when a save's head moves: one `LISTEN awf_save_head` connection for the
+//! whole server, and a watch channel per save that someone is waiting on.
+//!
+//! A waiter subscribes *before* it reads the save, so a move between its read and its wait
+//! still wakes it (the watch remembers the version it saw). A waiter holds no database
+//! connection while it waits; their number is capped (503 past the cap). When the listening
+//! connection drops, it reconnects with a backoff and then wakes every waiter, since moves in
+//! between were not heard.
+
+use crate::error::AppError;
+use axum::http::StatusCode;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The watch channels of the saves being waited on, by head key.
+#[derive(Clone)]
+pub struct Heads {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    saves: Mutex<HashMap<String, watch::Sender<u64>>>,
+    waiters: AtomicUsize,
+    max_waiters: usize,
+    database: tokio_postgres::Config,
+    listening: Once,
+}
+
+impl Heads {
+    /// No waiters yet; at most `max_waiters` at once; listens on `database` once started.
+    pub fn new(max_waiters: usize, database: tokio_postgres::Config) -> Self {
+        Heads {
+            inner: Arc::new(Inner {
+                saves: Mutex::new(HashMap::new()),
+                waiters: AtomicUsize::new(0),
+                max_waiters,
+                database,
+                listening: Once::new(),
+            }),
+        }
+    }
+
+    /// Starts the listening connection (once; later calls do nothing). Needs a Tokio runtime.
+    pub fn start(&self) {
+        self.inner
+            .listening
+            .call_once(|| spawn_listener(self.clone(), self.inner.database.clone()));
+    }
+
+    /// How many long polls and event streams are waiting now.
+    pub fn waiters(&self) -> usize {
+        self.inner.waiters.load(Ordering::Relaxed)
+    }
+
+    /// Starts waiting on `save_id`'s head; 503 when the server already has its most waiters.
+    pub fn subscribe(&self, save_id: &str) -> Result<Subscription, AppError> {
+        let n = self.inner.waiters.fetch_add(1, Ordering::AcqRel);
+        if n >= self.inner.max_waiters {
+            self.inner.waiters.fetch_sub(1, Ordering::AcqRel);
+            return Err(AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "53300",
+                "too many devices are waiting for sync; retry later or without wait",
+            ));
+        }
+        self.start();
+        let key = awf_core::signal::head_key(save_id);
+        let rx = self
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        Ok(Subscription {
+            heads: self.clone(),
+            key,
+            rx,
+        })
+    }
+
+    /// A notification arrived: wakes the waiters of that key (if any).
+    pub fn wake(&self, key: &str) {
+        if let Some(tx) = self.lock().get(key) {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Wakes every waiter (after the listener reconnected, when moves may have been missed).
+    pub fn wake_all(&self) {
+        for tx in self.lock().values() {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        self.inner.saves.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One waiter on one save's head.
+pub struct Subscription {
+    heads: Heads,
+    key: String,
+    rx: watch::Receiver<u64>,
+}
+
+impl Subscription {
+    /// Marks every move so far as seen; call just before reading the save.
+    pub fn seen(&mut self) {
+        self.rx.borrow_and_update();
+    }
+
+    /// Waits until the head moves after the last [`Subscription::seen`] (true) or `deadline`
+    /// passes (false).
+    pub async fn moved(&mut self, deadline: Instant) -> bool {
+        matches!(
+            tokio::time::timeout_at(deadline, self.rx.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.heads.inner.waiters.fetch_sub(1, Ordering::AcqRel);
+        let mut saves = self.heads.lock();
+        // This receiver is still counted until the struct's fields drop.
+        if saves
+            .get(&self.key)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            saves.remove(&self.key);
+        }
+    }
+}
+
+/// Keeps one connection listening on the head channel for as long as the server runs,
+/// reconnecting (1 s, doubling to 30 s) when it drops.
+fn spawn_listener(heads: Heads, config: tokio_postgres::Config) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match listen(&heads, &config).await {
+                Ok(()) => backoff = Duration::from_secs(1),
+                Err(e) => tracing::warn!(error = %e, "sync notification listener failed"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+}
+
+/// One listening connection, until it ends.
+async fn listen(
+    heads: &Heads,
+    config: &tokio_postgres::Config,
+) -> Result<(), tokio_postgres::Error> {
+    use futures_util::StreamExt;
+    use tokio_postgres::AsyncMessage;
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let woken = heads.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let mut result = Ok(());
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notification(n)) => woken.wake(n.payload()),
+                Ok(_) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let _ = done_tx.send(result);
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", awf_core::signal::HEAD_CHANNEL))
+        .await?;
+    tracing::info!("listening for save head notifications");
+    heads.wake_all();
+    let result = done_rx.await.unwrap_or(Ok(()));
+    drop(client);
+    result
+}
