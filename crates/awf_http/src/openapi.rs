@@ -30,13 +30,12 @@ pub struct ErrorDetail {
         description = "Session lifecycle (admin tools) and cloud-save sync (devices). Every route is one SQL call; the SQLSTATE of an error decides its status.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(Error, ErrorDetail)),
-    modifiers(&Shared)
+    components(schemas(Error, ErrorDetail))
 )]
 pub struct ApiDoc;
 
-/// Adds the security schemes and the shared error responses.
-struct Shared;
+/// Adds the security schemes and the shared error responses; applied once every route is in.
+pub struct Shared;
 
 /// The error statuses any route may answer, and when.
 const ERRORS: [(&str, &str); 9] = [

@@ -44,6 +44,7 @@ fn api() -> OpenApiRouter<AppState> {
 /// The OpenAPI 3.1 document of this server.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = api().split_for_parts();
+    utoipa::Modify::modify(&crate::openapi::Shared, &mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }
