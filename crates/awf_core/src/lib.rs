@@ -40,6 +40,8 @@ pub mod save;
 
 /// The notification a save sends when its head moves.
 pub mod signal;
+/// Signed sync payloads: per-save HMAC keys, request and answer signatures.
+pub mod signing;
 
 /// Device sync tokens: generation and hashing.
 pub mod token;
