@@ -67,6 +67,16 @@ CREATE TABLE awf.admin_keys (
 );
 SELECT pg_catalog.pg_extension_config_dump('awf.admin_keys', '');
 
+-- Nonces of signed sync requests, kept about two signature windows, so a captured request
+-- cannot be replayed. Only the extension reads or writes this table (as its owner).
+CREATE TABLE awf.sync_nonces (
+  device_id text NOT NULL,
+  nonce     text NOT NULL,
+  seen_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (device_id, nonce)
+);
+CREATE INDEX sync_nonces_seen_idx ON awf.sync_nonces (seen_at);
+
 CREATE FUNCTION awf."act_as_admin"(
 	"key" TEXT /* &str */
 ) RETURNS TEXT /* alloc::string::String */
@@ -143,3 +153,42 @@ CREATE POLICY save_blobs_gateway ON awf.save_blobs FOR SELECT TO awf_gateway USI
 CREATE POLICY data_keys_gateway ON awf.data_keys FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
 CREATE POLICY devices_gateway ON awf.devices FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
 CREATE POLICY save_conflicts_gateway ON awf.save_conflicts FOR SELECT TO awf_gateway USING ((SELECT awf.acting_admin()));
+
+-- Signed sync payloads.
+CREATE FUNCTION awf."sync_request_verify"(
+	"device_id" TEXT, /* &str */
+	"save_id" uuid, /* Uuid */
+	"method" TEXT, /* &str */
+	"path" TEXT, /* &str */
+	"body_sha256" TEXT, /* &str */
+	"signature" TEXT /* &str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sync_request_verify_wrapper';
+
+CREATE FUNCTION awf."sync_response_sign"(
+	"save_id" uuid, /* Uuid */
+	"status" INT, /* i32 */
+	"nonce" TEXT, /* &str */
+	"body_sha256" TEXT /* &str */
+) RETURNS TEXT /* String */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sync_response_sign_wrapper';
+
+CREATE FUNCTION awf."sync_signing_key"(
+	"save_id" uuid /* Uuid */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sync_signing_key_wrapper';
+
+-- Signed sync: a device's user (or an admin) may fetch the key of a save it can see; only
+-- the gateway checks request signatures and signs answers.
+REVOKE EXECUTE ON FUNCTION awf.sync_signing_key(uuid),
+  awf.sync_request_verify(text, uuid, text, text, text, text),
+  awf.sync_response_sign(uuid, integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.sync_signing_key(uuid) TO awf_app, awf_admin;
+GRANT EXECUTE ON FUNCTION awf.sync_request_verify(text, uuid, text, text, text, text),
+  awf.sync_response_sign(uuid, integer, text, text) TO awf_gateway;

@@ -400,3 +400,13 @@ CREATE TABLE awf.admin_keys (
   revoked_at   timestamptz
 );
 SELECT pg_catalog.pg_extension_config_dump('awf.admin_keys', '');
+
+-- Nonces of signed sync requests, kept about two signature windows, so a captured request
+-- cannot be replayed. Only the extension reads or writes this table (as its owner).
+CREATE TABLE awf.sync_nonces (
+  device_id text NOT NULL,
+  nonce     text NOT NULL,
+  seen_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (device_id, nonce)
+);
+CREATE INDEX sync_nonces_seen_idx ON awf.sync_nonces (seen_at);

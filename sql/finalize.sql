@@ -109,6 +109,14 @@ REVOKE EXECUTE ON FUNCTION awf.admin_key_create(text, boolean), awf.admin_key_li
   awf.admin_key_revoke(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION awf.admin_key_create(text, boolean), awf.admin_key_list(),
   awf.admin_key_revoke(text) TO awf_admin;
+-- Signed sync: a device's user (or an admin) may fetch the key of a save it can see; only
+-- the gateway checks request signatures and signs answers.
+REVOKE EXECUTE ON FUNCTION awf.sync_signing_key(uuid),
+  awf.sync_request_verify(text, uuid, text, text, text, text),
+  awf.sync_response_sign(uuid, integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.sync_signing_key(uuid) TO awf_app, awf_admin;
+GRANT EXECUTE ON FUNCTION awf.sync_request_verify(text, uuid, text, text, text, text),
+  awf.sync_response_sign(uuid, integer, text, text) TO awf_gateway;
 -- The admin functions behind the HTTP admin routes. Each checks admin rights itself
 -- (awf_admin, or an admin key presented in the transaction); save_delete also lets a device
 -- delete its own user's saves.

@@ -59,6 +59,10 @@ static MAX_BUILT_MB: GucSetting<i32> = GucSetting::<i32>::new(256);
 static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 /// The master key file: one `id:hex` key per line, the first one current.
 static MASTER_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The deployment secret that sync signing keys are derived from: 64+ hex characters.
+static SIGNING_SECRET_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// How far a signed sync request's timestamp may be from the server's clock, in seconds.
+static SYNC_SIGNATURE_WINDOW_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 
 /// Registers an integer setting. Work and size limits, the quota, the token lifetime and the
 /// base interval (a base every turn would bypass the diff-size cap) are superuser-only
@@ -81,6 +85,8 @@ fn define_int(
         // A caller's own level 22 would cost every save it writes many times the CPU.
         b"awf.sync_zstd_level",
         b"awf.export_max_",
+        // A wider window keeps more nonces and lets older captured requests through.
+        b"awf.sync_signature_",
     ]
     .iter()
     .any(|p| n.starts_with(p));
@@ -302,6 +308,21 @@ fn init_sync() {
         GucContext::Suset,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_string_guc(
+        c"awf.signing_secret_file",
+        c"File with the deployment secret that per-save sync signing keys are derived from (64+ hex).",
+        c"Readable by the server's OS user only. Empty: sync requests cannot be signed. Superuser-only, and hidden from others.",
+        &SIGNING_SECRET_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    define_int(
+        c"awf.sync_signature_window_seconds",
+        c"How far a signed sync request's timestamp may be from the server's clock, in seconds.",
+        &SYNC_SIGNATURE_WINDOW_SECONDS,
+        10,
+        3_600,
+    );
 }
 
 pub fn sync_snapshot_every() -> i64 {
@@ -331,6 +352,17 @@ pub fn sync_token_ttl_days() -> i32 {
 pub fn sync_retention_days() -> i32 {
     SYNC_RETENTION_DAYS.get()
 }
+/// The configured signing secret file, if any.
+pub fn signing_secret_file() -> Option<String> {
+    SIGNING_SECRET_FILE
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.trim().is_empty())
+}
+pub fn sync_signature_window_seconds() -> i64 {
+    SYNC_SIGNATURE_WINDOW_SECONDS.get() as i64
+}
+
 /// The configured master key file, if any.
 pub fn master_key_file() -> Option<String> {
     MASTER_KEY_FILE

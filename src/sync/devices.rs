@@ -171,7 +171,9 @@ fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String) {
 }
 
 /// Registers a device for a user (and optionally the session it plays) and returns a new
-/// sync token: `{device_id, sync_token, expires_at}`. The token is shown only here; only its
+/// sync token: `{device_id, sync_token, expires_at}`, and `signing_key` (as
+/// `awf.sync_signing_key` returns it) when the session has a save and the deployment has a
+/// signing secret. The token is shown only here; only its
 /// hash is stored. Registering a known device of the same user issues it a new token; a device
 /// of another user is refused (42501).
 #[pg_extern(volatile, parallel_unsafe)]
@@ -238,7 +240,13 @@ fn device_register(
             session_id,
             json!({"device_id": device_id, "expires_at": expires}),
         );
-        JsonB(json!({"device_id": device_id, "sync_token": tok, "expires_at": expires}))
+        let mut out = json!({"device_id": device_id, "sync_token": tok, "expires_at": expires});
+        // A device registered for a session with a save gets that save's signing key here,
+        // over the channel that just authenticated it (when the deployment signs).
+        if let Some(key) = session_id.and_then(|sid| super::signing::session_key(c, sid)) {
+            out["signing_key"] = key;
+        }
+        JsonB(out)
     })
 }
 

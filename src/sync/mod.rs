@@ -9,6 +9,8 @@ pub mod conflicts;
 pub mod devices;
 /// `awf.sync_down`.
 pub mod down;
+/// `awf.sync_signing_key`, `awf.sync_request_verify`, `awf.sync_response_sign`.
+pub mod signing;
 /// `awf.sync_up`.
 pub mod up;
 

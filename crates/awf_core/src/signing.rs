@@ -40,6 +40,16 @@ pub fn save_key(secret: &[u8], save_id: &str) -> [u8; 32] {
     key
 }
 
+/// [`save_key`] as lowercase hex, as devices receive it.
+pub fn save_key_hex(secret: &[u8], save_id: &str) -> String {
+    hex::encode(save_key(secret, save_id))
+}
+
+/// A key in hex (as devices receive it) back to bytes.
+pub fn key_from_hex(key: &str) -> Result<Vec<u8>> {
+    hex::decode(key).map_err(|_| Error::invalid("a signing key is 64 hex characters"))
+}
+
 /// Reads a deployment secret file: 64 or more hex characters (surrounding whitespace ignored).
 pub fn parse_secret(text: &str) -> Result<Vec<u8>> {
     let t = text.trim();

@@ -43,6 +43,11 @@ pub struct Config {
     #[arg(long, env = "AWF_HTTP_MAX_STREAM_SECONDS", default_value_t = 300)]
     pub max_stream_seconds: u64,
 
+    /// Whether sync requests (up, down, events) must be signed with the save's key
+    /// (`X-AWF-Signature`); a signature that is sent is checked either way.
+    #[arg(long, env = "AWF_HTTP_REQUIRE_SIGNATURES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_signatures: bool,
+
     /// After SIGTERM or Ctrl-C, how long open requests (and event streams) may take to finish,
     /// in seconds, before the server exits anyway.
     #[arg(long, env = "AWF_HTTP_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
@@ -63,6 +68,7 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             max_waiters: self.max_waiters,
             max_stream: std::time::Duration::from_secs(self.max_stream_seconds),
+            require_signatures: self.require_signatures,
         }
     }
 }

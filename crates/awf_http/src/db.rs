@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_waiters: usize,
     /// Longest life of one sync event stream; the device reconnects after it.
     pub max_stream: Duration,
+    /// Whether sync requests must carry a signature (401 otherwise).
+    pub require_signatures: bool,
 }
 
 impl Default for Limits {
@@ -32,6 +34,7 @@ impl Default for Limits {
             max_body_bytes: 4 * 1024 * 1024,
             max_waiters: 1024,
             max_stream: Duration::from_secs(300),
+            require_signatures: true,
         }
     }
 }

@@ -34,6 +34,49 @@ pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> R
         .map_err(|e| AppError::bad_request(format!("the body is not the expected JSON: {e}")))
 }
 
+/// The raw body, but over the size limit is an [`AppError`] (413, 54000) like [`Json`]'s.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(AppError::from)
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for AppError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return AppError::new(r.status(), "54000", r.body_text());
+        }
+        AppError::bad_request(r.body_text())
+    }
+}
+
+/// A JSON body taken as raw bytes (so a signature can cover exactly them): the content type
+/// must be JSON and the bytes must parse (400, 22P02, otherwise). Numbers keep their text.
+pub fn json_bytes(headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, AppError> {
+    let json_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if !json_type {
+        return Err(AppError::bad_request(
+            "expected request with `Content-Type: application/json`",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
 /// `axum::extract::Query`, but a missing or malformed parameter becomes an [`AppError`]
 /// (400, SQLSTATE 22P02).
 #[derive(FromRequestParts)]

@@ -19,6 +19,8 @@ pub mod openapi;
 /// The request id of logs, responses and 500 bodies.
 pub mod request_id;
 mod routes;
+/// Signed sync requests and answers.
+pub mod signed;
 
 pub use config::Config;
 pub use db::AppState;

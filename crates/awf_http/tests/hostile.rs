@@ -455,7 +455,16 @@ fn every_route_survives_hostile_requests() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _in_runtime = rt.enter(); // the pool spawns its connections on the runtime
     db.plant_admin_key(ADMIN);
-    let state = AppState::connect(&db.http_url(), 4).unwrap();
+    let state = AppState::connect_with(
+        &db.http_url(),
+        4,
+        awf_http::db::Limits {
+            // Signing has its own tests (signing.rs); these are about what reaches the SQL.
+            require_signatures: false,
+            ..awf_http::db::Limits::default()
+        },
+    )
+    .unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every route the server has: the seeds' contract plus the operational ones.
-const ROUTES: [(&str, &str); 31] = [
+const ROUTES: [(&str, &str); 32] = [
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
@@ -50,6 +50,7 @@ const ROUTES: [(&str, &str); 31] = [
     ("GET", "/api/awf-cloud-sync/admin/save/{save_id}"),
     ("GET", "/api/awf-cloud-sync/admin/device/{device_id}"),
     ("GET", "/api/awf-cloud-sync/admin/audit"),
+    ("GET", "/api/awf-cloud-sync/save/signing-key"),
 ];
 
 /// `(METHOD, path)` of every operation in an OpenAPI document.

@@ -14,12 +14,33 @@ const USER: &str = "u1";
 
 fn app(db: &TestDb) -> axum::Router {
     db.plant_admin_key(ADMIN);
-    router(AppState::connect(&db.http_url(), 2).unwrap())
+    router(
+        AppState::connect_with(
+            &db.http_url(),
+            2,
+            awf_http::db::Limits {
+                // Signing has its own tests (signing.rs); these are about what reaches the SQL.
+                require_signatures: false,
+                ..awf_http::db::Limits::default()
+            },
+        )
+        .unwrap(),
+    )
 }
 
 /// A server whose database cannot be reached: any route that runs SQL answers 503.
 fn app_without_database() -> axum::Router {
-    router(AppState::connect("postgres://postgres@127.0.0.1:1/none", 1).unwrap())
+    router(
+        AppState::connect_with(
+            "postgres://postgres@127.0.0.1:1/none",
+            1,
+            awf_http::db::Limits {
+                require_signatures: false,
+                ..awf_http::db::Limits::default()
+            },
+        )
+        .unwrap(),
+    )
 }
 
 struct Reply {
@@ -737,7 +758,18 @@ async fn registering_a_device_needs_an_admin_key() {
                 .execute("UPDATE awf.admin_keys SET revoked_at = now()", &[])
                 .unwrap()
         });
-        let app = router(AppState::connect(&db.http_url(), 1).unwrap());
+        let app = router(
+            AppState::connect_with(
+                &db.http_url(),
+                1,
+                awf_http::db::Limits {
+                    // Signing has its own tests (signing.rs); these are about what reaches the SQL.
+                    require_signatures: false,
+                    ..awf_http::db::Limits::default()
+                },
+            )
+            .unwrap(),
+        );
         let r = send(&app, post(Some(&format!("Bearer {ADMIN}")))).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         r.body["error"]["message"].clone()
@@ -768,6 +800,7 @@ async fn a_lock_timeout_is_503_with_retry_after() {
     let db = TestDb::new();
     let limits = awf_http::db::Limits {
         statement_timeout: Duration::from_millis(300),
+        require_signatures: false,
         ..awf_http::db::Limits::default()
     };
     db.plant_admin_key(ADMIN);

@@ -21,6 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(restore))
         .routes(routes!(delete))
         .routes(routes!(quota))
+        .routes(routes!(signing_key))
 }
 
 type JsonResult = Result<axum::Json<Value>, AppError>;
@@ -214,4 +215,39 @@ async fn quota(
         .json(&caller, "SELECT awf.user_quota($1)", &[&user])
         .await?;
     Ok(axum::Json(v))
+}
+
+/// The query of the signing-key route.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct KeyQuery {
+    /// The save (a UUID).
+    save_id: String,
+}
+
+/// `GET /api/awf-cloud-sync/save/signing-key?save_id=<uuid>` → the save's signing key
+/// `{save_id, key, algorithm, header}`, for a device of the save's user (or an admin key);
+/// never cached. Registration with a session that has a save returns it too.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/save/signing-key", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
+    params(KeyQuery), responses((status = 200, description = "`{save_id, key, algorithm, header}`", body = Object)))]
+async fn signing_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::extract::Query(q): crate::extract::Query<KeyQuery>,
+) -> Result<Response, AppError> {
+    check_uuid("save_id", &q.save_id)?;
+    let v = state
+        .json(
+            &caller,
+            "SELECT awf.sync_signing_key($1::text::uuid)",
+            &[&q.save_id],
+        )
+        .await?;
+    let mut res = axum::Json(v).into_response();
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
 }

@@ -5,16 +5,18 @@
 
 use crate::db::AppState;
 use crate::error::AppError;
-use crate::extract::{check_uuid, DeviceAuth, Json, Query};
+use crate::extract::{check_uuid, json_bytes, DeviceAuth, Query, RawBody};
 use crate::heads::Subscription;
+use crate::signed::{Covered, Signed};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_postgres::types::ToSql;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -29,25 +31,57 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sync_events))
 }
 
-/// `POST /api/awf-cloud-sync/sync/up` with the device headers; the body is `awf.sync_up`'s request, passed as
-/// it is (numbers keep their text) → 200 with its result (`fast_forward` or `conflict`).
+/// `POST /api/awf-cloud-sync/sync/up` with the device headers (and `X-AWF-Signature`); the
+/// body is `awf.sync_up`'s request, passed as it is (numbers keep their text) → 200 with its
+/// result (`fast_forward` or `conflict`), signed when the request was.
 #[utoipa::path(post, path = "/api/awf-cloud-sync/sync/up", tag = "sync",
     security(("device_id" = [], "device_token" = [])),
+    params(("X-AWF-Signature" = String, Header, description = "`t=<unix s>, n=<nonce>, s=<HMAC hex>`; required unless the server runs with signatures off")),
     request_body(content = Object, description = "`{save_id, base_turn, base_chain, turns, strategy?}`"),
-    responses((status = 200, description = "`fast_forward` or `conflict`, with the new head", body = Object)))]
+    responses((status = 200, description = "`fast_forward` or `conflict`, with the new head; `X-AWF-Signature` signs it", body = Object)))]
 async fn sync_up(
     State(state): State<AppState>,
     auth: DeviceAuth,
-    Json(request): Json<Value>,
-) -> Result<axum::Json<Value>, AppError> {
-    let conn = state.conn().await?;
-    let row = conn
-        .query_one(
-            "SELECT awf.sync_up($1, $2, $3::jsonb)",
-            &[&auth.device_id, &auth.token, &request],
-        )
-        .await?;
-    Ok(axum::Json(row.get(0)))
+    headers: HeaderMap,
+    uri: Uri,
+    RawBody(body): RawBody,
+) -> Result<Response, AppError> {
+    let signed = Signed::from_headers(&headers, state.limits().require_signatures)?;
+    let request = json_bytes(&headers, &body)?;
+    let covered = match &signed {
+        Some(s) => {
+            let save_id = request["save_id"]
+                .as_str()
+                .ok_or_else(|| AppError::bad_request("a signed sync/up body names its save_id"))?;
+            check_uuid("save_id", save_id)?;
+            Some((s, covered(&auth, save_id, "POST", &uri, &body)))
+        }
+        None => None,
+    };
+    crate::signed::call(
+        &state,
+        covered,
+        "SELECT awf.sync_up($1, $2, $3::jsonb)",
+        &[&auth.device_id, &auth.token, &request],
+    )
+    .await
+}
+
+/// What a signature of this request covers.
+fn covered<'a>(
+    auth: &'a DeviceAuth,
+    save_id: &'a str,
+    method: &'a str,
+    uri: &'a Uri,
+    body: &'a [u8],
+) -> Covered<'a> {
+    Covered {
+        device_id: &auth.device_id,
+        save_id,
+        method,
+        path: uri.path_and_query().map_or(uri.path(), |p| p.as_str()),
+        body,
+    }
 }
 
 /// The query of `GET /api/awf-cloud-sync/sync/down` and `.../sync/events`.
@@ -70,6 +104,8 @@ impl Down {
     }
 }
 
+const DOWN: &str = "SELECT awf.sync_down($1, $2, $3::text::uuid, $4)";
+
 /// One `awf.sync_down` call.
 async fn down_once(
     state: &AppState,
@@ -79,10 +115,7 @@ async fn down_once(
 ) -> Result<Value, AppError> {
     let conn = state.conn().await?;
     let row = conn
-        .query_one(
-            "SELECT awf.sync_down($1, $2, $3::text::uuid, $4)",
-            &[&auth.device_id, &auth.token, &save_id, &since_turn],
-        )
+        .query_one(DOWN, &[&auth.device_id, &auth.token, &save_id, &since_turn])
         .await?;
     Ok(row.get(0))
 }
@@ -105,16 +138,21 @@ async fn read(
 }
 
 /// `GET /api/awf-cloud-sync/sync/down?save_id=<uuid>&since_turn=<n>[&wait=<s>]` with the device
-/// headers → 200 with the turns after `since_turn`. With `wait`, an answer with no turns is
-/// held until the save's head moves or the wait ends (then the empty answer).
+/// headers (and `X-AWF-Signature`) → 200 with the turns after `since_turn`, signed when the
+/// request was. With `wait`, an answer with no turns is held until the save's head moves or
+/// the wait ends (then the empty answer); the signature is checked before the wait.
 #[utoipa::path(get, path = "/api/awf-cloud-sync/sync/down", tag = "sync",
-    security(("device_id" = [], "device_token" = [])), params(Down),
-    responses((status = 200, description = "The turns after `since_turn` (with a base when the device is behind the oldest kept turn)", body = Object)))]
+    security(("device_id" = [], "device_token" = [])),
+    params(Down, ("X-AWF-Signature" = String, Header, description = "`t=<unix s>, n=<nonce>, s=<HMAC hex>` over the empty body; required unless the server runs with signatures off")),
+    responses((status = 200, description = "The turns after `since_turn` (with a base when the device is behind the oldest kept turn); `X-AWF-Signature` signs it", body = Object)))]
 async fn sync_down(
     State(state): State<AppState>,
     auth: DeviceAuth,
+    headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<Down>,
-) -> Result<axum::Json<Value>, AppError> {
+) -> Result<Response, AppError> {
+    let signed = Signed::from_headers(&headers, state.limits().require_signatures)?;
     q.check()?;
     let wait = q.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
@@ -124,18 +162,31 @@ async fn sync_down(
             format!("wait must be 0 to {MAX_WAIT_SECONDS} seconds"),
         ));
     }
+    let params: [&(dyn ToSql + Sync); 4] =
+        [&auth.device_id, &auth.token, &q.save_id, &q.since_turn];
     if wait == 0 {
-        return Ok(axum::Json(
-            down_once(&state, &auth, &q.save_id, q.since_turn).await?,
-        ));
+        let c = signed
+            .as_ref()
+            .map(|s| (s, covered(&auth, &q.save_id, "GET", &uri, b"")));
+        return crate::signed::call(&state, c, DOWN, &params).await;
+    }
+    // Check the signature (and spend its nonce) before waiting, so a refused request never
+    // holds a waiter; the final answer is signed over the same nonce.
+    if let Some(s) = &signed {
+        crate::signed::verify(&state, s, &covered(&auth, &q.save_id, "GET", &uri, b"")).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut sub = state.heads().subscribe(&q.save_id)?;
     loop {
         let v = read(&state, &auth, &mut sub, &q.save_id, q.since_turn).await?;
         if has_news(&v) || !sub.moved(deadline).await {
-            return Ok(axum::Json(v));
+            break;
         }
+    }
+    // The answer is read once more, in the transaction that signs it.
+    match &signed {
+        Some(s) => crate::signed::answer_signed(&state, s, &q.save_id, DOWN, &params).await,
+        None => crate::signed::call(&state, None, DOWN, &params).await,
     }
 }
 
@@ -146,15 +197,22 @@ async fn sync_down(
 /// device's token is rotated; the stream also ends after the server's stream limit, and the
 /// device reconnects from its newest turn.
 #[utoipa::path(get, path = "/api/awf-cloud-sync/sync/events", tag = "sync",
-    security(("device_id" = [], "device_token" = [])), params(Down),
+    security(("device_id" = [], "device_token" = [])),
+    params(Down, ("X-AWF-Signature" = String, Header, description = "checked once, when the stream opens; events are not signed")),
     responses((status = 200, description = "Server-sent `turns` events (each a sync-down answer) and a final `error` event on failure",
         content_type = "text/event-stream", body = String)))]
 async fn sync_events(
     State(state): State<AppState>,
     auth: DeviceAuth,
+    headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<Down>,
 ) -> Result<Response, AppError> {
+    let signed = Signed::from_headers(&headers, state.limits().require_signatures)?;
     q.check()?;
+    if let Some(s) = &signed {
+        crate::signed::verify(&state, s, &covered(&auth, &q.save_id, "GET", &uri, b"")).await?;
+    }
     if q.wait.is_some() {
         return Err(AppError::bad_request(
             "wait is for sync/down; an event stream waits by itself",

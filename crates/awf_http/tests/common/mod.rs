@@ -2,6 +2,7 @@
 //! that authenticates as nobody, an admin key or a device, and a session with a cloud save.
 #![allow(dead_code)] // each test binary uses its own part
 
+use awf_http::db::Limits;
 use awf_http::{router, AppState};
 use awf_tests::{off_runtime, random_uuid, TestDb};
 use reqwest::Method;
@@ -110,12 +111,25 @@ pub fn session_with_save(db: &TestDb, user: &str) -> (String, String) {
     (session, save)
 }
 
-/// Starts the server on a free loopback port over `db`, with the admin key planted.
+/// Starts the server on a free loopback port over `db`, with the admin key planted, not
+/// requiring signed sync requests (signing has its own tests).
 pub async fn serve(db: &TestDb) -> (Api, tokio::task::JoinHandle<()>) {
+    serve_with(
+        db,
+        Limits {
+            require_signatures: false,
+            ..Limits::default()
+        },
+    )
+    .await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(db: &TestDb, limits: Limits) -> (Api, tokio::task::JoinHandle<()>) {
     db.plant_admin_key(ADMIN);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AppState::connect(&db.http_url(), 4).unwrap());
+    let app = router(AppState::connect_with(&db.http_url(), 4, limits).unwrap());
     let server = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
