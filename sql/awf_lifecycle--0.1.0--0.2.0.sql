@@ -77,6 +77,20 @@ CREATE TABLE awf.sync_nonces (
 );
 CREATE INDEX sync_nonces_seen_idx ON awf.sync_nonces (seen_at);
 
+-- One-use download links of save exports; only the token's SHA-256 is kept. Only the
+-- extension reads or writes this table (as its owner).
+CREATE TABLE awf.export_links (
+  token_hash    text PRIMARY KEY,
+  save_id       uuid NOT NULL REFERENCES awf.saves (save_id) ON DELETE CASCADE,
+  format        text NOT NULL,
+  include_audit boolean NOT NULL,
+  created_by    text NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  expires_at    timestamptz NOT NULL,
+  used_at       timestamptz
+);
+CREATE INDEX export_links_save_idx ON awf.export_links (save_id);
+
 CREATE FUNCTION awf."act_as_admin"(
 	"key" TEXT /* &str */
 ) RETURNS TEXT /* alloc::string::String */
@@ -192,3 +206,31 @@ REVOKE EXECUTE ON FUNCTION awf.sync_signing_key(uuid),
 GRANT EXECUTE ON FUNCTION awf.sync_signing_key(uuid) TO awf_app, awf_admin;
 GRANT EXECUTE ON FUNCTION awf.sync_request_verify(text, uuid, text, text, text, text),
   awf.sync_response_sign(uuid, integer, text, text) TO awf_gateway;
+
+-- Download links of save exports.
+CREATE FUNCTION awf."save_export_link"(
+	"save_id" uuid, /* Uuid */
+	"format" TEXT DEFAULT 'jsonl', /* &str */
+	"include_audit" bool DEFAULT false /* bool */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'save_export_link_wrapper';
+
+CREATE FUNCTION awf."save_export_redeem"(
+	"token" TEXT /* &str */
+) RETURNS TABLE (
+	"save_id" uuid,  /* Uuid */
+	"format" TEXT,  /* String */
+	"archive" TEXT  /* String */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'save_export_redeem_wrapper';
+
+-- Download links: minted by whoever may export the save; spent only by the gateway.
+REVOKE EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean),
+  awf.save_export_redeem(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_app, awf_admin;
+GRANT EXECUTE ON FUNCTION awf.save_export_redeem(text) TO awf_gateway;
+GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_gateway;

@@ -410,3 +410,17 @@ CREATE TABLE awf.sync_nonces (
   PRIMARY KEY (device_id, nonce)
 );
 CREATE INDEX sync_nonces_seen_idx ON awf.sync_nonces (seen_at);
+
+-- One-use download links of save exports; only the token's SHA-256 is kept. Only the
+-- extension reads or writes this table (as its owner).
+CREATE TABLE awf.export_links (
+  token_hash    text PRIMARY KEY,
+  save_id       uuid NOT NULL REFERENCES awf.saves (save_id) ON DELETE CASCADE,
+  format        text NOT NULL,
+  include_audit boolean NOT NULL,
+  created_by    text NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  expires_at    timestamptz NOT NULL,
+  used_at       timestamptz
+);
+CREATE INDEX export_links_save_idx ON awf.export_links (save_id);

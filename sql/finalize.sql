@@ -117,6 +117,12 @@ REVOKE EXECUTE ON FUNCTION awf.sync_signing_key(uuid),
 GRANT EXECUTE ON FUNCTION awf.sync_signing_key(uuid) TO awf_app, awf_admin;
 GRANT EXECUTE ON FUNCTION awf.sync_request_verify(text, uuid, text, text, text, text),
   awf.sync_response_sign(uuid, integer, text, text) TO awf_gateway;
+-- Download links: minted by whoever may export the save; spent only by the gateway.
+REVOKE EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean),
+  awf.save_export_redeem(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_app, awf_admin;
+GRANT EXECUTE ON FUNCTION awf.save_export_redeem(text) TO awf_gateway;
+GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_gateway;
 -- The admin functions behind the HTTP admin routes. Each checks admin rights itself
 -- (awf_admin, or an admin key presented in the transaction); save_delete also lets a device
 -- delete its own user's saves.

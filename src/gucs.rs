@@ -19,6 +19,8 @@ static RECAP_MAX_WORDS_PER_SENTENCE: GucSetting<i32> = GucSetting::<i32>::new(24
 static EXPORT_REDACT_SENSITIVE: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Largest export bundle, in MB.
 static EXPORT_MAX_SIZE_MB: GucSetting<i32> = GucSetting::<i32>::new(50);
+/// How long a save's download link works, in minutes.
+static EXPORT_LINK_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(15);
 /// A host backend's act applier: a function `(state jsonb, acts jsonb, turn_id bigint) → jsonb`.
 static ACT_APPLIER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// The user whose rows a non-admin caller may see (row-level security). Superuser-only: it is
@@ -85,6 +87,8 @@ fn define_int(
         // A caller's own level 22 would cost every save it writes many times the CPU.
         b"awf.sync_zstd_level",
         b"awf.export_max_",
+        // A caller must not mint links that outlive the deployment's policy.
+        b"awf.export_link_",
         // A wider window keeps more nonces and lets older captured requests through.
         b"awf.sync_signature_",
     ]
@@ -150,6 +154,13 @@ pub fn init() {
         &EXPORT_MAX_SIZE_MB,
         1,
         1024,
+    );
+    define_int(
+        c"awf.export_link_minutes",
+        c"How long a save's one-use download link works, in minutes.",
+        &EXPORT_LINK_MINUTES,
+        1,
+        1_440,
     );
     define_int(
         c"awf.lock_timeout_ms",
@@ -401,6 +412,9 @@ pub fn recap_max_words_per_sentence() -> usize {
 }
 pub fn export_redact_sensitive() -> bool {
     EXPORT_REDACT_SENSITIVE.get()
+}
+pub fn export_link_minutes() -> i32 {
+    EXPORT_LINK_MINUTES.get()
 }
 pub fn export_max_bytes() -> usize {
     EXPORT_MAX_SIZE_MB.get() as usize * 1024 * 1024

@@ -8,6 +8,8 @@
 pub mod blobs;
 /// Master keyring (from `awf.master_key_file`) and per-user data keys.
 pub mod keys;
+/// `awf.save_export_link`, `awf.save_export_redeem`: one-use download links of exports.
+pub mod links;
 /// `awf.save_materialize`, `awf.save_materialize_bytes`, `awf.save_verify`,
 /// `awf.save_verify_sample`.
 pub mod materialize;

@@ -61,39 +61,52 @@ fn save_export(
                 F,
             );
         }
-        let exported_at = one_json(c, "SELECT to_jsonb(now())", &[]);
-        let mut b = Builder::new(EXPORT_FORMAT, Some(gucs::export_max_bytes()));
-        export_records(c, &s, include_audit, &exported_at, &mut b).or_raise(F);
-        let records = b.len();
-        let archive_sha256 = b.archive_sha256();
-        let mut extra = Map::new();
-        extra.insert("save_id".into(), json!(save_id.to_string()));
-        extra.insert("exported_at".into(), exported_at);
-        let text = if as_json {
-            b.into_json(extra)
-        } else {
-            b.into_jsonl(extra)
-        }
-        .or_raise(F);
-        audit::bump(c, "awf.export.saves", 1);
-        audit::record(
-            c,
-            "save_export",
-            s.session_id,
-            json!({
-                "save_id": save_id.to_string(),
-                "format": format,
-                "include_audit": include_audit,
-                "records": records,
-                "bytes": text.len(),
-                "archive_sha256": archive_sha256,
-            }),
-        );
-        text
+        export_text(c, &s, as_json, include_audit, F)
     })
 }
 
-fn may_read_audit(c: &mut SpiClient<'_>) -> bool {
+/// Builds a visible save's export (the caller's rights were checked) and audits it.
+pub fn export_text(
+    c: &mut SpiClient<'_>,
+    s: &Save,
+    as_json: bool,
+    include_audit: bool,
+    f: &'static str,
+) -> String {
+    let save_id = s.save_id;
+    let format = if as_json { "json" } else { "jsonl" };
+    let exported_at = one_json(c, "SELECT to_jsonb(now())", &[]);
+    let mut b = Builder::new(EXPORT_FORMAT, Some(gucs::export_max_bytes()));
+    export_records(c, s, include_audit, &exported_at, &mut b).or_raise(f);
+    let records = b.len();
+    let archive_sha256 = b.archive_sha256();
+    let mut extra = Map::new();
+    extra.insert("save_id".into(), json!(save_id.to_string()));
+    extra.insert("exported_at".into(), exported_at);
+    let text = if as_json {
+        b.into_json(extra)
+    } else {
+        b.into_jsonl(extra)
+    }
+    .or_raise(f);
+    audit::bump(c, "awf.export.saves", 1);
+    audit::record(
+        c,
+        "save_export",
+        s.session_id,
+        json!({
+            "save_id": save_id.to_string(),
+            "format": format,
+            "include_audit": include_audit,
+            "records": records,
+            "bytes": text.len(),
+            "archive_sha256": archive_sha256,
+        }),
+    );
+    text
+}
+
+pub fn may_read_audit(c: &mut SpiClient<'_>) -> bool {
     if crate::identity::is_admin() {
         return true;
     }

@@ -7,6 +7,8 @@ pub mod json;
 
 /// Turn payloads (`txt` + `acts`) and the default, all-or-nothing act applier.
 pub mod acts;
+/// The `zip` export format: the JSON Lines archive in a one-entry zip file.
+pub mod archive_zip;
 /// The hash chain over audit-log rows and its verifier.
 pub mod audit_chain;
 /// The self-checking session bundle of export and import: build, redact, checksum, verify.

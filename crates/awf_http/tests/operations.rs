@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every route the server has: the seeds' contract plus the operational ones.
-const ROUTES: [(&str, &str); 32] = [
+const ROUTES: [(&str, &str); 33] = [
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
@@ -51,6 +51,7 @@ const ROUTES: [(&str, &str); 32] = [
     ("GET", "/api/awf-cloud-sync/admin/device/{device_id}"),
     ("GET", "/api/awf-cloud-sync/admin/audit"),
     ("GET", "/api/awf-cloud-sync/save/signing-key"),
+    ("GET", "/api/awf-cloud-sync/save/download/{token}"),
 ];
 
 /// `(METHOD, path)` of every operation in an OpenAPI document.

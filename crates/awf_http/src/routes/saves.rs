@@ -4,8 +4,10 @@
 use crate::db::AppState;
 use crate::error::AppError;
 use crate::extract::{check_uuid, Caller, Json, Path};
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,6 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(delete))
         .routes(routes!(quota))
         .routes(routes!(signing_key))
+        .routes(routes!(download))
 }
 
 type JsonResult = Result<axum::Json<Value>, AppError>;
@@ -86,41 +89,133 @@ async fn verify(
 #[serde(deny_unknown_fields)]
 struct Export {
     save_id: String,
+    /// `jsonl` (default), `json` or `zip` (the JSON Lines archive in a zip file).
     #[serde(default = "jsonl")]
     format: String,
+    /// Also export the save's audit rows (admin key only).
     #[serde(default)]
     include_audit: bool,
+    /// Answer with a one-use, time-limited download link instead of the archive.
+    #[serde(default)]
+    link: bool,
 }
 
 fn jsonl() -> String {
     "jsonl".into()
 }
 
-/// `POST /api/awf-cloud-sync/save/export` `{"save_id", "format"?, "include_audit"?}` → the
-/// archive: JSON Lines (`application/x-ndjson`, the default) or one JSON document
-/// (`"format": "json"`). `include_audit` needs an admin key.
+/// `POST /api/awf-cloud-sync/save/export` `{"save_id", "format"?, "include_audit"?, "link"?}`
+/// → the archive, streamed: JSON Lines (`application/x-ndjson`, the default), one JSON
+/// document (`"format": "json"`) or a zip holding the JSON Lines (`"format": "zip"`). With
+/// `"link": true` → 201 `{url, expires_at, format}`: a URL that serves the archive once,
+/// without credentials, until it expires. `include_audit` needs an admin key.
 #[utoipa::path(post, path = "/api/awf-cloud-sync/save/export", tag = "saves", security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
-    request_body = Export, responses((status = 200, description = "The archive",
-        content((String = "application/x-ndjson"), (Object = "application/json")))))]
+    request_body = Export, responses(
+        (status = 200, description = "The archive", content((String = "application/x-ndjson"), (Object = "application/json"), (Vec<u8> = "application/zip"))),
+        (status = 201, description = "`{url, expires_at, format}`: a one-use download link", body = Object)))]
 async fn export(
     State(state): State<AppState>,
     caller: Caller,
     Json(b): Json<Export>,
 ) -> Result<Response, AppError> {
     check_uuid("save_id", &b.save_id)?;
-    let content_type = match b.format.as_str() {
-        "json" => "application/json",
-        _ => "application/x-ndjson",
+    if b.link {
+        let v = state
+            .json(
+                &caller,
+                "SELECT awf.save_export_link($1::text::uuid, $2, $3)",
+                &[&b.save_id, &b.format, &b.include_audit],
+            )
+            .await?;
+        let token = v["token"].as_str().unwrap_or_default();
+        let body = serde_json::json!({
+            "url": format!("/api/awf-cloud-sync/save/download/{token}"),
+            "expires_at": v["expires_at"],
+            "format": v["format"],
+        });
+        let mut res = (StatusCode::CREATED, axum::Json(body)).into_response();
+        res.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(res);
+    }
+    let sql_format = match b.format.as_str() {
+        "zip" => "jsonl",
+        other => other,
     };
     let row = state
         .call(
             &caller,
             "SELECT awf.save_export($1::text::uuid, $2, $3)",
-            &[&b.save_id, &b.format, &b.include_audit],
+            &[&b.save_id, &sql_format, &b.include_audit],
         )
         .await?;
-    let text: String = row.get(0);
-    Ok(([(CONTENT_TYPE, content_type)], text).into_response())
+    archive(&b.save_id, &b.format, row.get(0))
+}
+
+/// `GET /api/awf-cloud-sync/save/download/{token}` → the archive of a download link, once; no
+/// other credential. An unknown, used or expired link is 401.
+#[utoipa::path(get, path = "/api/awf-cloud-sync/save/download/{token}", tag = "saves",
+    params(("token" = String, Path, description = "The link's token (64 hex)")),
+    responses((status = 200, description = "The archive, as the export route sends it",
+        content((String = "application/x-ndjson"), (Object = "application/json"), (Vec<u8> = "application/zip")))))]
+async fn download(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "28000",
+            "this download link is unknown, used or expired",
+        ));
+    }
+    let mut conn = state.conn().await?;
+    let tx = conn.transaction().await?;
+    let row = tx
+        .query_one(
+            "SELECT save_id::text, format, archive FROM awf.save_export_redeem($1)",
+            &[&token],
+        )
+        .await?;
+    tx.commit().await?;
+    archive(
+        &row.get::<_, String>(0),
+        &row.get::<_, String>(1),
+        row.get(2),
+    )
+}
+
+/// An export's archive as a streamed answer of its format, named for download.
+fn archive(save_id: &str, format: &str, text: String) -> Result<Response, AppError> {
+    let (content_type, bytes, ext) = match format {
+        "zip" => {
+            let name = awf_core::archive_zip::entry_name(save_id);
+            let zip = awf_core::archive_zip::jsonl_to_zip(&name, &text).map_err(|e| {
+                AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "XX000", e.message)
+            })?;
+            ("application/zip", Bytes::from(zip), "zip")
+        }
+        "json" => ("application/json", Bytes::from(text), "json"),
+        _ => ("application/x-ndjson", Bytes::from(text), "jsonl"),
+    };
+    // Sent in 64 KiB chunks, so the server never copies a large archive again for the socket.
+    const CHUNK: usize = 64 * 1024;
+    let len = bytes.len();
+    let chunks = (0..len.div_ceil(CHUNK)).map(move |i| {
+        Ok::<_, std::convert::Infallible>(bytes.slice(i * CHUNK..((i + 1) * CHUNK).min(len)))
+    });
+    let disposition = format!("attachment; filename=\"save-{save_id}.{ext}\"");
+    Ok((
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).expect("a uuid file name is ASCII"),
+            ),
+        ],
+        Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response())
 }
 
 /// The body of `DELETE .../save`.
@@ -245,9 +340,7 @@ async fn signing_key(
         )
         .await?;
     let mut res = axum::Json(v).into_response();
-    res.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
