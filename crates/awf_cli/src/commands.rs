@@ -46,6 +46,29 @@ enum Command {
     Retention,
     /// Print cloud-save and sync statistics (awf.sync_stats).
     Stats,
+    /// Manage the admin keys of admin tools over HTTP (needs awf_admin).
+    #[command(subcommand)]
+    AdminKey(AdminKey),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminKey {
+    /// Create a named key and print it once (only its hash is stored):
+    /// `{"name", "key", "created_at"}`.
+    Create {
+        /// The key's name; it is the actor in the audit row of every action taken with it.
+        name: String,
+        /// Replace an existing key of that name (the old one stops working).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List the keys (never the keys themselves): one JSON line per key.
+    List,
+    /// Revoke a key by name; it stops working at once.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
 }
 
 /// A failure, with the exit code scripts can branch on.
@@ -141,6 +164,37 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let mut db = connect(cli.database_url)?;
             let v: Value = db.query_one("SELECT awf.sync_stats()", &[])?.get(0);
             println!("{}", pretty(&v));
+        }
+        Command::AdminKey(cmd) => admin_key(connect(cli.database_url)?, cmd)?,
+    }
+    Ok(())
+}
+
+fn admin_key(mut db: Client, cmd: AdminKey) -> Result<(), CliError> {
+    match cmd {
+        AdminKey::Create { name, replace } => {
+            let v: Value = db
+                .query_one("SELECT awf.admin_key_create($1, $2)", &[&name, &replace])?
+                .get(0);
+            println!("{}", pretty(&v));
+        }
+        AdminKey::List => {
+            for row in db.query("SELECT to_jsonb(k) FROM awf.admin_key_list() k", &[])? {
+                let v: Value = row.get(0);
+                println!("{v}");
+            }
+        }
+        AdminKey::Revoke { name } => {
+            let revoked: bool = db
+                .query_one("SELECT awf.admin_key_revoke($1)", &[&name])?
+                .get(0);
+            if !revoked {
+                return Err(CliError::Sql {
+                    code: "P0002".into(),
+                    message: format!("there is no active admin key named {name:?}"),
+                });
+            }
+            println!("{}", serde_json::json!({"name": name, "revoked": true}));
         }
     }
     Ok(())

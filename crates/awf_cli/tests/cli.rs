@@ -132,3 +132,61 @@ fn operator_commands_report_and_exit_by_outcome() {
     let out = awf(&["verify", "not-a-uuid"], Some(&db));
     assert_eq!(out.status.code(), Some(1), "22P02 from the database");
 }
+
+#[test]
+fn admin_keys_are_created_listed_and_revoked() {
+    let db = TestDb::new();
+    let out = awf(&["admin-key", "create", "ops-cli"], Some(&db));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["name"], "ops-cli");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("awfk_") && key.len() == 69, "{key}");
+    // The key works for the gateway; the list never shows it.
+    let verify = |key: &str| {
+        let mut c = db.client();
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("SET LOCAL ROLE awf_gateway").unwrap();
+        tx.query_one("SELECT awf.act_as_admin($1)", &[&key])
+            .map(|_| ())
+    };
+    verify(&key).unwrap();
+    let out = awf(&["admin-key", "list"], Some(&db));
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(listed.contains("\"ops-cli\""), "{listed}");
+    assert!(!listed.contains(&key[5..]), "the list never shows a key");
+    // A second key of that name needs --replace.
+    let out = awf(&["admin-key", "create", "ops-cli"], Some(&db));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = awf(&["admin-key", "revoke", "ops-cli"], Some(&db));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = verify(&key).unwrap_err();
+    assert_eq!(
+        e.code().unwrap().code(),
+        "28000",
+        "a revoked key stops working"
+    );
+    let out = awf(&["admin-key", "revoke", "ops-cli"], Some(&db));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("P0002"));
+    let out = awf(&["admin-key", "create", "ops-cli", "--replace"], Some(&db));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
