@@ -67,15 +67,16 @@ CREATE TABLE awf.admin_keys (
 );
 SELECT pg_catalog.pg_extension_config_dump('awf.admin_keys', '');
 
--- Nonces of signed sync requests, kept about two signature windows, so a captured request
--- cannot be replayed. Only the extension reads or writes this table (as its owner).
+-- Nonces of signed sync requests, per save (a save's key signs them), with the signature's
+-- time, kept about two signature windows so a captured request cannot be replayed. Only the
+-- extension reads or writes this table (as its owner).
 CREATE TABLE awf.sync_nonces (
-  device_id text NOT NULL,
-  nonce     text NOT NULL,
-  seen_at   timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (device_id, nonce)
+  save_id uuid NOT NULL,
+  nonce   text NOT NULL,
+  t       bigint NOT NULL,
+  PRIMARY KEY (save_id, nonce)
 );
-CREATE INDEX sync_nonces_seen_idx ON awf.sync_nonces (seen_at);
+CREATE INDEX sync_nonces_t_idx ON awf.sync_nonces (t);
 
 -- One-use download links of save exports; only the token's SHA-256 is kept. Only the
 -- extension reads or writes this table (as its owner).
@@ -170,7 +171,6 @@ CREATE POLICY save_conflicts_gateway ON awf.save_conflicts FOR SELECT TO awf_gat
 
 -- Signed sync payloads.
 CREATE FUNCTION awf."sync_request_verify"(
-	"device_id" TEXT, /* &str */
 	"save_id" uuid, /* Uuid */
 	"method" TEXT, /* &str */
 	"path" TEXT, /* &str */
@@ -201,10 +201,10 @@ AS 'MODULE_PATHNAME', 'sync_signing_key_wrapper';
 -- Signed sync: a device's user (or an admin) may fetch the key of a save it can see; only
 -- the gateway checks request signatures and signs answers.
 REVOKE EXECUTE ON FUNCTION awf.sync_signing_key(uuid),
-  awf.sync_request_verify(text, uuid, text, text, text, text),
+  awf.sync_request_verify(uuid, text, text, text, text),
   awf.sync_response_sign(uuid, integer, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION awf.sync_signing_key(uuid) TO awf_app, awf_admin;
-GRANT EXECUTE ON FUNCTION awf.sync_request_verify(text, uuid, text, text, text, text),
+GRANT EXECUTE ON FUNCTION awf.sync_request_verify(uuid, text, text, text, text),
   awf.sync_response_sign(uuid, integer, text, text) TO awf_gateway;
 
 -- Download links of save exports.

@@ -401,15 +401,16 @@ CREATE TABLE awf.admin_keys (
 );
 SELECT pg_catalog.pg_extension_config_dump('awf.admin_keys', '');
 
--- Nonces of signed sync requests, kept about two signature windows, so a captured request
--- cannot be replayed. Only the extension reads or writes this table (as its owner).
+-- Nonces of signed sync requests, per save (a save's key signs them), with the signature's
+-- time, kept about two signature windows so a captured request cannot be replayed. Only the
+-- extension reads or writes this table (as its owner).
 CREATE TABLE awf.sync_nonces (
-  device_id text NOT NULL,
-  nonce     text NOT NULL,
-  seen_at   timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (device_id, nonce)
+  save_id uuid NOT NULL,
+  nonce   text NOT NULL,
+  t       bigint NOT NULL,
+  PRIMARY KEY (save_id, nonce)
 );
-CREATE INDEX sync_nonces_seen_idx ON awf.sync_nonces (seen_at);
+CREATE INDEX sync_nonces_t_idx ON awf.sync_nonces (t);
 
 -- One-use download links of save exports; only the token's SHA-256 is kept. Only the
 -- extension reads or writes this table (as its owner).

@@ -112,10 +112,10 @@ GRANT EXECUTE ON FUNCTION awf.admin_key_create(text, boolean), awf.admin_key_lis
 -- Signed sync: a device's user (or an admin) may fetch the key of a save it can see; only
 -- the gateway checks request signatures and signs answers.
 REVOKE EXECUTE ON FUNCTION awf.sync_signing_key(uuid),
-  awf.sync_request_verify(text, uuid, text, text, text, text),
+  awf.sync_request_verify(uuid, text, text, text, text),
   awf.sync_response_sign(uuid, integer, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION awf.sync_signing_key(uuid) TO awf_app, awf_admin;
-GRANT EXECUTE ON FUNCTION awf.sync_request_verify(text, uuid, text, text, text, text),
+GRANT EXECUTE ON FUNCTION awf.sync_request_verify(uuid, text, text, text, text),
   awf.sync_response_sign(uuid, integer, text, text) TO awf_gateway;
 -- Download links: minted by whoever may export the save; spent only by the gateway.
 REVOKE EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean),

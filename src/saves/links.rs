@@ -18,6 +18,9 @@ use serde_json::json;
 /// The formats a link may name; `zip` is the `jsonl` archive, zipped by the caller.
 const FORMATS: [&str; 3] = ["jsonl", "json", "zip"];
 
+/// Most links of one save that are neither used nor expired; past it 54000.
+const MAX_LIVE_PER_SAVE: i64 = 10;
+
 /// Mints a download link for `save_id`: `{token, expires_at, format}`. The token is shown only
 /// here. 22023 for an unknown format, P0002 for a save the caller cannot see, 42501 for
 /// `include_audit` without admin rights.
@@ -48,6 +51,33 @@ fn save_export_link(
         let hash = token::token_hash(&tok).expect("a new token is well formed");
         let actor = crate::identity::actor();
         let expires = crate::audit::as_owner(c, |c| {
+            // Forget up to 64 spent or expired links (kept an hour, for operators to see),
+            // skipping rows another call is deleting; then count the save's live ones.
+            c.update(
+                "DELETE FROM awf.export_links WHERE ctid = ANY (ARRAY(
+                   SELECT ctid FROM awf.export_links
+                   WHERE coalesce(used_at, expires_at) < now() - interval '1 hour'
+                   LIMIT 64 FOR UPDATE SKIP LOCKED))",
+                None,
+                &[],
+            )
+            .expect("forget old links");
+            let live = c
+                .update(
+                    "SELECT count(*) FROM awf.export_links
+                     WHERE save_id = $1 AND used_at IS NULL AND expires_at > now()",
+                    Some(1),
+                    &[save_id.into()],
+                )
+                .expect("count live links");
+            if col::<i64>(&live.first(), 1) >= MAX_LIVE_PER_SAVE {
+                raise(
+                    Error::limit(format!(
+                        "save {save_id} has {MAX_LIVE_PER_SAVE} unused download links already; use one or let them expire"
+                    )),
+                    F,
+                );
+            }
             let t = c
                 .update(
                     "INSERT INTO awf.export_links (token_hash, save_id, format, include_audit, created_by, expires_at)
@@ -107,24 +137,38 @@ fn save_export_redeem(
                 .update(
                     "UPDATE awf.export_links SET used_at = now()
                      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-                     RETURNING save_id, format, include_audit",
+                     RETURNING save_id, format, include_audit, created_by",
                     Some(1),
                     &[hash.into()],
                 )
                 .expect("update awf.export_links");
             (!t.is_empty()).then(|| {
                 let r = t.first();
-                (col::<Uuid>(&r, 1), col::<String>(&r, 2), col::<bool>(&r, 3))
+                (
+                    col::<Uuid>(&r, 1),
+                    col::<String>(&r, 2),
+                    col::<bool>(&r, 3),
+                    col::<String>(&r, 4),
+                )
             })
         });
-        let Some((save_id, format, include_audit)) = link else {
+        let Some((save_id, format, include_audit, created_by)) = link else {
             refused()
         };
         // The link's creator was checked when it was minted; the archive is built as the
         // owner, since the bearer of the link acts for nobody.
         let archive = crate::audit::as_owner(c, |c| {
             let s = store::save(c, save_id, false);
-            privacy::export_text(c, &s, format == "json", include_audit, F)
+            let archive = privacy::export_text(c, &s, format == "json", include_audit, F);
+            // The export's own row names the gateway; this one names who minted the link.
+            audit::record(
+                c,
+                "save_export_redeem",
+                s.session_id,
+                json!({"save_id": save_id.to_string(), "format": format,
+                       "include_audit": include_audit, "link_created_by": created_by}),
+            );
+            archive
         });
         (save_id, format, archive)
     });

@@ -15,27 +15,30 @@ use pgrx::spi::SpiClient;
 use pgrx::{PgLogLevel, PgSqlErrorCode, Uuid};
 use serde_json::json;
 
-/// The deployment secret; 55000 when none is configured (a deployment problem, not the
-/// caller's), 22023 when the file is unreadable or malformed.
+/// The deployment secret. A missing, unreadable or malformed secret is the deployment's
+/// problem, not the caller's: 55000 with a message that names no path (the setting is hidden),
+/// the details in the server log.
 fn secret(f: &'static str) -> Vec<u8> {
-    let Some(path) = gucs::signing_secret_file() else {
+    let unusable = |detail: String| -> ! {
+        pgrx::warning!("awf_lifecycle: {f}: {detail}");
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "awf.signing_secret_file is not set: this deployment cannot sign sync payloads",
+            "this deployment has no usable sync signing secret (see the server log)",
             f,
         )
         .report(PgLogLevel::ERROR);
         unreachable!("ereport(ERROR) returned")
     };
+    let Some(path) = gucs::signing_secret_file() else {
+        unusable("awf.signing_secret_file is not set".into())
+    };
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        raise(
-            Error::invalid(format!(
-                "awf.signing_secret_file names {path}, which cannot be read: {e}"
-            )),
-            f,
-        )
+        unusable(format!(
+            "awf.signing_secret_file names {path}, which cannot be read: {e}"
+        ))
     });
-    signing::parse_secret(&text).unwrap_or_else(|e| raise(e, f))
+    signing::parse_secret(&text)
+        .unwrap_or_else(|e| unusable(format!("awf.signing_secret_file {path}: {}", e.message)))
 }
 
 /// The signing key of a save the caller can see (row-level security decides: a device's user
@@ -79,11 +82,10 @@ fn key_json(save_id: Uuid, f: &'static str) -> serde_json::Value {
 /// Checks a signed sync request: `signature` is the `X-AWF-Signature` header, `path` the
 /// request's path and query as sent, `body_sha256` the SHA-256 of its body. Refuses (28000)
 /// a malformed or wrong signature, a timestamp outside `awf.sync_signature_window_seconds`,
-/// and a nonce `device_id` has used before; records the nonce. Called in the transaction of
-/// the request's own call, so a request that fails can be retried with the same signature.
+/// and a nonce used before with the save's key; records the nonce. Called in the transaction
+/// of the request's own call, so a request that fails can be retried with the same signature.
 #[pg_extern(volatile, parallel_unsafe)]
 fn sync_request_verify(
-    device_id: &str,
     save_id: Uuid,
     method: &str,
     path: &str,
@@ -93,15 +95,16 @@ fn sync_request_verify(
     const F: &str = "sync_request_verify";
     let fail = |why: &str| -> ! { raise(Error::not_authenticated(why), F) };
     let sig = Signature::parse(signature).unwrap_or_else(|e| raise(e, F));
-    if device_id.is_empty() || device_id.len() > 200 || path.len() > 4096 || method.len() > 16 {
-        fail("the signed request's device id, method or path is out of bounds");
+    if path.len() > 4096 || method.len() > 16 {
+        fail("the signed request's method or path is out of bounds");
     }
     if !is_sha256_hex(body_sha256) {
         raise(Error::invalid("body_sha256 must be 64 hex characters"), F);
     }
     let window = gucs::sync_signature_window_seconds();
     let now = unix_now();
-    if (sig.t - now).abs() > window {
+    // abs_diff: a hostile t (i64::MIN) must not overflow into "in the window".
+    if sig.t.abs_diff(now) > window as u64 {
         fail(&format!(
             "the request's signature time is more than {window} s from the server's clock"
         ));
@@ -112,7 +115,7 @@ fn sync_request_verify(
         fail("the request's signature does not verify");
     }
     crate::locks::connect_mut(|c| {
-        if !remember_nonce(c, device_id, &sig.nonce, window) {
+        if !remember_nonce(c, save_id, &sig.nonce, sig.t, now - 2 * window) {
             fail("the request's nonce was used before: a replay");
         }
     });
@@ -156,25 +159,32 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Records a device's nonce; false when it was there already. Each call also forgets up to 64
-/// nonces older than twice the window (a request that old is refused by its time anyway), so
-/// the table holds about two windows of requests.
-fn remember_nonce(c: &mut SpiClient<'_>, device_id: &str, nonce: &str, window: i64) -> bool {
+/// Records a save's nonce with its signature time; false when it was there already. Each call
+/// also forgets up to 64 nonces signed before `forget_before` (two windows ago: a request that
+/// old is refused by its time anyway), skipping rows another request is deleting, so the table
+/// holds about two windows of requests and no request waits on another's cleanup.
+fn remember_nonce(
+    c: &mut SpiClient<'_>,
+    save_id: Uuid,
+    nonce: &str,
+    t: i64,
+    forget_before: i64,
+) -> bool {
     crate::audit::as_owner(c, |c| {
         c.update(
-            "DELETE FROM awf.sync_nonces WHERE (device_id, nonce) IN (
-               SELECT device_id, nonce FROM awf.sync_nonces
-               WHERE seen_at < now() - make_interval(secs => $1) LIMIT 64)",
+            "DELETE FROM awf.sync_nonces WHERE ctid = ANY (ARRAY(
+               SELECT ctid FROM awf.sync_nonces WHERE t < $1
+               LIMIT 64 FOR UPDATE SKIP LOCKED))",
             None,
-            &[((2 * window) as f64).into()],
+            &[forget_before.into()],
         )
         .expect("forget old nonces");
         let t = c
             .update(
-                "INSERT INTO awf.sync_nonces (device_id, nonce) VALUES ($1, $2)
+                "INSERT INTO awf.sync_nonces (save_id, nonce, t) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING RETURNING 1",
                 None,
-                &[device_id.into(), nonce.into()],
+                &[save_id.into(), nonce.into(), t.into()],
             )
             .expect("insert into awf.sync_nonces");
         t.len() == 1

@@ -181,6 +181,15 @@ fn valid(name: &str, ty: &str, s: &Seed) -> String {
         ("salt", _) => "'salt'".into(),
         ("label" | "reason" | "contract_ref", _) => "'hostile'".into(),
         ("sealed", "bytea") => "'\\x00010203'::bytea".into(),
+        // Signed sync and download links: well-formed values (no secret is configured, so
+        // the signing calls refuse with 55000; an unknown link is 28000).
+        ("token", _) => format!("'{}'", "ab".repeat(32)),
+        ("method", _) => "'GET'".into(),
+        ("path", _) => "'/api/awf-cloud-sync/sync/down?save_id=x&since_turn=0'".into(),
+        ("body_sha256", _) => format!("'{}'", "0".repeat(64)),
+        ("signature", _) => format!("'t=0, n=nonce-nonce-nonce, s={}'", "0".repeat(64)),
+        ("nonce", _) => "'nonce-nonce-nonce'".into(),
+        ("status", _) => "200".into(),
         (_, "boolean") => "false".into(),
         _ => panic!("the hostile suite has no valid value for argument {name} {ty}: add one"),
     };

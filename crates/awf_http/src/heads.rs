@@ -22,8 +22,16 @@ pub struct Heads {
     inner: Arc<Inner>,
 }
 
+/// Most waiters one device may have at once (one per save it plays, and some slack).
+pub const MAX_WAITERS_PER_DEVICE: usize = 8;
+
+/// Shortest time between two reads of one waiter: a flood of notifications (any role may
+/// `NOTIFY`) costs at most one read per waiter per this interval.
+const MIN_READ_INTERVAL: Duration = Duration::from_millis(50);
+
 struct Inner {
     saves: Mutex<HashMap<String, watch::Sender<u64>>>,
+    devices: Mutex<HashMap<String, usize>>,
     waiters: AtomicUsize,
     max_waiters: usize,
     database: tokio_postgres::Config,
@@ -36,6 +44,7 @@ impl Heads {
         Heads {
             inner: Arc::new(Inner {
                 saves: Mutex::new(HashMap::new()),
+                devices: Mutex::new(HashMap::new()),
                 waiters: AtomicUsize::new(0),
                 max_waiters,
                 database,
@@ -56,16 +65,28 @@ impl Heads {
         self.inner.waiters.load(Ordering::Relaxed)
     }
 
-    /// Starts waiting on `save_id`'s head; 503 when the server already has its most waiters.
-    pub fn subscribe(&self, save_id: &str) -> Result<Subscription, AppError> {
-        let n = self.inner.waiters.fetch_add(1, Ordering::AcqRel);
-        if n >= self.inner.max_waiters {
-            self.inner.waiters.fetch_sub(1, Ordering::AcqRel);
-            return Err(AppError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "53300",
-                "too many devices are waiting for sync; retry later or without wait",
-            ));
+    /// Starts waiting on `save_id`'s head for `device`; 503 when the server already has its
+    /// most waiters, or the device [`MAX_WAITERS_PER_DEVICE`].
+    pub fn subscribe(&self, save_id: &str, device: &str) -> Result<Subscription, AppError> {
+        {
+            let mut devices = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
+            let mine = devices.entry(device.to_owned()).or_insert(0);
+            if *mine >= MAX_WAITERS_PER_DEVICE {
+                return Err(busy(format!(
+                    "this device has {MAX_WAITERS_PER_DEVICE} long polls or event streams open already"
+                )));
+            }
+            let n = self.inner.waiters.fetch_add(1, Ordering::AcqRel);
+            if n >= self.inner.max_waiters {
+                self.inner.waiters.fetch_sub(1, Ordering::AcqRel);
+                if *mine == 0 {
+                    devices.remove(device);
+                }
+                return Err(busy(
+                    "too many devices are waiting for sync; retry later or without wait".into(),
+                ));
+            }
+            *mine += 1;
         }
         self.start();
         let key = awf_core::signal::head_key(save_id);
@@ -77,7 +98,9 @@ impl Heads {
         Ok(Subscription {
             heads: self.clone(),
             key,
+            device: device.to_owned(),
             rx,
+            last_read: Instant::now(),
         })
     }
 
@@ -100,32 +123,57 @@ impl Heads {
     }
 }
 
+fn busy(message: String) -> AppError {
+    AppError::new(StatusCode::SERVICE_UNAVAILABLE, "53300", message)
+}
+
 /// One waiter on one save's head.
 pub struct Subscription {
     heads: Heads,
     key: String,
+    device: String,
     rx: watch::Receiver<u64>,
+    last_read: Instant,
 }
 
 impl Subscription {
     /// Marks every move so far as seen; call just before reading the save.
     pub fn seen(&mut self) {
         self.rx.borrow_and_update();
+        self.last_read = Instant::now();
     }
 
     /// Waits until the head moves after the last [`Subscription::seen`] (true) or `deadline`
-    /// passes (false).
+    /// passes (false); never sooner than [`MIN_READ_INTERVAL`] after the last read.
     pub async fn moved(&mut self, deadline: Instant) -> bool {
-        matches!(
+        let moved = matches!(
             tokio::time::timeout_at(deadline, self.rx.changed()).await,
             Ok(Ok(()))
-        )
+        );
+        if moved {
+            tokio::time::sleep_until((self.last_read + MIN_READ_INTERVAL).min(deadline)).await;
+        }
+        moved
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.heads.inner.waiters.fetch_sub(1, Ordering::AcqRel);
+        {
+            let mut devices = self
+                .heads
+                .inner
+                .devices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = devices.get_mut(&self.device) {
+                *n -= 1;
+                if *n == 0 {
+                    devices.remove(&self.device);
+                }
+            }
+        }
         let mut saves = self.heads.lock();
         // This receiver is still counted until the struct's fields drop.
         if saves

@@ -66,20 +66,7 @@ pub struct Covered<'a> {
     pub body: &'a [u8],
 }
 
-const VERIFY: &str = "SELECT awf.sync_request_verify($1, $2::text::uuid, $3, $4, $5, $6)";
-
-/// Checks a signed request on its own (for an event stream, before it starts).
-pub async fn verify(
-    state: &AppState,
-    signed: &Signed,
-    covered: &Covered<'_>,
-) -> Result<(), AppError> {
-    let mut conn = state.conn().await?;
-    let tx = conn.transaction().await?;
-    check(&tx, signed, covered).await?;
-    tx.commit().await?;
-    Ok(())
-}
+const VERIFY: &str = "SELECT awf.sync_request_verify($1::text::uuid, $2, $3, $4, $5)";
 
 async fn check(
     tx: &tokio_postgres::Transaction<'_>,
@@ -90,7 +77,6 @@ async fn check(
     tx.execute(
         VERIFY,
         &[
-            &covered.device_id,
             &covered.save_id,
             &covered.method,
             &covered.path,
@@ -102,41 +88,40 @@ async fn check(
     Ok(())
 }
 
-/// Like [`call`] for a request whose signature was checked already ([`verify`]): the answer
-/// is signed over the request's nonce without checking (and spending) it again.
-pub async fn answer_signed(
-    state: &AppState,
-    signed: &Signed,
-    save_id: &str,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Response, AppError> {
-    run(state, None, Some((signed, save_id)), sql, params).await
+/// A sync statement's answer: its value, the exact bytes sent, and their signature.
+pub struct Answered {
+    pub value: Value,
+    body: Vec<u8>,
+    signature: Option<String>,
 }
 
-/// Runs one sync statement (one `jsonb` column) and answers 200 with its value: when the
-/// request is signed, in one transaction that checks the signature first and signs the
-/// answer's exact bytes last.
-pub async fn call(
-    state: &AppState,
-    signed: Option<(&Signed, Covered<'_>)>,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Response, AppError> {
-    let sign = signed.as_ref().map(|(s, c)| (*s, c.save_id));
-    let check = signed.as_ref().map(|(s, c)| (*s, c));
-    run(state, check, sign, sql, params).await
+impl IntoResponse for Answered {
+    fn into_response(self) -> Response {
+        let mut res = (
+            StatusCode::OK,
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            self.body,
+        )
+            .into_response();
+        if let Some(sig) = self.signature {
+            let v = HeaderValue::from_str(&sig).expect("a signature header is ASCII");
+            res.headers_mut().insert(HEADER, v);
+        }
+        res
+    }
 }
 
-/// One transaction: check a signature (if given), run the statement, sign the answer (if
-/// asked), commit.
-async fn run(
+/// Runs one sync statement (one `jsonb` column) in one transaction: first the signature check
+/// of `check` (the nonce is spent only if the statement, which authenticates the device, also
+/// succeeds), then the statement, then the signature of the answer's exact bytes for `sign`
+/// (a request's signature and its save).
+pub async fn run(
     state: &AppState,
     check_first: Option<(&Signed, &Covered<'_>)>,
     sign_for: Option<(&Signed, &str)>,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<Response, AppError> {
+) -> Result<Answered, AppError> {
     let mut conn = state.conn().await?;
     let tx = conn.transaction().await?;
     if let Some((s, covered)) = check_first {
@@ -156,15 +141,22 @@ async fn run(
         signature = Some(row.get::<_, String>(0));
     }
     tx.commit().await?;
-    let mut res = (
-        StatusCode::OK,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+    Ok(Answered {
+        value,
         body,
-    )
-        .into_response();
-    if let Some(sig) = signature {
-        let v = HeaderValue::from_str(&sig).expect("a signature header is ASCII");
-        res.headers_mut().insert(HEADER, v);
-    }
-    Ok(res)
+        signature,
+    })
+}
+
+/// [`run`] for a request that is checked and answered in one go: signed both ways when it
+/// came signed.
+pub async fn call(
+    state: &AppState,
+    signed: Option<(&Signed, Covered<'_>)>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Response, AppError> {
+    let check = signed.as_ref().map(|(s, c)| (*s, c));
+    let sign = signed.as_ref().map(|(s, c)| (*s, c.save_id));
+    Ok(run(state, check, sign, sql, params).await?.into_response())
 }

@@ -114,9 +114,14 @@ async fn zip_exports_and_one_use_download_links() {
     );
     assert_eq!(link["format"], "zip");
     assert!(link["expires_at"].is_string());
+    // A HEAD (a link preview) does not spend it.
+    let (status, _, _) = raw(&api, api.http.head(format!("{}{url}", api.base))).await;
+    assert_eq!(status, 405);
     let (status, headers, bytes) = raw(&api, api.http.get(format!("{}{url}", api.base))).await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/zip");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
     assert_eq!(lines(&unzip(&bytes)[0].1).len(), jsonl_records.len());
     let again = api.get(&url, Auth::None).await;
     assert_eq!(again.status, 401, "a link works once: {}", again.text);
@@ -155,6 +160,20 @@ async fn zip_exports_and_one_use_download_links() {
             .get(0)
     });
     assert_eq!(used, 2, "the zip link and the last one");
+    // Each spent link is audited with who minted it.
+    let minted_by: Vec<String> = off_runtime(|| {
+        db.client()
+            .query(
+                "SELECT details->>'link_created_by' FROM awf.audit_log
+                 WHERE action = 'save_export_redeem' AND details->>'save_id' = $1",
+                &[&save],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    });
+    assert_eq!(minted_by, ["device:exp-phone", "device:exp-phone"]);
 
     // Refusals: no credential, another user's device, audit rows without an admin key, a bad
     // format, malformed and unknown tokens.
@@ -216,4 +235,17 @@ async fn zip_exports_and_one_use_download_links() {
             .await;
         assert_eq!(a.status, 401, "{bad}: {}", a.text);
     }
+
+    // At most 10 unused links per save (the admin key's one is live; spent and expired ones do not count).
+    for _ in 0..9 {
+        let a = api
+            .post(export, phone, json!({"save_id": save, "link": true}))
+            .await;
+        expect(&a, 201);
+    }
+    let a = api
+        .post(export, phone, json!({"save_id": save, "link": true}))
+        .await;
+    assert_eq!(a.status, 413, "{}", a.text);
+    assert_eq!(a.body["error"]["code"], "54000");
 }

@@ -311,3 +311,42 @@ async fn the_notification_names_the_save_only_by_a_one_way_key() {
             .is_none());
     });
 }
+
+#[tokio::test]
+async fn one_device_cannot_take_every_waiter() {
+    let db = TestDb::new();
+    let (api, save, _session, phone, tablet) = two_devices(&db).await;
+    let open = |device: &'static str, token: String| {
+        let http = api.http.clone();
+        let url = format!(
+            "{}/api/awf-cloud-sync/sync/events?save_id={save}&since_turn=0",
+            api.base
+        );
+        async move {
+            http.get(url)
+                .header("x-device-id", device)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut streams = Vec::new();
+    for _ in 0..awf_http::heads::MAX_WAITERS_PER_DEVICE {
+        let s = open("rt-tablet", tablet.clone()).await;
+        assert_eq!(s.status(), 200);
+        streams.push(s);
+    }
+    let refused = open("rt-tablet", tablet.clone()).await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "53300");
+    // Another device still gets its stream.
+    let other = open("rt-phone", phone.clone()).await;
+    assert_eq!(other.status(), 200);
+    drop(other);
+    drop(streams);
+    until_waiters(&api, 0).await;
+    // And the tablet can open streams again.
+    assert_eq!(open("rt-tablet", tablet).await.status(), 200);
+}

@@ -192,13 +192,24 @@ async fn signed_sync_end_to_end_and_every_forgery_refused() {
     assert_eq!(r.body["status"], "fast_forward");
     let head_after = r.body["head_turn"].as_i64().unwrap();
 
-    // The same request again is a replay.
+    // The same request again is a replay, whichever device sends it (the nonce belongs to the
+    // save's key, not to the device id, which the signature does not cover).
     let r = send(&api, phone, "POST", up, Some(&up_body), Some(&up_header)).await;
     refused(&r, "replay");
     assert!(r.body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("replay"));
+    let r = send(
+        &api,
+        ("sig-other", &other_token),
+        "POST",
+        up,
+        Some(&up_body),
+        Some(&up_header),
+    )
+    .await;
+    refused(&r, "replay by another device");
 
     // A tampered body, path or method under a valid-looking signature.
     let t = now();
@@ -217,7 +228,7 @@ async fn signed_sync_end_to_end_and_every_forgery_refused() {
         "another query",
     );
     // Stale and future timestamps, even when correctly signed.
-    for t in [now() - 3600, now() + 3600] {
+    for t in [now() - 3600, now() + 3600, i64::MIN, i64::MAX] {
         let h = signing::sign_request(&key, "GET", &down, b"", t, &signing::new_nonce());
         refused(
             &send(&api, phone, "GET", &down, None, Some(&h)).await,
@@ -239,10 +250,31 @@ async fn signed_sync_end_to_end_and_every_forgery_refused() {
     let (r, _) = signed(&api, phone, &key, "GET", &down, None).await;
     assert_eq!(r.body["head_turn"], head_after);
 
-    // A long poll is signed too; its answer is signed over the request's nonce.
+    // A long poll is signed too; its answer is signed over the request's nonce. A refused one
+    // (a wrong token) spends nothing: the same signed request then goes through.
     let poll = format!("{down}&wait=1");
-    let (r, _) = signed(&api, phone, &key, "GET", &poll, None).await;
+    let n = signing::new_nonce();
+    let h = signing::sign_request(&key, "GET", &poll, b"", now(), &n);
+    let wrong_token = "0".repeat(64);
+    let r = send(
+        &api,
+        ("sig-phone", &wrong_token),
+        "GET",
+        &poll,
+        None,
+        Some(&h),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = send(&api, phone, "GET", &poll, None, Some(&h)).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert!(signing::verify_response(
+        &key,
+        200,
+        &n,
+        &r.raw,
+        r.signature.as_deref().unwrap()
+    ));
 
     // A device cannot sign for a save of another user even with its key: the token decides.
     let other_key = signing::key_from_hex(&signing::save_key_hex(&secret, &other_save)).unwrap();
@@ -264,8 +296,8 @@ async fn signed_sync_end_to_end_and_every_forgery_refused() {
     let kept: i64 = off_runtime(|| {
         db.client()
             .query_one(
-                "SELECT count(*) FROM awf.sync_nonces WHERE device_id = 'sig-phone'",
-                &[],
+                "SELECT count(*) FROM awf.sync_nonces WHERE save_id = $1::text::uuid",
+                &[&save],
             )
             .unwrap()
             .get(0)

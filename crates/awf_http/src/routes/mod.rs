@@ -20,6 +20,7 @@ use crate::db::AppState;
 use crate::openapi::ApiDoc;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::Router;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
@@ -66,7 +67,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { crate::error::AppError::no_route() })
         .method_not_allowed_fallback(|| async { crate::error::AppError::wrong_method() })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(CompressionLayer::new())
+        // Already-compressed archives are not deflated twice.
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("application/zip")),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,

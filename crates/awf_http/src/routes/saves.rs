@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::extract::{check_uuid, Caller, Json, Path};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, REFERRER_POLICY};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -149,7 +149,7 @@ async fn export(
             &[&b.save_id, &sql_format, &b.include_audit],
         )
         .await?;
-    archive(&b.save_id, &b.format, row.get(0))
+    archive(&b.save_id, &b.format, row.get(0)).await
 }
 
 /// `GET /api/awf-cloud-sync/save/download/{token}` → the archive of a download link, once; no
@@ -160,8 +160,13 @@ async fn export(
         content((String = "application/x-ndjson"), (Object = "application/json"), (Vec<u8> = "application/zip")))))]
 async fn download(
     State(state): State<AppState>,
+    method: axum::http::Method,
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
+    // axum answers HEAD with the GET route; a link preview's HEAD must not spend the link.
+    if method == axum::http::Method::HEAD {
+        return Err(AppError::wrong_method());
+    }
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,
@@ -183,16 +188,22 @@ async fn download(
         &row.get::<_, String>(1),
         row.get(2),
     )
+    .await
 }
 
-/// An export's archive as a streamed answer of its format, named for download.
-fn archive(save_id: &str, format: &str, text: String) -> Result<Response, AppError> {
+/// An export's archive as a streamed answer of its format, named for download, never cached
+/// (a download link's answer must not outlive the link in a shared cache).
+async fn archive(save_id: &str, format: &str, text: String) -> Result<Response, AppError> {
     let (content_type, bytes, ext) = match format {
         "zip" => {
+            // Deflating up to the export limit is CPU work: off the async workers.
             let name = awf_core::archive_zip::entry_name(save_id);
-            let zip = awf_core::archive_zip::jsonl_to_zip(&name, &text).map_err(|e| {
-                AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "XX000", e.message)
-            })?;
+            let zip = tokio::task::spawn_blocking(move || {
+                awf_core::archive_zip::jsonl_to_zip(&name, &text)
+            })
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(|e| internal(e.message))?;
             ("application/zip", Bytes::from(zip), "zip")
         }
         "json" => ("application/json", Bytes::from(text), "json"),
@@ -212,6 +223,8 @@ fn archive(save_id: &str, format: &str, text: String) -> Result<Response, AppErr
                 CONTENT_DISPOSITION,
                 HeaderValue::from_str(&disposition).expect("a uuid file name is ASCII"),
             ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         ],
         Body::from_stream(futures_util::stream::iter(chunks)),
     )
@@ -343,4 +356,8 @@ async fn signing_key(
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+fn internal(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "XX000", message)
 }

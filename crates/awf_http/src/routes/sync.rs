@@ -170,24 +170,29 @@ async fn sync_down(
             .map(|s| (s, covered(&auth, &q.save_id, "GET", &uri, b"")));
         return crate::signed::call(&state, c, DOWN, &params).await;
     }
-    // Check the signature (and spend its nonce) before waiting, so a refused request never
-    // holds a waiter; the final answer is signed over the same nonce.
-    if let Some(s) = &signed {
-        crate::signed::verify(&state, s, &covered(&auth, &q.save_id, "GET", &uri, b"")).await?;
+    // Subscribe, then read: the first read checks the signature and authenticates the device
+    // in one transaction (nothing is spent when either fails), so a refused request never
+    // waits; every answer is signed over the request's nonce.
+    let mut sub = state.heads().subscribe(&q.save_id, &auth.device_id)?;
+    sub.seen();
+    let c = covered(&auth, &q.save_id, "GET", &uri, b"");
+    let check = signed.as_ref().map(|s| (s, &c));
+    let sign = signed.as_ref().map(|s| (s, q.save_id.as_str()));
+    let first = crate::signed::run(&state, check, sign, DOWN, &params).await?;
+    if has_news(&first.value) {
+        return Ok(first.into_response());
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
-    let mut sub = state.heads().subscribe(&q.save_id)?;
-    loop {
+    while sub.moved(deadline).await {
         let v = read(&state, &auth, &mut sub, &q.save_id, q.since_turn).await?;
-        if has_news(&v) || !sub.moved(deadline).await {
+        if has_news(&v) {
             break;
         }
     }
     // The answer is read once more, in the transaction that signs it.
-    match &signed {
-        Some(s) => crate::signed::answer_signed(&state, s, &q.save_id, DOWN, &params).await,
-        None => crate::signed::call(&state, None, DOWN, &params).await,
-    }
+    Ok(crate::signed::run(&state, None, sign, DOWN, &params)
+        .await?
+        .into_response())
 }
 
 /// `GET /api/awf-cloud-sync/sync/events?save_id=<uuid>&since_turn=<n>` with the device headers
@@ -210,18 +215,25 @@ async fn sync_events(
 ) -> Result<Response, AppError> {
     let signed = Signed::from_headers(&headers, state.limits().require_signatures)?;
     q.check()?;
-    if let Some(s) = &signed {
-        crate::signed::verify(&state, s, &covered(&auth, &q.save_id, "GET", &uri, b"")).await?;
-    }
     if q.wait.is_some() {
         return Err(AppError::bad_request(
             "wait is for sync/down; an event stream waits by itself",
         ));
     }
     let deadline = Instant::now() + state.limits().max_stream;
-    let mut sub = state.heads().subscribe(&q.save_id)?;
-    // The first read answers the request itself, so a bad credential is a 401/403, not a stream.
-    let first = read(&state, &auth, &mut sub, &q.save_id, q.since_turn).await?;
+    let mut sub = state.heads().subscribe(&q.save_id, &auth.device_id)?;
+    sub.seen();
+    // The first read answers the request itself (and checks its signature in the same
+    // transaction), so a bad credential is a 401/403, not a stream.
+    let first = {
+        let c = covered(&auth, &q.save_id, "GET", &uri, b"");
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&auth.device_id, &auth.token, &q.save_id, &q.since_turn];
+        let check = signed.as_ref().map(|s| (s, &c));
+        crate::signed::run(&state, check, None, DOWN, &params)
+            .await?
+            .value
+    };
     let since = first["head_turn"].as_i64().unwrap_or(q.since_turn);
     let stream = Stream {
         state,
