@@ -987,6 +987,106 @@ fn hint(e: &str) -> &'static str {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Wake latency: how soon a second device's long poll answers after the first device uploads.
+
+/// Rounds of the wake phase.
+const WAKE_ROUNDS: usize = 50;
+
+/// Two devices of one new user on one save: the tablet long-polls `sync/down?...&wait=30`
+/// while the phone uploads a turn; returns the tablet's answer times measured from when the
+/// upload was sent and from when its answer arrived.
+async fn wake_phase(
+    cfg: &Config,
+    db: &tokio_postgres::Client,
+    run: &str,
+    users: &mut Vec<String>,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let user = format!("bench-wake-{run}");
+    users.push(user.clone());
+    let s = seed(db, &user, &json!({"player": {"gold": 0}}), 1).await?;
+    let (phone, _) = http_device(cfg, &s, &format!("bench-{run}-wake-phone")).await?;
+    let (tablet, _) = http_device(cfg, &s, &format!("bench-{run}-wake-tablet")).await?;
+    let save = s.dev.save_id.clone();
+    let down = |since: i64, wait: u64| {
+        format!("{DOWN_PATH}?save_id={save}&since_turn={since}&wait={wait}")
+    };
+    let first = http_call(
+        &phone.client,
+        &phone.base,
+        &phone.auth,
+        phone.key.as_ref(),
+        reqwest::Method::GET,
+        &down(0, 0),
+        None,
+    )
+    .await?
+    .json(200)?;
+    let mut head = first["head_turn"].as_i64().unwrap_or(0);
+    let mut chain = first["head_chain"].clone();
+    let (mut from_sent, mut from_answered) = (Vec::new(), Vec::new());
+    for i in 0..WAKE_ROUNDS {
+        let poll = {
+            let (client, base, auth, key) = (
+                tablet.client.clone(),
+                tablet.base.clone(),
+                match &tablet.auth {
+                    Auth::Device { id, token } => Auth::Device {
+                        id: id.clone(),
+                        token: token.clone(),
+                    },
+                    Auth::Admin(k) => Auth::Admin(k.clone()),
+                },
+                tablet.key,
+            );
+            let path = down(head, 30);
+            tokio::spawn(async move {
+                let a = http_call(
+                    &client,
+                    &base,
+                    &auth,
+                    key.as_ref(),
+                    reqwest::Method::GET,
+                    &path,
+                    None,
+                )
+                .await;
+                (a, Instant::now())
+            })
+        };
+        // Let the poll reach the server and start waiting.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let body = json!({"save_id": save, "base_turn": head, "base_chain": chain,
+                          "turns": [{"turn_id": head + 1, "state": {"player": {"gold": i}}}]});
+        let sent = Instant::now();
+        let up = http_call(
+            &phone.client,
+            &phone.base,
+            &phone.auth,
+            phone.key.as_ref(),
+            reqwest::Method::POST,
+            UP_PATH,
+            Some(&body),
+        )
+        .await?
+        .json(200)?;
+        let answered = Instant::now();
+        if up["status"] != "fast_forward" {
+            return Err(format!("wake upload answered {up}"));
+        }
+        head = up["head_turn"].as_i64().unwrap_or(head + 1);
+        chain = up["head_chain"].clone();
+        let (a, woke) = poll.await.map_err(|e| format!("poll task: {e}"))?;
+        let v = a?.json(200)?;
+        if v["turns"].as_array().is_none_or(|t| t.is_empty()) {
+            return Err(format!("the long poll answered without the new turn: {v}"));
+        }
+        from_sent.push(woke.duration_since(sent));
+        from_answered.push(woke.saturating_duration_since(answered));
+    }
+    Ok((from_sent, from_answered))
+}
+
 #[tokio::main]
 async fn main() {
     let cfg = Config::from_env();
@@ -1129,6 +1229,31 @@ async fn main() {
             failed.push(p);
         }
     }
+    // Wake latency: a second device's long poll, woken by the first device's upload.
+    if !http.tripped {
+        match wake_phase(&cfg, &db, &run, &mut users).await {
+            Ok((from_sent, from_answered)) => {
+                println!();
+                println!(
+                    "wake: a device's long poll (sync/down?wait=30) answered after another device's upload, {WAKE_ROUNDS} rounds, ms"
+                );
+                println!(
+                    "{:<24} {:>7} {:>7} {:>7} {:>7}",
+                    "measured from", "p50 ms", "p95 ms", "p99 ms", "max ms"
+                );
+                for (what, xs) in [
+                    ("the upload was sent", &from_sent),
+                    ("the upload's answer", &from_answered),
+                ] {
+                    if let Some([p50, p95, p99, max]) = percentiles(xs) {
+                        println!("{what:<24} {p50:>7.2} {p95:>7.2} {p99:>7.2} {max:>7.2}");
+                    }
+                }
+            }
+            Err(e) => println!("wake: failed: {e}"),
+        }
+    }
+
     let mut all_errors: Vec<&String> = Vec::new();
     for p in std::iter::once(&http).chain(sql.as_ref()) {
         all_errors.extend(p.warmup.errors.iter().chain(&p.stats.errors));

@@ -25,9 +25,11 @@ pub struct Heads {
 /// Most waiters one device may have at once (one per save it plays, and some slack).
 pub const MAX_WAITERS_PER_DEVICE: usize = 8;
 
-/// Shortest time between two reads of one waiter: a flood of notifications (any role may
-/// `NOTIFY`) costs at most one read per waiter per this interval.
-const MIN_READ_INTERVAL: Duration = Duration::from_millis(50);
+/// A waiter's re-reads are rate-limited by a token bucket: a flood of notifications (any role
+/// may `NOTIFY`) costs at most one read per waiter per this interval after a burst of
+/// [`READ_BURST`], while a genuine move after a quiet spell is read at once.
+const READ_INTERVAL: Duration = Duration::from_millis(50);
+const READ_BURST: f64 = 3.0;
 
 struct Inner {
     saves: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -100,7 +102,8 @@ impl Heads {
             key,
             device: device.to_owned(),
             rx,
-            last_read: Instant::now(),
+            tokens: READ_BURST,
+            refilled: Instant::now(),
         })
     }
 
@@ -133,25 +136,38 @@ pub struct Subscription {
     key: String,
     device: String,
     rx: watch::Receiver<u64>,
-    last_read: Instant,
+    /// Re-reads allowed now, and when the bucket was last topped up.
+    tokens: f64,
+    refilled: Instant,
 }
 
 impl Subscription {
     /// Marks every move so far as seen; call just before reading the save.
     pub fn seen(&mut self) {
         self.rx.borrow_and_update();
-        self.last_read = Instant::now();
     }
 
     /// Waits until the head moves after the last [`Subscription::seen`] (true) or `deadline`
-    /// passes (false); never sooner than [`MIN_READ_INTERVAL`] after the last read.
+    /// passes (false); when the waiter has used its burst of re-reads, also until the next
+    /// re-read is allowed.
     pub async fn moved(&mut self, deadline: Instant) -> bool {
         let moved = matches!(
             tokio::time::timeout_at(deadline, self.rx.changed()).await,
             Ok(Ok(()))
         );
         if moved {
-            tokio::time::sleep_until((self.last_read + MIN_READ_INTERVAL).min(deadline)).await;
+            let now = Instant::now();
+            let earned =
+                now.duration_since(self.refilled).as_secs_f64() / READ_INTERVAL.as_secs_f64();
+            self.tokens = (self.tokens + earned).min(READ_BURST);
+            self.refilled = now;
+            if self.tokens < 1.0 {
+                let wait = READ_INTERVAL.mul_f64(1.0 - self.tokens);
+                tokio::time::sleep_until((now + wait).min(deadline)).await;
+                self.tokens = 1.0;
+                self.refilled = Instant::now();
+            }
+            self.tokens -= 1.0;
         }
         moved
     }

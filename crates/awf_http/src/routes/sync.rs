@@ -184,12 +184,14 @@ async fn sync_down(
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
     while sub.moved(deadline).await {
-        let v = read(&state, &auth, &mut sub, &q.save_id, q.since_turn).await?;
-        if has_news(&v) {
-            break;
+        // Each re-read is made in the transaction that signs it, so news is answered at once.
+        sub.seen();
+        let again = crate::signed::run(&state, None, sign, DOWN, &params).await?;
+        if has_news(&again.value) {
+            return Ok(again.into_response());
         }
     }
-    // The answer is read once more, in the transaction that signs it.
+    // The wait ended: the answer is read once more, and signed.
     Ok(crate::signed::run(&state, None, sign, DOWN, &params)
         .await?
         .into_response())
