@@ -108,9 +108,23 @@ mod tests {
             "SELECT awf.recap('00000000-0000-0000-0000-000000000000')",
             "P0002",
         );
+    }
+
+    #[pg_test]
+    fn recap_uses_what_it_can_read_and_reports_the_rest() {
+        new_session();
+        // The seed's objectives have no id; a malformed memory section is skipped, not fatal.
         run(&format!(
-            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"memory": {{"episodic": 5}}}}')"#
+            r#"SELECT awf.session_upsert('{SID}', 'u1', '{{"memory": {{"episodic": 5}},
+                 "hot": {{"objectives": [{{"text": "Find the key", "priority": 2}}]}}}}')"#
         ));
-        assert_sqlstate(&format!("SELECT awf.recap('{SID}')"), "22023");
+        let r = json(&format!("SELECT awf.recap('{SID}')"));
+        assert_eq!(r["objectives"][0]["text"], serde_json::json!("Find the key"));
+        assert_eq!(r["skipped_count"], serde_json::json!(1));
+        assert_eq!(r["skipped"][0]["pointer"], serde_json::json!("/memory/episodic"));
+        assert!(r["sentences"][0]
+            .as_str()
+            .unwrap()
+            .contains("Find the key"));
     }
 }

@@ -17,9 +17,14 @@
 //! important first, then with fixed filler sentences (see [`FILLERS`]).
 //!
 //! Objectives: a higher `priority` number is more important, the same direction as `salience`,
-//! so one reading holds for every "importance" number in the state; ties go by `id` (byte order),
-//! then input order. Only active objectives count: `status` absent, `null`, `"active"` or
-//! `"open"` (ASCII case-insensitive); `"done"`, `"failed"` and anything else are finished.
+//! so one reading holds for every "importance" number in the state; ties go by `id` (byte order;
+//! objectives without one after those with one), then input order. Only active objectives
+//! count: `status` absent, `null`, `"active"` or `"open"` (ASCII case-insensitive); `"done"`,
+//! `"failed"` and anything else are finished.
+//!
+//! Any state shape is accepted: the recap uses what it can read and reports what it skipped
+//! (`skipped`, each with its JSON Pointer and why), so malformed memory is visible without
+//! stopping the recap.
 
 use crate::budget::Budget;
 use crate::error::{Error, Result};
@@ -62,8 +67,10 @@ pub struct Episode {
 /// A goal the player is pursuing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Objective {
-    /// Stable identifier, the tie-breaker between equal priorities.
-    pub id: String,
+    /// Stable identifier, the tie-breaker between equal priorities (a number's text for a
+    /// numeric id); optional.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// What to achieve.
     pub text: String,
     /// Importance: a higher number is more important.
@@ -94,7 +101,21 @@ pub struct RecapInput {
     pub recent_lines: Vec<String>,
     /// `hot.objectives[]`.
     pub objectives: Vec<Objective>,
+    /// What the state held that could not be used.
+    pub skipped: Vec<Skipped>,
 }
+
+/// A part of the state the recap could not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Its JSON Pointer.
+    pub pointer: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// At most this many skipped parts are reported in a recap (the count is always whole).
+pub const MAX_SKIPPED_REPORTED: usize = 20;
 
 /// Size limits of a recap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,55 +169,93 @@ pub struct Recap {
     pub sentences: Vec<String>,
     /// The active objectives, most important first.
     pub objectives: Vec<Objective>,
+    /// How many parts of the state were skipped, and the first [`MAX_SKIPPED_REPORTED`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped_count: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl RecapInput {
     /// Reads pins, episodic memories and objectives from a session state.
     ///
     /// A missing or `null` section is empty, and so are missing optional fields: `turn` and
-    /// `priority` default to 0, `salience` to 0.0, `status` to active. `text` (and an objective's
-    /// `id`) are required. Anything of the wrong type is an invalid-input error naming its JSON
-    /// Pointer, because a recap that silently skipped malformed memory would hide the bug that
-    /// wrote it.
+    /// `priority` default to 0, `salience` to 0.0, `status` to active, `id` to none. Whatever
+    /// cannot be read is skipped and listed in `skipped`: a section or item of the wrong type, an
+    /// item without a `text` string, an objective whose `status` is not a string (its state is
+    /// unknown); a wrongly typed optional number falls back to its default.
     pub fn from_state(state: &Value, recent_lines: Vec<String>) -> Result<RecapInput> {
+        let mut notes = Notes::default();
         if !state.is_object() {
-            return Err(Error::invalid(format!(
-                "recap state must be a JSON object, got {}",
-                type_name(state)
-            )));
+            notes.skip(
+                "",
+                format!("the state is {}, not an object", type_name(state)),
+            );
+            return Ok(RecapInput {
+                recent_lines,
+                skipped: notes.0,
+                ..RecapInput::default()
+            });
         }
-        let pins = section(state, &["memory", "warm", "pins"])?
-            .map(|(ptr, item)| {
-                Ok(Pin {
-                    text: req_str(item, &ptr, "text")?,
-                    turn: opt_int(item, &ptr, "turn")?.unwrap_or(0),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let episodic = section(state, &["memory", "episodic"])?
-            .map(|(ptr, item)| {
-                Ok(Episode {
-                    text: req_str(item, &ptr, "text")?,
-                    salience: opt_f64(item, &ptr, "salience")?.unwrap_or(0.0),
-                    turn: opt_int(item, &ptr, "turn")?.unwrap_or(0),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let objectives = section(state, &["hot", "objectives"])?
-            .map(|(ptr, item)| {
-                Ok(Objective {
-                    id: req_str(item, &ptr, "id")?,
-                    text: req_str(item, &ptr, "text")?,
-                    priority: opt_int(item, &ptr, "priority")?.unwrap_or(0),
-                    status: opt_str(item, &ptr, "status")?,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let mut pins = Vec::new();
+        for (ptr, item) in section(state, &["memory", "warm", "pins"], &mut notes) {
+            if let Some(text) = text(item, &ptr, &mut notes) {
+                let turn = opt_int(item, &ptr, "turn", &mut notes).unwrap_or(0);
+                pins.push(Pin { text, turn });
+            }
+        }
+        let mut episodic = Vec::new();
+        for (ptr, item) in section(state, &["memory", "episodic"], &mut notes) {
+            if let Some(text) = text(item, &ptr, &mut notes) {
+                let salience = opt_f64(item, &ptr, "salience", &mut notes).unwrap_or(0.0);
+                let turn = opt_int(item, &ptr, "turn", &mut notes).unwrap_or(0);
+                episodic.push(Episode {
+                    text,
+                    salience,
+                    turn,
+                });
+            }
+        }
+        let mut objectives = Vec::new();
+        for (ptr, item) in section(state, &["hot", "objectives"], &mut notes) {
+            let Some(text) = text(item, &ptr, &mut notes) else {
+                continue;
+            };
+            let status = match field(item, "status") {
+                None => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => {
+                    notes.wrong_type(&push_token(&ptr, "status"), "a string", other);
+                    continue;
+                }
+            };
+            let id = match field(item, "id") {
+                None => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(other) => {
+                    notes.wrong_type(&push_token(&ptr, "id"), "a string or a number", other);
+                    None
+                }
+            };
+            let priority = opt_int(item, &ptr, "priority", &mut notes).unwrap_or(0);
+            objectives.push(Objective {
+                id,
+                text,
+                priority,
+                status,
+            });
+        }
         Ok(RecapInput {
             pins,
             episodic,
             recent_lines,
             objectives,
+            skipped: notes.0,
         })
     }
 }
@@ -262,7 +321,13 @@ pub fn compose(input: &RecapInput, limits: &RecapLimits, budget: &mut Budget) ->
         .filter(|o| o.is_active())
         .cloned()
         .collect();
-    objectives.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+    // Objectives with an id before those without, then by id.
+    objectives.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.id.is_none().cmp(&b.id.is_none()))
+            .then_with(|| a.id.cmp(&b.id))
+    });
 
     for objective in &objectives {
         if picked.len() >= limits.min_sentences {
@@ -293,6 +358,13 @@ pub fn compose(input: &RecapInput, limits: &RecapLimits, budget: &mut Budget) ->
         text: picked.sentences.join(" "),
         sentences: picked.sentences,
         objectives,
+        skipped_count: input.skipped.len(),
+        skipped: input
+            .skipped
+            .iter()
+            .take(MAX_SKIPPED_REPORTED)
+            .cloned()
+            .collect(),
     })
 }
 
@@ -383,78 +455,94 @@ impl Picked {
     }
 }
 
-fn wrong_type(ptr: &str, expected: &str, got: &Value) -> Error {
-    // A number's text says why it was refused (1.5 for an integer, 1e400 for a finite number).
-    let got = match got {
-        Value::Number(n) => format!("{n}"),
-        other => type_name(other).to_owned(),
-    };
-    Error::invalid(format!("recap state: {ptr} must be {expected}, got {got}"))
+/// What the parser skipped, in the order it met it.
+#[derive(Default)]
+struct Notes(Vec<Skipped>, BTreeSet<String>);
+
+impl Notes {
+    /// Notes a wrong-typed step of a section path once, though two sections share it.
+    fn wrong_step(&mut self, ptr: &str, expected: &str, got: &Value) {
+        if self.1.insert(ptr.to_owned()) {
+            self.wrong_type(ptr, expected, got);
+        }
+    }
+
+    fn skip(&mut self, pointer: &str, reason: String) {
+        self.0.push(Skipped {
+            pointer: pointer.to_owned(),
+            reason,
+        });
+    }
+
+    fn wrong_type(&mut self, ptr: &str, expected: &str, got: &Value) {
+        // A number's text says why it was refused (1.5 for an integer, 1e400 for a finite number).
+        let got = match got {
+            Value::Number(n) => format!("{n}"),
+            other => type_name(other).to_owned(),
+        };
+        self.skip(ptr, format!("must be {expected}, got {got}"));
+    }
 }
 
-/// The items of the array at `path` with their pointers; empty when any step is missing or null.
-fn section<'a>(
-    state: &'a Value,
-    path: &[&str],
-) -> Result<impl Iterator<Item = (String, &'a Value)>> {
+/// The object items of the array at `path` with their pointers; empty when any step is
+/// missing or null, or (noted) of the wrong type; an item that is not an object is noted.
+fn section<'a>(state: &'a Value, path: &[&str], notes: &mut Notes) -> Vec<(String, &'a Value)> {
     let mut ptr = String::new();
     let mut node = state;
     for (depth, key) in path.iter().enumerate() {
         ptr = push_token(&ptr, key);
         let child = match node.get(key) {
-            None | Some(Value::Null) => None,
-            Some(child) => Some(child),
-        };
-        let Some(child) = child else {
-            return Ok(Vec::new().into_iter());
+            None | Some(Value::Null) => return Vec::new(),
+            Some(child) => child,
         };
         let last = depth + 1 == path.len();
         match (last, child) {
             (false, Value::Object(_)) | (true, Value::Array(_)) => node = child,
-            (false, _) => return Err(wrong_type(&ptr, "an object", child)),
-            (true, _) => return Err(wrong_type(&ptr, "an array", child)),
+            (false, _) => {
+                notes.wrong_step(&ptr, "an object", child);
+                return Vec::new();
+            }
+            (true, _) => {
+                notes.wrong_type(&ptr, "an array", child);
+                return Vec::new();
+            }
         }
     }
     let items = node.as_array().map(Vec::as_slice).unwrap_or_default();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let item_ptr = push_token(&ptr, &i.to_string());
-        if !item.is_object() {
-            return Err(wrong_type(&item_ptr, "an object", item));
+        if item.is_object() {
+            out.push((item_ptr, item));
+        } else {
+            notes.wrong_type(&item_ptr, "an object", item);
         }
-        out.push((item_ptr, item));
     }
-    Ok(out.into_iter())
+    out
 }
 
 fn field<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
     item.get(key).filter(|v| !v.is_null())
 }
 
-fn req_str(item: &Value, ptr: &str, key: &str) -> Result<String> {
-    match field(item, key) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(wrong_type(&push_token(ptr, key), "a string", other)),
-        None => Err(Error::invalid(format!(
-            "recap state: {} is required",
-            push_token(ptr, key)
-        ))),
-    }
-}
-
-fn opt_str(item: &Value, ptr: &str, key: &str) -> Result<Option<String>> {
-    match field(item, key) {
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(wrong_type(&push_token(ptr, key), "a string", other)),
-        None => Ok(None),
+/// An item's `text`; without one (or not a string) the item is skipped.
+fn text(item: &Value, ptr: &str, notes: &mut Notes) -> Option<String> {
+    match field(item, "text") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            notes.wrong_type(&push_token(ptr, "text"), "a string", other);
+            None
+        }
+        None => {
+            notes.skip(&push_token(ptr, "text"), "is required".into());
+            None
+        }
     }
 }
 
 /// An integer field; `3.0` is accepted as 3 because it is the same number.
-fn opt_int(item: &Value, ptr: &str, key: &str) -> Result<Option<i64>> {
-    let Some(v) = field(item, key) else {
-        return Ok(None);
-    };
+fn opt_int(item: &Value, ptr: &str, key: &str, notes: &mut Notes) -> Option<i64> {
+    let v = field(item, key)?;
     let n = v.as_number().and_then(|n| {
         n.as_i64().or_else(|| {
             let f = n.as_f64()?;
@@ -464,16 +552,20 @@ fn opt_int(item: &Value, ptr: &str, key: &str) -> Result<Option<i64>> {
             fits.then_some(f as i64)
         })
     });
-    n.map(Some)
-        .ok_or_else(|| wrong_type(&push_token(ptr, key), "an integer", v))
+    if n.is_none() {
+        notes.wrong_type(&push_token(ptr, key), "an integer", v);
+    }
+    n
 }
 
-fn opt_f64(item: &Value, ptr: &str, key: &str) -> Result<Option<f64>> {
-    let Some(v) = field(item, key) else {
-        return Ok(None);
-    };
-    v.as_number()
+fn opt_f64(item: &Value, ptr: &str, key: &str, notes: &mut Notes) -> Option<f64> {
+    let v = field(item, key)?;
+    let n = v
+        .as_number()
         .and_then(|n| n.as_f64())
-        .map(Some)
-        .ok_or_else(|| wrong_type(&push_token(ptr, key), "a finite number", v))
+        .filter(|f| f.is_finite());
+    if n.is_none() {
+        notes.wrong_type(&push_token(ptr, key), "a finite number", v);
+    }
+    n
 }

@@ -659,7 +659,7 @@ fn applied_state_feeds_the_recap() {
     let objs: Vec<(&str, i64, bool)> = input
         .objectives
         .iter()
-        .map(|o| (o.id.as_str(), o.priority, o.is_active()))
+        .map(|o| (o.id.as_deref().unwrap(), o.priority, o.is_active()))
         .collect();
     assert_eq!(objs, [("q1", 2, false), ("q2", 1, true), ("q0", 5, true)]);
     assert_eq!(
@@ -673,7 +673,7 @@ fn applied_state_feeds_the_recap() {
     )
     .unwrap();
     assert_eq!(recap.sentences[0], "The lantern must stay lit.");
-    let active: Vec<&str> = recap.objectives.iter().map(|o| o.id.as_str()).collect();
+    let active: Vec<&str> = recap.objectives.iter().map(|o| o.id.as_deref().unwrap()).collect();
     assert_eq!(active, ["q0", "q2"]);
     // The state still canonicalizes, so the WAL can hash it.
     assert!(value_eq(

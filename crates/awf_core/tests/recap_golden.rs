@@ -86,7 +86,7 @@ fn episode(text: &str, salience: f64, turn: i64) -> Episode {
 
 fn objective(id: &str, text: &str, priority: i64, status: Option<&str>) -> Objective {
     Objective {
-        id: id.into(),
+        id: Some(id.into()),
         text: text.into(),
         priority,
         status: status.map(str::to_owned),
@@ -244,7 +244,11 @@ fn padding_uses_objectives_by_priority_then_fillers() {
             "Current objective: High b."
         ]
     );
-    let ids: Vec<&str> = recap.objectives.iter().map(|o| o.id.as_str()).collect();
+    let ids: Vec<&str> = recap
+        .objectives
+        .iter()
+        .map(|o| o.id.as_deref().unwrap())
+        .collect();
     assert_eq!(ids, ["a", "b", "z"]);
 
     let recap = compose(&input, &limits(6, 6, 24), &mut awf_core::Budget::default()).unwrap();
@@ -363,57 +367,151 @@ fn from_state_reads_sections_and_defaults() {
 }
 
 #[test]
-fn from_state_names_the_pointer_of_bad_data() {
-    for (state, needle) in [
-        (json!([]), "must be a JSON object, got an array"),
-        (json!({"memory": []}), "/memory must be an object"),
+fn from_state_skips_bad_data_and_names_its_pointer() {
+    // (state, the skipped pointer, why, what is still used: pins, episodes, objectives)
+    for (state, pointer, needle, kept) in [
         (
-            json!({"memory": {"warm": 1}}),
-            "/memory/warm must be an object",
+            json!([]),
+            "",
+            "the state is an array, not an object",
+            (0, 0, 0),
+        ),
+        (
+            json!({"memory": []}),
+            "/memory",
+            "must be an object",
+            (0, 0, 0),
+        ),
+        (
+            json!({"memory": {"warm": 1}, "hot": {"objectives": [{"text": "o"}]}}),
+            "/memory/warm",
+            "must be an object",
+            (0, 0, 1),
         ),
         (
             json!({"memory": {"warm": {"pins": {}}}}),
-            "/memory/warm/pins must be an array",
+            "/memory/warm/pins",
+            "must be an array",
+            (0, 0, 0),
         ),
         (
             json!({"memory": {"warm": {"pins": [{"text": "a"}, "b"]}}}),
-            "/memory/warm/pins/1 must be an object, got a string",
+            "/memory/warm/pins/1",
+            "must be an object, got a string",
+            (1, 0, 0),
         ),
         (
             json!({"memory": {"warm": {"pins": [{}]}}}),
-            "/memory/warm/pins/0/text is required",
+            "/memory/warm/pins/0/text",
+            "is required",
+            (0, 0, 0),
         ),
         (
             json!({"memory": {"warm": {"pins": [{"text": "a", "turn": 1.5}]}}}),
-            "/memory/warm/pins/0/turn must be an integer, got 1.5",
+            "/memory/warm/pins/0/turn",
+            "must be an integer, got 1.5",
+            (1, 0, 0),
         ),
         (
             json!({"memory": {"episodic": [{"text": "a", "salience": "high"}]}}),
-            "/memory/episodic/0/salience must be a finite number, got a string",
+            "/memory/episodic/0/salience",
+            "must be a finite number, got a string",
+            (0, 1, 0),
         ),
         (
-            json!({"hot": {"objectives": [{"id": 7, "text": "a"}]}}),
-            "/hot/objectives/0/id must be a string, got 7",
+            json!({"hot": {"objectives": [{"id": true, "text": "a"}]}}),
+            "/hot/objectives/0/id",
+            "must be a string or a number, got a boolean",
+            (0, 0, 1),
         ),
         (
             json!({"hot": {"objectives": [{"id": "x", "text": "a", "status": true}]}}),
-            "/hot/objectives/0/status must be a string, got a boolean",
+            "/hot/objectives/0/status",
+            "must be a string, got a boolean",
+            (0, 0, 0),
         ),
     ] {
-        let err = RecapInput::from_state(&state, Vec::new()).unwrap_err();
-        assert_eq!(err.kind, ErrorKind::InvalidInput);
-        assert!(err.message.contains(needle), "{state}: {}", err.message);
+        let input = RecapInput::from_state(&state, Vec::new()).unwrap();
+        assert_eq!(input.skipped.len(), 1, "{state}: {:?}", input.skipped);
+        assert_eq!(input.skipped[0].pointer, pointer, "{state}");
+        assert!(
+            input.skipped[0].reason.contains(needle),
+            "{state}: {:?}",
+            input.skipped
+        );
+        assert_eq!(
+            (
+                input.pins.len(),
+                input.episodic.len(),
+                input.objectives.len()
+            ),
+            kept,
+            "{state}"
+        );
+        // The recap is still made, and says what it skipped.
+        let recap = compose(
+            &input,
+            &RecapLimits::default(),
+            &mut awf_core::Budget::default(),
+        )
+        .unwrap();
+        assert_eq!(recap.skipped_count, 1);
+        assert_eq!(recap.skipped, input.skipped);
     }
     let huge = awf_core::json::parse_str(
         r#"{"memory": {"episodic": [{"text": "a", "salience": 1e400}]}}"#,
     )
     .unwrap();
-    let err = RecapInput::from_state(&huge, Vec::new()).unwrap_err();
+    let input = RecapInput::from_state(&huge, Vec::new()).unwrap();
     assert!(
-        err.message.contains("must be a finite number, got 1e"),
-        "{}",
-        err.message
+        input.skipped[0]
+            .reason
+            .contains("must be a finite number, got 1e"),
+        "{:?}",
+        input.skipped
     );
+    assert_eq!(input.episodic[0].salience, 0.0);
+}
+
+#[test]
+fn objectives_need_no_id_and_numeric_ids_are_their_text() {
+    // The seed's shape: objectives sorted by priority, no ids.
+    let state = json!({"hot": {"objectives": [
+        {"text": "Find the key", "priority": 1},
+        {"text": "Escape the keep", "priority": 5},
+        {"id": 2, "text": "Warn the village", "priority": 5},
+        {"text": "Rest", "priority": 5, "status": "done"},
+    ]}});
+    let input = RecapInput::from_state(&state, Vec::new()).unwrap();
+    assert!(input.skipped.is_empty(), "{:?}", input.skipped);
+    let recap = compose(&input, &limits(4, 6, 24), &mut awf_core::Budget::default()).unwrap();
+    let texts: Vec<&str> = recap.objectives.iter().map(|o| o.text.as_str()).collect();
+    // Equal priorities: with an id first, then input order.
+    assert_eq!(
+        texts,
+        ["Warn the village", "Escape the keep", "Find the key"]
+    );
+    assert_eq!(recap.objectives[0].id.as_deref(), Some("2"));
+    assert_eq!(
+        recap.sentences,
+        [
+            "Current objective: Warn the village.",
+            "Current objective: Escape the keep.",
+            "Current objective: Find the key.",
+            "The story has just begun."
+        ]
+    );
+    // Many skipped parts: all counted, the first 20 listed.
+    let bad: Vec<Value> = (0..30).map(|i| json!(i)).collect();
+    let input = RecapInput::from_state(&json!({"memory": {"episodic": bad}}), Vec::new()).unwrap();
+    let recap = compose(
+        &input,
+        &RecapLimits::default(),
+        &mut awf_core::Budget::default(),
+    )
+    .unwrap();
+    assert_eq!(recap.skipped_count, 30);
+    assert_eq!(recap.skipped.len(), awf_core::recap::MAX_SKIPPED_REPORTED);
 }
 
 // ---------------------------------------------------------------- determinism
