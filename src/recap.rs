@@ -119,12 +119,15 @@ mod tests {
                  "hot": {{"objectives": [{{"text": "Find the key", "priority": 2}}]}}}}')"#
         ));
         let r = json(&format!("SELECT awf.recap('{SID}')"));
-        assert_eq!(r["objectives"][0]["text"], serde_json::json!("Find the key"));
+        assert_eq!(
+            r["objectives"][0]["text"],
+            serde_json::json!("Find the key")
+        );
         assert_eq!(r["skipped_count"], serde_json::json!(1));
-        assert_eq!(r["skipped"][0]["pointer"], serde_json::json!("/memory/episodic"));
-        assert!(r["sentences"][0]
-            .as_str()
-            .unwrap()
-            .contains("Find the key"));
+        assert_eq!(
+            r["skipped"][0]["pointer"],
+            serde_json::json!("/memory/episodic")
+        );
+        assert!(r["sentences"][0].as_str().unwrap().contains("Find the key"));
     }
 }

@@ -1,15 +1,19 @@
 //! RFC 8785 (JCS) canonical bytes and SHA-256 content hashes.
 //!
 //! A state's hash is the SHA-256 of its canonical bytes, so two states that differ must never
-//! produce the same bytes. JCS serializes numbers as IEEE-754 doubles, so a number it cannot
-//! write back with the same value is rejected (`Error::invalid`, "store it as a string")
-//! instead of being rounded:
-//! - any number whose exact decimal value differs from that of its double's shortest form
-//!   (`0.10000000000000000001`, `1e400`, `333333333.33333329`); `1.0`, `1e0`, `10E-1` are fine;
-//! - integers beyond 2^53, whether written as integers (`9007199254740994`, even though that
-//!   one happens to be exact: u64 ids and seeds would otherwise pass or fail by luck) or
-//!   otherwise (`1.5e20`), because JCS writes them as plain integers and canonical output must
-//!   canonicalize to itself.
+//! produce the same bytes. JCS serializes numbers as IEEE-754 doubles, so a number is
+//! accepted only when it names one double without rounding, and is then written as that
+//! double's ES6 form:
+//! - its exact decimal value is that of its double's shortest form (`1.0`, `1e0`, `10E-1`,
+//!   `1.5e20`, `9007199254740994`, `123456789012345680000`: every canonical output reads back
+//!   as itself), or
+//! - its exact decimal value is the double itself (`1152921504606846976` = 2^60, written
+//!   `1152921504606847000`; the 55 digits of the double nearest 0.1, written `0.1`).
+//!
+//! Anything else is rejected (`Error::invalid`, "store it as a string") instead of being
+//! rounded: `0.10000000000000000001`, `9007199254740993`, `1e400`, `333333333.33333329`. Big
+//! integer ids and seeds therefore pass only when they happen to be doubles; store them as
+//! strings.
 //!
 //! This runs on every turn over 20–200 KB states, so the writer appends into one `Vec`,
 //! allocates nothing per node in the common case, and sorts keys only when the map's own
@@ -600,20 +604,16 @@ fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<()> {
     let text = n.as_str();
     let bytes = text.as_bytes();
     let unsigned = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    // Fast path: integer literals up to 2^53 are exact and ES6 prints them unchanged. JSON
-    // grammar already forbids leading zeros, but check so odd `Number`s take the full path.
+    // Fast path: integer literals up to 2^53 are exact and ES6 prints them unchanged (larger
+    // ones take the general path). JSON grammar already forbids leading zeros, but check so
+    // odd `Number`s take the full path.
+    let safe = unsigned.len() < MAX_SAFE_INTEGER.len()
+        || (unsigned.len() == MAX_SAFE_INTEGER.len() && unsigned <= MAX_SAFE_INTEGER);
     if !unsigned.is_empty()
         && unsigned.iter().all(u8::is_ascii_digit)
         && (unsigned.len() == 1 || unsigned[0] != b'0')
+        && safe
     {
-        let safe = unsigned.len() < MAX_SAFE_INTEGER.len()
-            || (unsigned.len() == MAX_SAFE_INTEGER.len() && unsigned <= MAX_SAFE_INTEGER);
-        if !safe {
-            return Err(inexact(
-                text,
-                "integers beyond 2^53 (9007199254740992) do not survive an IEEE-754 double",
-            ));
-        }
         if unsigned == b"0" {
             out.push(b'0'); // "-0" is 0 in ES6
         } else {
@@ -630,10 +630,10 @@ fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<()> {
     }
     // Fast path, no float conversion: a decimal of at most 15 significant digits (DBL_DIG)
     // in the normal range survives text -> f64 -> shortest text unchanged, so it is exact and
-    // its own shortest form. Values from 1e15 to 1e21 take the slow path for the 2^53 rule.
+    // its own shortest form.
     let k = dec.digits.len() as i64;
     let point = dec.exp + k;
-    if k <= 15 && (-306..=308).contains(&point) && !(16..=21).contains(&point) {
+    if k <= 15 && (-306..=308).contains(&point) {
         write_es6(dec.negative, dec.digits, point, out);
         return Ok(());
     }
@@ -641,11 +641,11 @@ fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<()> {
 }
 
 /// The general path: converts to the nearest double and accepts the text only if it is that
-/// double's shortest form, by exact decimal value.
+/// double's shortest form, or the double's exact value, by exact decimal value.
 fn write_checked(text: &str, dec: &Decimal<'_>, out: &mut Vec<u8>) -> Result<()> {
-    // A double never needs more than 17 significant digits, so longer texts cannot be exact;
+    // An exact double has at most 767 significant digits, so longer texts cannot be exact;
     // this also keeps absurdly long literals off the float parser.
-    if dec.digits.len() > 17 {
+    if dec.digits.len() > MAX_EXACT_DIGITS {
         let nearest = text.parse::<f64>().ok().filter(|x| x.is_finite());
         return Err(match nearest.and_then(|x| format_f64(x).ok()) {
             Some(near) => inexact(text, &format!("the nearest double is {near}")),
@@ -662,7 +662,8 @@ fn write_checked(text: &str, dec: &Decimal<'_>, out: &mut Vec<u8>) -> Result<()>
         return Err(inexact(text, "it underflows to 0 as a double"));
     }
     let short = Shortest::of(x);
-    if short.digit_seq() != dec.digits || short.exp != dec.exp {
+    let shortest = short.digit_seq() == dec.digits && short.exp == dec.exp;
+    if !shortest && !is_exact_value(x, dec) {
         let mut near = Vec::new();
         write_es6(x < 0.0, short.digit_seq(), short.point(), &mut near);
         return Err(inexact(
@@ -670,23 +671,102 @@ fn write_checked(text: &str, dec: &Decimal<'_>, out: &mut Vec<u8>) -> Result<()>
             &format!("the nearest double is {}", String::from_utf8_lossy(&near)),
         ));
     }
-    // ES6 writes every double in (2^53, 1e21) as a plain integer, which the integer rule
-    // above would refuse when read back; refusing it here too keeps canonical output
-    // re-canonicalizable to itself (e.g. `9007199254740994.0` or `1.5e20`).
-    if x.abs() > 9007199254740992.0 && x.abs() < 1e21 {
-        let mut plain = Vec::new();
-        write_es6(x < 0.0, short.digit_seq(), short.point(), &mut plain);
-        return Err(inexact(
-            text,
-            &format!(
-                "RFC 8785 writes it as the integer {}, and integers beyond 2^53 \\
-                 (9007199254740992) do not survive an IEEE-754 double in general",
-                String::from_utf8_lossy(&plain)
-            ),
-        ));
-    }
     write_es6(dec.negative, short.digit_seq(), short.point(), out);
     Ok(())
+}
+
+/// Most significant digits of a double's exact decimal value (2^-1074 has 751, the largest
+/// subnormals 767).
+const MAX_EXACT_DIGITS: usize = 767;
+
+/// Whether `dec` is exactly the finite nonzero double `x`.
+///
+/// With |x| = M * 2^q (M odd): for q >= 0 the value is an integer whose lowest nonzero digit
+/// is at most 10^22 (M < 2^53 has at most 22 factors of 5); for q < 0 it is M * 5^-q * 10^q and
+/// its last digit is a 5 at 10^q. A text whose exponent cannot match is refused before any
+/// big-number work, and a matching one has about as many digits as the value, so the work is
+/// bounded by the text's own length.
+fn is_exact_value(x: f64, dec: &Decimal<'_>) -> bool {
+    let bits = x.abs().to_bits();
+    let (mantissa, q) = match (bits >> 52) & 0x7FF {
+        0 => (bits & ((1 << 52) - 1), -1074i64),
+        be => ((bits & ((1 << 52) - 1)) | (1 << 52), be as i64 - 1075),
+    };
+    let tz = mantissa.trailing_zeros();
+    let (m, q) = (mantissa >> tz, q + i64::from(tz));
+    let plausible = if q >= 0 {
+        (0..=22).contains(&dec.exp)
+    } else {
+        dec.exp == q
+    };
+    if !plausible {
+        return false;
+    }
+    // The exact value's digits: M * 2^q, or M * 5^-q (times 10^q), in base-10^9 limbs.
+    let mut limbs = Limbs::from(m);
+    if q >= 0 {
+        limbs.mul_pow(2, q as u32);
+    } else {
+        limbs.mul_pow(5, q.unsigned_abs() as u32);
+    }
+    let digits = limbs.to_decimal();
+    let significant = digits.trim_end_matches('0');
+    let exp = if q >= 0 {
+        (digits.len() - significant.len()) as i64
+    } else {
+        q
+    };
+    exp == dec.exp
+        && significant.len() == dec.digits.len()
+        && significant.bytes().eq(dec.digits.iter())
+}
+
+/// A natural number in base 10^9, least significant limb first.
+struct Limbs(Vec<u32>);
+
+impl Limbs {
+    const BASE: u64 = 1_000_000_000;
+
+    fn from(mut n: u64) -> Self {
+        let mut v = Vec::new();
+        while n > 0 {
+            v.push((n % Self::BASE) as u32);
+            n /= Self::BASE;
+        }
+        Limbs(v)
+    }
+
+    /// Multiplies by `base`^`n` (`base` 2 or 5), in steps whose products fit a u64.
+    fn mul_pow(&mut self, base: u64, mut n: u32) {
+        let step = if base == 2 { 29 } else { 12 }; // 2^29 and 5^12 are below 10^9
+        while n > 0 {
+            let k = n.min(step);
+            let f = base.pow(k);
+            let mut carry = 0u64;
+            for limb in &mut self.0 {
+                let v = u64::from(*limb) * f + carry;
+                *limb = (v % Self::BASE) as u32;
+                carry = v / Self::BASE;
+            }
+            while carry > 0 {
+                self.0.push((carry % Self::BASE) as u32);
+                carry /= Self::BASE;
+            }
+            n -= k;
+        }
+    }
+
+    fn to_decimal(&self) -> String {
+        let mut s = String::new();
+        for (i, limb) in self.0.iter().rev().enumerate() {
+            if i == 0 {
+                let _ = write!(s, "{limb}");
+            } else {
+                let _ = write!(s, "{limb:09}");
+            }
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -765,6 +845,20 @@ mod tests {
             ("123.456000", "123.456"),
             ("-0.5", "-0.5"),
             ("-1.5E-7", "-1.5e-7"),
+            // Beyond 2^53: shortest forms, and exact values (written as their double's form).
+            ("9007199254740994", "9007199254740994"),
+            ("9007199254740994.0", "9007199254740994"),
+            ("9.007199254740994e15", "9007199254740994"),
+            ("1.5e20", "150000000000000000000"),
+            ("150000000000000000000", "150000000000000000000"),
+            ("-1e20", "-100000000000000000000"),
+            ("123456789012345680000", "123456789012345680000"),
+            ("1152921504606846976", "1152921504606847000"),
+            ("1152921504606847000", "1152921504606847000"),
+            (
+                "0.1000000000000000055511151231257827021181583404541015625",
+                "0.1",
+            ),
         ] {
             assert_eq!(num(text).unwrap(), want, "{text}");
         }
@@ -775,7 +869,6 @@ mod tests {
         for text in [
             "0.10000000000000000001",
             "9007199254740993",
-            "9007199254740994",
             "-9007199254740993",
             "12345678901234567890",
             "1e+400",
@@ -785,10 +878,9 @@ mod tests {
             "333333333.33333329",
             "9007199254740993.0",
             "0.30000000000000001",
-            "9007199254740994.0",
-            "9.007199254740994e15",
-            "1.5e20",
-            "-1e20",
+            "1152921504606846977",
+            "0.10000000000000000555111512312578270211815834045410156",
+            "0.10000000000000000555111512312578270211815834045410156251",
         ] {
             let n: Number = text.parse().unwrap();
             let e = canonical_number(&n).unwrap_err();

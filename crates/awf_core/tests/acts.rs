@@ -673,7 +673,11 @@ fn applied_state_feeds_the_recap() {
     )
     .unwrap();
     assert_eq!(recap.sentences[0], "The lantern must stay lit.");
-    let active: Vec<&str> = recap.objectives.iter().map(|o| o.id.as_deref().unwrap()).collect();
+    let active: Vec<&str> = recap
+        .objectives
+        .iter()
+        .map(|o| o.id.as_deref().unwrap())
+        .collect();
     assert_eq!(active, ["q0", "q2"]);
     // The state still canonicalizes, so the WAL can hash it.
     assert!(value_eq(
