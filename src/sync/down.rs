@@ -55,12 +55,19 @@ fn sync_down(device_id: &str, sync_token: &str, save_id: Uuid, since_turn: i64) 
         // read of the head and the read of the turns.
         crate::saves::store::lock_save(c, save_id, true);
         let s = store::save(c, save_id, false);
+        // Every answer has `prev_chain`: the server's chain hash of `since_turn`, the link the
+        // device checks its next turn against; null when the server has no such turn (the
+        // device is ahead, or behind the oldest kept turn and gets a base instead).
         let mut out = json!({
             "save_id": save_id.to_string(), "head_turn": s.head_turn, "head_chain": s.head_chain,
-            "since_turn": since_turn, "turns": [],
+            "since_turn": since_turn, "prev_chain": null, "turns": [],
         });
         if since_turn > s.head_turn {
             out["ahead"] = json!(true);
+        } else if since_turn == s.head_turn {
+            out["prev_chain"] = json!(s.head_chain);
+        } else if since_turn < s.origin_turn && s.head_turn == s.origin_turn {
+            // Nothing is kept after the origin: there is nothing to send.
         } else if since_turn <= s.origin_turn && s.head_turn > s.origin_turn {
             // Behind the oldest kept turn: a full base, then the diffs after it.
             let rows = store::turns(c, save_id, s.origin_turn + 1, s.head_turn);

@@ -103,6 +103,34 @@ mod tests {
     }
 
     #[pg_test]
+    fn every_sync_down_answer_carries_prev_chain() {
+        let (save, tok) = setup(3);
+        let (t, c) = head(&save);
+        let down = |since: i64| {
+            json(&format!(
+                "SELECT awf.sync_down('phone', '{tok}', '{save}', {since})"
+            ))
+        };
+        // At the head: the head's own chain hash, and nothing to send.
+        let at_head = down(t);
+        assert_eq!(at_head["prev_chain"], json!(c), "{at_head}");
+        assert_eq!(at_head["turns"], json!([]));
+        // Behind: the chain hash of since_turn.
+        assert_eq!(down(1)["prev_chain"], json!(chain_at(&save, 1)));
+        // Ahead: the key is there, null (the server has no such turn).
+        let ahead = down(t + 5);
+        assert_eq!(ahead["ahead"], json!(true));
+        assert!(
+            ahead.as_object().unwrap().contains_key("prev_chain"),
+            "{ahead}"
+        );
+        assert_eq!(ahead["prev_chain"], Value::Null);
+        // Far behind (a hostile since_turn): an answer, not an integrity error.
+        let far = down(-1000);
+        assert!(far.as_object().unwrap().contains_key("prev_chain"), "{far}");
+    }
+
+    #[pg_test]
     fn sync_down_then_up_fast_forwards() {
         let (save, tok) = setup(3);
         let down = json(&format!(
