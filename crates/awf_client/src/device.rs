@@ -1,0 +1,444 @@
+//! A device playing one cloud save: turns are recorded locally (durably, online or not) and
+//! `sync` reconciles them with the server: it pulls the server's new turns and verifies every
+//! link from the device's own last chain hash before applying any, recognizes its own turns
+//! that already reached the server (a lost answer), pushes the rest, and reports a conflict the
+//! server resolved instead of forking silently.
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::store::{Confirmed, Identity, Queued, Store};
+use crate::transport::{As, Transport};
+use awf_core::{canonical, chain, patch, Budget};
+use serde_json::{json, Value};
+use std::path::Path;
+
+const DEVICES: &str = "/api/awf-cloud-sync/devices";
+const TOKEN: &str = "/api/awf-cloud-sync/devices/token";
+const DOWN: &str = "/api/awf-cloud-sync/sync/down";
+const UP: &str = "/api/awf-cloud-sync/sync/up";
+
+/// What one `sync` did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// Other devices' turns applied.
+    pub pulled: usize,
+    /// This device's turns the server confirmed.
+    pub pushed: usize,
+    /// Turns of this device found already on the server (sent before, answer lost).
+    pub already_there: usize,
+    /// The server's conflict report when another device had moved the save: both branches,
+    /// the strategy's choice and the archive holding the losing branch. The device now holds
+    /// the server's result; its own turns, when they lost, are in that archive.
+    pub conflict: Option<Value>,
+    /// The confirmed head after the sync.
+    pub head_turn: i64,
+    pub head_chain: String,
+}
+
+/// Who registers: the device's id, its user, the session it plays and that session's save.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration<'a> {
+    pub device_id: &'a str,
+    pub user: &'a str,
+    pub session: &'a str,
+    pub save_id: &'a str,
+}
+
+/// One device on one save.
+pub struct Device {
+    store: Store,
+    net: Transport,
+    id: Identity,
+    /// The conflict strategy sent with uploads (the server's default when `None`).
+    pub strategy: Option<String>,
+}
+
+/// A turn pulled from the server and verified.
+struct Pulled {
+    turn_id: i64,
+    chain_hash: String,
+    state: Value,
+}
+
+impl Device {
+    /// Registers this device through the backend's admin key, for `user` playing `session`
+    /// whose save is `save_id`, and pulls the save's current state; the store at `path` keeps
+    /// everything from then on.
+    pub async fn register(
+        path: &Path,
+        base_url: &str,
+        admin_key: &str,
+        who: &Registration<'_>,
+        backoff: Backoff,
+    ) -> Result<Device> {
+        let Registration {
+            device_id,
+            user,
+            session,
+            save_id,
+        } = *who;
+        let net = Transport::new(base_url, backoff);
+        let reg = net
+            .call(
+                reqwest::Method::POST,
+                DEVICES,
+                As::Admin(admin_key),
+                Some(&json!({"device_id": device_id, "user_id_hash": user, "session_id": session})),
+            )
+            .await?;
+        let key = &reg["signing_key"];
+        if key.is_object() && key["save_id"] != save_id {
+            return Err(Error::Untrusted(format!(
+                "registration returned the key of save {}, not {save_id}",
+                key["save_id"]
+            )));
+        }
+        let id = Identity {
+            device_id: device_id.to_owned(),
+            token: str_of(&reg, "sync_token")?,
+            token_expires_at: reg["expires_at"].as_str().unwrap_or("").to_owned(),
+            save_id: save_id.to_owned(),
+            signing_key: key["key"].as_str().map(str::to_owned),
+        };
+        let mut store = Store::open(path)?;
+        store.set_identity(&id)?;
+        let mut device = Device {
+            store,
+            net,
+            id,
+            strategy: None,
+        };
+        // The whole save from its oldest kept base.
+        let pulled = device.pull(None).await?;
+        let head = pulled
+            .last()
+            .ok_or_else(|| Error::NotReady("the save holds no turn yet".into()))?;
+        device.store.confirm(
+            &Confirmed {
+                turn_id: head.turn_id,
+                chain_hash: head.chain_hash.clone(),
+                state: head.state.clone(),
+            },
+            None,
+            true,
+        )?;
+        Ok(device)
+    }
+
+    /// Reopens a registered device from its store (after a restart, or a crash).
+    pub fn open(path: &Path, base_url: &str, backoff: Backoff) -> Result<Device> {
+        let store = Store::open(path)?;
+        let id = store.identity()?.ok_or_else(|| {
+            Error::NotReady(format!("{} holds no registered device", path.display()))
+        })?;
+        Ok(Device {
+            store,
+            net: Transport::new(base_url, backoff),
+            id,
+            strategy: None,
+        })
+    }
+
+    /// The save this device plays.
+    pub fn save_id(&self) -> &str {
+        &self.id.save_id
+    }
+
+    /// The device's current state: its newest queued turn's, or the confirmed one.
+    pub fn state(&self) -> Result<Value> {
+        if let Some(q) = self.store.queue()?.pop() {
+            return Ok(q.state);
+        }
+        Ok(self.confirmed()?.state)
+    }
+
+    /// The newest turn the server confirmed.
+    pub fn confirmed(&self) -> Result<Confirmed> {
+        self.store
+            .confirmed()?
+            .ok_or_else(|| Error::NotReady("the device has not synced yet".into()))
+    }
+
+    /// The turns recorded and not yet confirmed.
+    pub fn queued(&self) -> Result<Vec<Queued>> {
+        self.store.queue()
+    }
+
+    /// Records the next turn's state locally (durable when this returns; no network).
+    pub fn record_turn(&mut self, state: Value) -> Result<i64> {
+        let (prev_turn, prev_chain) = match self.store.queue()?.pop() {
+            Some(q) => (q.turn_id, q.chain_hash),
+            None => {
+                let c = self.confirmed()?;
+                (c.turn_id, c.chain_hash)
+            }
+        };
+        let content_hash = canonical::content_hash(&state)
+            .map_err(|e| Error::NotReady(format!("the state cannot be hashed: {}", e.message)))?;
+        let turn_id = prev_turn + 1;
+        let chain_hash = chain::link(&prev_chain, turn_id, &content_hash);
+        self.store.enqueue(&Queued {
+            turn_id,
+            state,
+            content_hash,
+            chain_hash,
+        })?;
+        Ok(turn_id)
+    }
+
+    /// Replaces the device's sync token (the old one stops working).
+    pub async fn rotate_token(&mut self) -> Result<()> {
+        let v = self
+            .net
+            .call(reqwest::Method::POST, TOKEN, self.auth_unsigned(), None)
+            .await?;
+        self.id.token = str_of(&v, "sync_token")?;
+        self.id.token_expires_at = v["expires_at"].as_str().unwrap_or("").to_owned();
+        self.store.set_identity(&self.id)
+    }
+
+    /// Reconciles with the server; see the module documentation.
+    pub async fn sync(&mut self) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        let start = self.confirmed()?;
+        let pulled = self.pull(Some(&start)).await?;
+        let queue = self.store.queue()?;
+        // Our own turns the server already holds: the same chain hashes, in order.
+        let ours = pulled
+            .iter()
+            .zip(&queue)
+            .take_while(|(p, q)| p.turn_id == q.turn_id && p.chain_hash == q.chain_hash)
+            .count();
+        report.already_there = ours;
+        let mut base = start;
+        if ours > 0 {
+            let p = &pulled[ours - 1];
+            base = Confirmed {
+                turn_id: p.turn_id,
+                chain_hash: p.chain_hash.clone(),
+                state: p.state.clone(),
+            };
+            self.store
+                .confirm(&base, Some(queue[ours - 1].turn_id), false)?;
+        }
+        let others = &pulled[ours..];
+        let mine = &queue[ours..];
+        if mine.is_empty() {
+            if let Some(p) = others.last() {
+                base = Confirmed {
+                    turn_id: p.turn_id,
+                    chain_hash: p.chain_hash.clone(),
+                    state: p.state.clone(),
+                };
+                self.store.confirm(&base, None, false)?;
+                report.pulled = others.len();
+            }
+            report.head_turn = base.turn_id;
+            report.head_chain = base.chain_hash;
+            return Ok(report);
+        }
+        // Push on the base this device built on: when others moved the save meanwhile, the
+        // server sees the stale base and resolves the conflict by strategy.
+        let turns: Vec<Value> = mine
+            .iter()
+            .map(|q| json!({"turn_id": q.turn_id, "state": q.state, "chain_hash": q.chain_hash}))
+            .collect();
+        let mut body = json!({"save_id": self.id.save_id, "base_turn": base.turn_id,
+                              "base_chain": base.chain_hash, "turns": turns});
+        if let Some(s) = &self.strategy {
+            body["strategy"] = json!(s);
+        }
+        let up = self
+            .net
+            .call(reqwest::Method::POST, UP, self.auth(), Some(&body))
+            .await?;
+        let last = mine.last().expect("mine is not empty");
+        if up["status"] == "fast_forward" {
+            if up["head_chain"] != json!(last.chain_hash) {
+                return Err(Error::Untrusted(format!(
+                    "the server's head {} after our upload is not our turn {}",
+                    up["head_chain"], last.chain_hash
+                )));
+            }
+            let head = Confirmed {
+                turn_id: last.turn_id,
+                chain_hash: last.chain_hash.clone(),
+                state: last.state.clone(),
+            };
+            self.store.confirm(&head, None, true)?;
+            report.pushed = mine.len();
+            report.head_turn = head.turn_id;
+            report.head_chain = head.chain_hash;
+            return Ok(report);
+        }
+        // A conflict: the server chose a branch and archived the other. Take its result, from
+        // the base we pushed on, verifying every link again.
+        report.conflict = Some(up["conflict"].clone());
+        let resolved = self.pull(Some(&base)).await?;
+        let head = match resolved.last() {
+            Some(p) => Confirmed {
+                turn_id: p.turn_id,
+                chain_hash: p.chain_hash.clone(),
+                state: p.state.clone(),
+            },
+            None => base,
+        };
+        let won = resolved.last().map(|p| &p.chain_hash) == Some(&last.chain_hash);
+        if won {
+            report.pushed = mine.len();
+        }
+        report.pulled = resolved.len() - if won { mine.len() } else { 0 };
+        self.store.confirm(&head, None, true)?;
+        report.head_turn = head.turn_id;
+        report.head_chain = head.chain_hash;
+        Ok(report)
+    }
+
+    /// The server's turns after `from` (the whole save from its oldest base for `None`),
+    /// each verified: a diff applies to the state before it, the result hashes to the turn's
+    /// content hash, and the chain links from `from`'s chain hash. Nothing is returned (or
+    /// applied) unless every turn verifies.
+    async fn pull(&self, from: Option<&Confirmed>) -> Result<Vec<Pulled>> {
+        let since = from.map_or(-1, |c| c.turn_id);
+        let path = format!("{DOWN}?save_id={}&since_turn={since}", self.id.save_id);
+        let v = self
+            .net
+            .call(reqwest::Method::GET, &path, self.auth(), None)
+            .await?;
+        if v["save_id"] != json!(self.id.save_id) {
+            return Err(Error::Untrusted(format!(
+                "an answer for save {}",
+                v["save_id"]
+            )));
+        }
+        if v["ahead"] == json!(true) {
+            return Err(Error::NotReady(format!(
+                "the server's save is at turn {}, behind this device's {since} (was it restored?)",
+                v["head_turn"]
+            )));
+        }
+        let (mut state, mut prev) = match (&v["base"], from) {
+            (Value::Object(_), _) => {
+                let b = &v["base"];
+                let st = b["state"].clone();
+                check_hash(&st, &b["content_hash"], b["turn_id"].as_i64().unwrap_or(-1))?;
+                let chain = str_of(b, "chain_hash")?;
+                let mut out = vec![Pulled {
+                    turn_id: b["turn_id"].as_i64().unwrap_or(-1),
+                    chain_hash: chain.clone(),
+                    state: st.clone(),
+                }];
+                let rest = self.verify_turns(&v, st, chain)?;
+                out.extend(rest);
+                return Ok(out);
+            }
+            (_, Some(c)) => {
+                if v["prev_chain"] != json!(c.chain_hash) {
+                    return Err(Error::Untrusted(format!(
+                        "the server's chain does not continue this device's turn {since}: prev_chain {} is not {}",
+                        v["prev_chain"], c.chain_hash
+                    )));
+                }
+                (c.state.clone(), c.chain_hash.clone())
+            }
+            (_, None) => {
+                return Err(Error::NotReady(
+                    "the save holds no base to start from".into(),
+                ))
+            }
+        };
+        let turns = self.verify_turns(&v, std::mem::take(&mut state), std::mem::take(&mut prev))?;
+        Ok(turns)
+    }
+
+    fn verify_turns(&self, v: &Value, mut state: Value, mut prev: String) -> Result<Vec<Pulled>> {
+        let mut out = Vec::new();
+        for t in v["turns"].as_array().into_iter().flatten() {
+            let turn_id = t["turn_id"]
+                .as_i64()
+                .ok_or_else(|| Error::Untrusted("a turn without an id".into()))?;
+            state = match t["kind"].as_str() {
+                Some("diff") => {
+                    patch::apply(&state, &t["patch"], &mut Budget::default()).map_err(|e| {
+                        Error::Untrusted(format!(
+                            "turn {turn_id}'s patch does not apply: {}",
+                            e.message
+                        ))
+                    })?
+                }
+                Some("base") => t["state"].clone(),
+                Some("sealed") => {
+                    return Err(Error::NotReady(
+                        "client-sealed saves are not supported by this client yet".into(),
+                    ))
+                }
+                other => {
+                    return Err(Error::Untrusted(format!(
+                        "turn {turn_id} has kind {other:?}"
+                    )))
+                }
+            };
+            let content_hash = check_hash(&state, &t["content_hash"], turn_id)?;
+            let link = chain::link(&prev, turn_id, &content_hash);
+            if t["chain_hash"] != json!(link) {
+                return Err(Error::Untrusted(format!(
+                    "turn {turn_id}'s chain hash {} is not the link {link} from the turn before",
+                    t["chain_hash"]
+                )));
+            }
+            prev = link;
+            out.push(Pulled {
+                turn_id,
+                chain_hash: prev.clone(),
+                state: state.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn key(&self) -> Option<Vec<u8>> {
+        self.id
+            .signing_key
+            .as_deref()
+            .and_then(|k| awf_core::signing::key_from_hex(k).ok())
+    }
+
+    fn auth(&self) -> As<'_> {
+        As::Device {
+            id: &self.id.device_id,
+            token: &self.id.token,
+            key: self.key(),
+        }
+    }
+
+    fn auth_unsigned(&self) -> As<'_> {
+        As::Device {
+            id: &self.id.device_id,
+            token: &self.id.token,
+            key: None,
+        }
+    }
+}
+
+/// The content hash of `state`, which must be `want` (the turn's claimed hash).
+fn check_hash(state: &Value, want: &Value, turn_id: i64) -> Result<String> {
+    let h = canonical::content_hash(state).map_err(|e| {
+        Error::Untrusted(format!(
+            "turn {turn_id}'s state cannot be hashed: {}",
+            e.message
+        ))
+    })?;
+    if *want != json!(h) {
+        return Err(Error::Untrusted(format!(
+            "turn {turn_id}'s state hashes to {h}, not the claimed {want}"
+        )));
+    }
+    Ok(h)
+}
+
+fn str_of(v: &Value, key: &str) -> Result<String> {
+    v[key]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Untrusted(format!("the answer has no {key}: {v}")))
+}

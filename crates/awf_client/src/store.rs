@@ -1,0 +1,196 @@
+//! The device's durable state, in one SQLite file: its credentials, the last turn the server
+//! confirmed (id, chain hash, state), and the queue of turns recorded since.
+//!
+//! SQLite rather than an append-only file: every change the client makes is several facts at
+//! once (a pulled turn moves the confirmed head *and* drops the queued turn it matches), and a
+//! SQLite transaction in WAL mode with `synchronous = FULL` makes each such change atomic and
+//! durable at commit, whatever point the process is killed at. An append-only log would need
+//! its own torn-write detection and replay to give the same guarantee.
+
+use crate::error::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+use std::path::Path;
+
+/// Who the device is and how it talks to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub device_id: String,
+    pub token: String,
+    /// When the token stops working (as the server wrote it).
+    pub token_expires_at: String,
+    pub save_id: String,
+    /// The save's signing key (hex), when the deployment signs.
+    pub signing_key: Option<String>,
+}
+
+/// The newest turn the server confirmed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmed {
+    pub turn_id: i64,
+    pub chain_hash: String,
+    pub state: Value,
+}
+
+/// A turn recorded on the device and not yet confirmed by the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub turn_id: i64,
+    pub state: Value,
+    pub content_hash: String,
+    pub chain_hash: String,
+}
+
+/// The open store.
+pub struct Store {
+    db: Connection,
+}
+
+impl Store {
+    /// Opens (creating when new) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Connection::open(path).map_err(Error::store)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS identity (
+               one INTEGER PRIMARY KEY CHECK (one = 1),
+               device_id TEXT NOT NULL, token TEXT NOT NULL, token_expires_at TEXT NOT NULL,
+               save_id TEXT NOT NULL, signing_key TEXT);
+             CREATE TABLE IF NOT EXISTS confirmed (
+               one INTEGER PRIMARY KEY CHECK (one = 1),
+               turn_id INTEGER NOT NULL, chain_hash TEXT NOT NULL, state TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS queue (
+               turn_id INTEGER PRIMARY KEY, state TEXT NOT NULL,
+               content_hash TEXT NOT NULL, chain_hash TEXT NOT NULL);",
+        )
+        .map_err(Error::store)?;
+        Ok(Store { db })
+    }
+
+    /// The device's identity, once registered.
+    pub fn identity(&self) -> Result<Option<Identity>> {
+        self.db
+            .query_row(
+                "SELECT device_id, token, token_expires_at, save_id, signing_key FROM identity",
+                [],
+                |r| {
+                    Ok(Identity {
+                        device_id: r.get(0)?,
+                        token: r.get(1)?,
+                        token_expires_at: r.get(2)?,
+                        save_id: r.get(3)?,
+                        signing_key: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(Error::store)
+    }
+
+    /// Stores the identity (replacing the old one, as after a token rotation).
+    pub fn set_identity(&mut self, id: &Identity) -> Result<()> {
+        self.db
+            .execute(
+                "INSERT OR REPLACE INTO identity (one, device_id, token, token_expires_at, save_id, signing_key)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                params![id.device_id, id.token, id.token_expires_at, id.save_id, id.signing_key],
+            )
+            .map(drop)
+            .map_err(Error::store)
+    }
+
+    /// The confirmed head, if the device has synced at all.
+    pub fn confirmed(&self) -> Result<Option<Confirmed>> {
+        self.db
+            .query_row(
+                "SELECT turn_id, chain_hash, state FROM confirmed",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(Error::store)?
+            .map(|(turn_id, chain_hash, state)| {
+                Ok(Confirmed {
+                    turn_id,
+                    chain_hash,
+                    state: parse(&state)?,
+                })
+            })
+            .transpose()
+    }
+
+    /// The queued turns, oldest first.
+    pub fn queue(&self) -> Result<Vec<Queued>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT turn_id, state, content_hash, chain_hash FROM queue ORDER BY turn_id")
+            .map_err(Error::store)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(Error::store)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (turn_id, state, content_hash, chain_hash) = row.map_err(Error::store)?;
+            out.push(Queued {
+                turn_id,
+                state: parse(&state)?,
+                content_hash,
+                chain_hash,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Appends a recorded turn to the queue (durable when this returns).
+    pub fn enqueue(&mut self, q: &Queued) -> Result<()> {
+        self.db
+            .execute(
+                "INSERT INTO queue (turn_id, state, content_hash, chain_hash) VALUES (?1, ?2, ?3, ?4)",
+                params![q.turn_id, q.state.to_string(), q.content_hash, q.chain_hash],
+            )
+            .map(drop)
+            .map_err(Error::store)
+    }
+
+    /// In one transaction: makes `head` the confirmed turn, and drops queued turns up to
+    /// `drop_through` (all of them with `None` and `clear`).
+    pub fn confirm(
+        &mut self,
+        head: &Confirmed,
+        drop_through: Option<i64>,
+        clear: bool,
+    ) -> Result<()> {
+        let tx = self.db.transaction().map_err(Error::store)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO confirmed (one, turn_id, chain_hash, state) VALUES (1, ?1, ?2, ?3)",
+            params![head.turn_id, head.chain_hash, head.state.to_string()],
+        )
+        .map_err(Error::store)?;
+        if clear {
+            tx.execute("DELETE FROM queue", []).map_err(Error::store)?;
+        } else if let Some(t) = drop_through {
+            tx.execute("DELETE FROM queue WHERE turn_id <= ?1", params![t])
+                .map_err(Error::store)?;
+        }
+        tx.commit().map_err(Error::store)
+    }
+}
+
+fn parse(text: &str) -> Result<Value> {
+    awf_core::json::parse_str(text)
+        .map_err(|e| Error::Store(format!("a stored state is not JSON: {}", e.message)))
+}

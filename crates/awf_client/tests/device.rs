@@ -1,0 +1,325 @@
+//! The device client against the real HTTP server and a real cluster (signatures required, a
+//! deployment secret configured): offline play that converges, two devices on one save, an
+//! answer lost on the way, a restart from the store, and tampered answers refused.
+
+use awf_client::{Backoff, Device, Error, Registration};
+use awf_http::db::Limits;
+use awf_http::{router, AppState};
+use awf_tests::{off_runtime, random_uuid, TempDir, TempFile, TestDb};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ADMIN: &str = "awfk_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn quick() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+        attempts: 3,
+    }
+}
+
+/// A database with a signing secret, the server on a loopback port, and a session with a save.
+struct World {
+    db: TestDb,
+    base: String,
+    session: String,
+    save: String,
+    dir: TempDir,
+    _secret: TempFile,
+}
+
+async fn world(signed: bool) -> World {
+    let db = TestDb::new();
+    let secret = TempFile::with_contents(&"5a".repeat(32));
+    if signed {
+        off_runtime(|| {
+            db.client()
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} SET awf.signing_secret_file = '{}'",
+                    db.name(),
+                    secret.path()
+                ))
+                .unwrap()
+        });
+    }
+    db.plant_admin_key(ADMIN);
+    let limits = Limits {
+        require_signatures: signed,
+        ..Limits::default()
+    };
+    let app = router(AppState::connect_with(&db.http_url(), 4, limits).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let session = random_uuid();
+    let save = off_runtime(|| {
+        let mut c = db.client();
+        c.execute(
+            "SELECT awf.session_upsert($1::text::uuid, 'u-dev', '{\"player\": {\"gold\": 0, \"name\": \"Ash\"}}')",
+            &[&session],
+        )
+        .unwrap();
+        let v: Value = c
+            .query_one(
+                "SELECT awf.save_create_or_attach($1::text::uuid, 'u-dev')",
+                &[&session],
+            )
+            .unwrap()
+            .get(0);
+        v["save_id"].as_str().unwrap().to_owned()
+    });
+    World {
+        db,
+        base,
+        session,
+        save,
+        dir: TempDir::new(),
+        _secret: secret,
+    }
+}
+
+impl World {
+    async fn device(&self, name: &str, base: &str) -> Device {
+        Device::register(
+            std::path::Path::new(&self.dir.file(name)),
+            base,
+            ADMIN,
+            &Registration {
+                device_id: name,
+                user: "u-dev",
+                session: &self.session,
+                save_id: &self.save,
+            },
+            quick(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The server's head (turn, chain) and whether the save verifies.
+    fn server(&self) -> (i64, String, bool) {
+        off_runtime(|| {
+            let mut c = self.db.client();
+            let r = c
+                .query_one(
+                    "SELECT head_turn, head_chain, (awf.save_verify(save_id)->>'ok')::boolean
+                     FROM awf.saves WHERE save_id = $1::text::uuid",
+                    &[&self.save],
+                )
+                .unwrap();
+            (r.get(0), r.get(1), r.get(2))
+        })
+    }
+}
+
+fn gold(state: &Value, by: i64) -> Value {
+    let mut s = state.clone();
+    let g = s["player"]["gold"].as_i64().unwrap_or(0);
+    s["player"]["gold"] = json!(g + by);
+    s
+}
+
+#[tokio::test]
+async fn a_device_offline_for_200_turns_converges_when_it_reconnects() {
+    let w = world(true).await;
+    let phone = w.device("phone", &w.base).await;
+    let start = phone.confirmed().unwrap().turn_id;
+    let path = w.dir.file("phone");
+    drop(phone);
+    // Offline: nothing listens there. Turns are recorded anyway, durably.
+    let mut offline =
+        Device::open(std::path::Path::new(&path), "http://127.0.0.1:1", quick()).unwrap();
+    for _ in 0..200 {
+        let next = gold(&offline.state().unwrap(), 1);
+        offline.record_turn(next).unwrap();
+    }
+    let e = offline.sync().await.unwrap_err();
+    assert!(matches!(e, Error::Offline(_)), "{e}");
+    drop(offline);
+    // Back online (a new process: the queue comes from the store).
+    let mut phone = Device::open(std::path::Path::new(&path), &w.base, quick()).unwrap();
+    assert_eq!(phone.queued().unwrap().len(), 200);
+    let r = phone.sync().await.unwrap();
+    assert_eq!(r.pushed, 200, "{r:?}");
+    assert!(phone.queued().unwrap().is_empty());
+    let (head, chain, ok) = w.server();
+    assert_eq!(head, start + 200);
+    assert_eq!(chain, r.head_chain);
+    assert!(ok, "the save verifies");
+    assert_eq!(phone.state().unwrap()["player"]["gold"], 200);
+    // A second device registered now gets the same state.
+    let tablet = w.device("tablet", &w.base).await;
+    assert_eq!(tablet.confirmed().unwrap().chain_hash, chain);
+    assert_eq!(tablet.state().unwrap(), phone.state().unwrap());
+}
+
+#[tokio::test]
+async fn two_devices_playing_one_save_converge_to_one_chain() {
+    let w = world(true).await;
+    let mut phone = w.device("phone2", &w.base).await;
+    let mut tablet = w.device("tablet2", &w.base).await;
+    let mut conflicts = 0;
+    for round in 0..10 {
+        let p = gold(&phone.state().unwrap(), 1);
+        phone.record_turn(p).unwrap();
+        let t = gold(&tablet.state().unwrap(), 10);
+        tablet.record_turn(t).unwrap();
+        // Both sync at once; the second to arrive built on a stale base.
+        let (a, b) = tokio::join!(phone.sync(), tablet.sync());
+        for r in [a.unwrap(), b.unwrap()] {
+            if let Some(c) = r.conflict {
+                conflicts += 1;
+                assert!(c.is_object(), "round {round}: the server's report: {c}");
+            }
+        }
+    }
+    // Settle: each device pulls what the other's last sync left.
+    phone.sync().await.unwrap();
+    tablet.sync().await.unwrap();
+    let (head, chain, ok) = w.server();
+    assert!(ok);
+    assert_eq!(phone.confirmed().unwrap().chain_hash, chain);
+    assert_eq!(tablet.confirmed().unwrap().chain_hash, chain);
+    assert_eq!(phone.confirmed().unwrap().turn_id, head);
+    assert_eq!(phone.state().unwrap(), tablet.state().unwrap());
+    assert!(
+        conflicts >= 1,
+        "concurrent syncs conflict, and it is reported"
+    );
+    let recorded: i64 = off_runtime(|| {
+        w.db.client()
+            .query_one(
+                "SELECT count(*) FROM awf.save_conflicts WHERE save_id = $1::text::uuid",
+                &[&w.save],
+            )
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(
+        recorded, conflicts as i64,
+        "every conflict the devices saw is on record"
+    );
+}
+
+/// A proxy in front of the server that can drop an answer or tamper with one.
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    http: reqwest::Client,
+    /// Sync-up answers still to lose (the upload reaches the server; its answer does not).
+    lose_uploads: Arc<AtomicUsize>,
+    /// Sync-down answers to alter.
+    tamper_downs: Arc<AtomicUsize>,
+}
+
+async fn forward(
+    State(p): State<Proxy>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url = format!(
+        "{}{}",
+        p.upstream,
+        uri.path_and_query().map_or("", |x| x.as_str())
+    );
+    let mut req = p.http.request(method.clone(), url).body(body.to_vec());
+    for (k, v) in &headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k, v);
+        }
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let mut out_headers = HeaderMap::new();
+    for (k, v) in res.headers() {
+        if k != "content-length" && k != "transfer-encoding" {
+            out_headers.insert(k.clone(), v.clone());
+        }
+    }
+    let mut bytes = res.bytes().await.unwrap().to_vec();
+    let take = |n: &AtomicUsize| {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |x| x.checked_sub(1))
+            .is_ok()
+    };
+    if uri.path().ends_with("/sync/up") && take(&p.lose_uploads) {
+        return (StatusCode::BAD_GATEWAY, "lost").into_response();
+    }
+    if uri.path().ends_with("/sync/down") && status == 200 && take(&p.tamper_downs) {
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+        if let Some(t) = v["turns"].get_mut(0) {
+            t["patch"] = json!([{"op": "replace", "path": "/player/gold", "value": 999999}]);
+        }
+        bytes = serde_json::to_vec(&v).unwrap();
+    }
+    (StatusCode::from_u16(status).unwrap(), out_headers, bytes).into_response()
+}
+
+async fn proxy(upstream: &str) -> (String, Proxy) {
+    let p = Proxy {
+        upstream: upstream.to_owned(),
+        http: reqwest::Client::new(),
+        lose_uploads: Arc::new(AtomicUsize::new(0)),
+        tamper_downs: Arc::new(AtomicUsize::new(0)),
+    };
+    let app = axum::Router::new().fallback(forward).with_state(p.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, p)
+}
+
+#[tokio::test]
+async fn a_turn_whose_answer_was_lost_is_applied_once() {
+    let w = world(true).await;
+    let (via, p) = proxy(&w.base).await;
+    let mut phone = w.device("phone3", &via).await;
+    let start = phone.confirmed().unwrap().turn_id;
+    let next = gold(&phone.state().unwrap(), 5);
+    phone.record_turn(next).unwrap();
+    // Every try's answer is lost: the upload reached the server, the device cannot know.
+    p.lose_uploads
+        .store(quick().attempts as usize, Ordering::SeqCst);
+    let e = phone.sync().await.unwrap_err();
+    assert!(matches!(e, Error::Offline(_)), "{e}");
+    assert_eq!(phone.queued().unwrap().len(), 1, "still queued");
+    assert_eq!(w.server().0, start + 1, "the server has it");
+    // The next sync finds its own turn on the server and sends nothing twice.
+    let r = phone.sync().await.unwrap();
+    assert_eq!((r.already_there, r.pushed, r.pulled), (1, 0, 0), "{r:?}");
+    let (head, chain, ok) = w.server();
+    assert_eq!(head, start + 1);
+    assert_eq!(chain, r.head_chain);
+    assert!(ok);
+    assert!(phone.queued().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_tampered_answer_is_refused_and_nothing_is_applied() {
+    for signed in [true, false] {
+        let w = world(signed).await;
+        let (via, p) = proxy(&w.base).await;
+        let mut phone = w.device(&format!("phone-t{signed}"), &via).await;
+        let mut tablet = w.device(&format!("tablet-t{signed}"), &w.base).await;
+        let t = gold(&tablet.state().unwrap(), 7);
+        tablet.record_turn(t).unwrap();
+        tablet.sync().await.unwrap();
+        let before = phone.confirmed().unwrap();
+        p.tamper_downs.store(1, Ordering::SeqCst);
+        let e = phone.sync().await.unwrap_err();
+        assert!(matches!(e, Error::Untrusted(_)), "signed {signed}: {e}");
+        assert_eq!(phone.confirmed().unwrap(), before, "nothing applied");
+        // Untampered, the same pull goes through.
+        let r = phone.sync().await.unwrap();
+        assert_eq!(r.pulled, 1, "{r:?}");
+        assert_eq!(phone.state().unwrap(), tablet.state().unwrap());
+    }
+}
