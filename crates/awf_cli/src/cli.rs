@@ -68,6 +68,9 @@ pub enum Command {
     /// Admin keys of admin tools over HTTP (needs awf_admin).
     #[command(subcommand)]
     AdminKey(AdminKey),
+    /// Play a save as a device over HTTP (the device client): register, record, sync, status.
+    #[command(subcommand)]
+    Device(DeviceCmd),
     /// Check the audit log's hash chain (awf.audit_verify); exit 4 when it is broken.
     AuditVerify,
     /// Apply every retention setting (awf.retention_enforce).
@@ -220,4 +223,66 @@ pub enum AdminKey {
         /// The key's name.
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// Register this device (with an admin key) and pull the save into a new local store.
+    Register {
+        #[command(flatten)]
+        at: DeviceAt,
+        /// The admin key (or set AWF_ADMIN_KEY).
+        #[arg(long, env = "AWF_ADMIN_KEY", hide_env_values = true)]
+        admin_key: String,
+        #[arg(long)]
+        device_id: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        save_id: String,
+    },
+    /// Record the next turn locally (no network): the current state with an RFC 6902 patch
+    /// applied, or a whole new state from a file.
+    Record {
+        #[arg(long)]
+        store: String,
+        /// An RFC 6902 patch (JSON) to apply to the current state.
+        #[arg(long, conflicts_with = "state_file")]
+        patch: Option<String>,
+        /// A file with the whole new state.
+        #[arg(long)]
+        state_file: Option<String>,
+    },
+    /// Sync with the server: pull and verify, push the queue, report a conflict.
+    Sync {
+        #[command(flatten)]
+        at: DeviceAt,
+        /// Keep syncing every this many seconds (offline rounds keep the queue).
+        #[arg(long)]
+        every: Option<u64>,
+        /// With --every, stop after this many rounds.
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+        /// The conflict strategy to upload with (the server's default otherwise).
+        #[arg(long)]
+        strategy: Option<String>,
+    },
+    /// The local store: confirmed turn and chain hash, queued turns, state.
+    Status {
+        #[arg(long)]
+        store: String,
+    },
+}
+
+/// Where the device's store is and which server it syncs with.
+#[derive(Debug, Args)]
+pub struct DeviceAt {
+    /// The device's local store (a SQLite file).
+    #[arg(long)]
+    pub store: String,
+    /// The HTTP server (or set AWF_SERVER).
+    #[arg(long, env = "AWF_SERVER", default_value = "http://127.0.0.1:8787")]
+    pub server: String,
 }

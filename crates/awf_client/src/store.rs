@@ -41,9 +41,10 @@ pub struct Queued {
     pub chain_hash: String,
 }
 
-/// The open store.
+/// The open store. The connection sits behind a mutex so a `Device` can be moved into and
+/// shared by async tasks (every call is short and local).
 pub struct Store {
-    db: Connection,
+    db: std::sync::Mutex<Connection>,
 }
 
 impl Store {
@@ -65,12 +66,18 @@ impl Store {
                content_hash TEXT NOT NULL, chain_hash TEXT NOT NULL);",
         )
         .map_err(Error::store)?;
-        Ok(Store { db })
+        Ok(Store {
+            db: std::sync::Mutex::new(db),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The device's identity, once registered.
     pub fn identity(&self) -> Result<Option<Identity>> {
-        self.db
+        self.db()
             .query_row(
                 "SELECT device_id, token, token_expires_at, save_id, signing_key FROM identity",
                 [],
@@ -90,7 +97,7 @@ impl Store {
 
     /// Stores the identity (replacing the old one, as after a token rotation).
     pub fn set_identity(&mut self, id: &Identity) -> Result<()> {
-        self.db
+        self.db()
             .execute(
                 "INSERT OR REPLACE INTO identity (one, device_id, token, token_expires_at, save_id, signing_key)
                  VALUES (1, ?1, ?2, ?3, ?4, ?5)",
@@ -102,7 +109,7 @@ impl Store {
 
     /// The confirmed head, if the device has synced at all.
     pub fn confirmed(&self) -> Result<Option<Confirmed>> {
-        self.db
+        self.db()
             .query_row(
                 "SELECT turn_id, chain_hash, state FROM confirmed",
                 [],
@@ -128,8 +135,8 @@ impl Store {
 
     /// The queued turns, oldest first.
     pub fn queue(&self) -> Result<Vec<Queued>> {
-        let mut stmt = self
-            .db
+        let db = self.db();
+        let mut stmt = db
             .prepare("SELECT turn_id, state, content_hash, chain_hash FROM queue ORDER BY turn_id")
             .map_err(Error::store)?;
         let rows = stmt
@@ -157,7 +164,7 @@ impl Store {
 
     /// Appends a recorded turn to the queue (durable when this returns).
     pub fn enqueue(&mut self, q: &Queued) -> Result<()> {
-        self.db
+        self.db()
             .execute(
                 "INSERT INTO queue (turn_id, state, content_hash, chain_hash) VALUES (?1, ?2, ?3, ?4)",
                 params![q.turn_id, q.state.to_string(), q.content_hash, q.chain_hash],
@@ -174,7 +181,8 @@ impl Store {
         drop_through: Option<i64>,
         clear: bool,
     ) -> Result<()> {
-        let tx = self.db.transaction().map_err(Error::store)?;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(Error::store)?;
         tx.execute(
             "INSERT OR REPLACE INTO confirmed (one, turn_id, chain_hash, state) VALUES (1, ?1, ?2, ?3)",
             params![head.turn_id, head.chain_hash, head.state.to_string()],

@@ -323,3 +323,50 @@ async fn a_tampered_answer_is_refused_and_nothing_is_applied() {
         assert_eq!(phone.state().unwrap(), tablet.state().unwrap());
     }
 }
+
+#[tokio::test]
+async fn a_sync_rides_through_a_server_restart() {
+    let w = world(true).await;
+    // Our own server in front of the same database, so it can be stopped and started again
+    // on the same address.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = |listener: tokio::net::TcpListener| {
+        let app = router(AppState::connect_with(&w.db.http_url(), 4, Limits::default()).unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() })
+    };
+    let server = serve(listener);
+    let base = format!("http://{addr}");
+    let path = w.dir.file("restart");
+    {
+        let mut phone = w.device("restart", &base).await;
+        for _ in 0..20 {
+            let s = gold(&phone.state().unwrap(), 2);
+            phone.record_turn(s).unwrap();
+        }
+    }
+    let start = w.server().0;
+    server.abort();
+    let _ = server.await;
+    let patient = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(400),
+        attempts: 12,
+    };
+    let mut phone = Device::open(std::path::Path::new(&path), &base, patient).unwrap();
+    let sync = tokio::spawn(async move {
+        let r = phone.sync().await;
+        (r, phone)
+    });
+    // The server comes back while the device is retrying.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _server = serve(again);
+    let (r, phone) = sync.await.unwrap();
+    let r = r.unwrap();
+    assert_eq!(r.pushed, 20, "{r:?}");
+    let (head, chain, ok) = w.server();
+    assert_eq!(head, start + 20);
+    assert_eq!(chain, phone.confirmed().unwrap().chain_hash);
+    assert!(ok);
+}

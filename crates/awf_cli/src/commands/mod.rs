@@ -2,6 +2,8 @@
 
 /// `admin-key`, `audit-verify`, `retention`, `hash`, `extension-version`, completions, man.
 mod admin;
+/// `device register|record|sync|status`, over the device client.
+mod device;
 /// `snapshot`, `recap`, `export`, `import`, `wal`.
 mod lifecycle;
 /// `sync status|verify|export|stats|conflicts`.
@@ -54,6 +56,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         ),
         Command::Stats => sync::run(&mut connect(url)?, out, crate::cli::Sync::Stats),
         Command::AdminKey(c) => admin::admin_key(&mut connect(url)?, out, c),
+        Command::Device(c) => device::run(out, c),
         Command::AuditVerify => admin::audit_verify(&mut connect(url)?, out),
         Command::Retention => admin::retention(&mut connect(url)?, out),
         Command::Hash { file } => {
