@@ -150,7 +150,9 @@ pub fn saw_turn(c: &mut SpiClient<'_>, device_id: &str, turn: Option<i64>) {
 
 /// Gives a device a new token. As the owner: no caller role may write `awf.devices`, or it
 /// could set its own expiry.
-fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String) {
+/// Issues a new token: (token, expiry as RFC 3339 UTC text, seconds until it expires). The
+/// seconds let a device schedule its refresh without parsing dates or trusting its clock.
+fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String, i64) {
     let _owner = crate::audit::AsOwner::enter(c);
     let tok = token::new_token();
     let hash = token::token_hash(&tok).expect("a new token is well formed");
@@ -158,7 +160,9 @@ fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String) {
         .update(
             "UPDATE awf.devices SET token_hash = $2,
                     token_expires_at = now() + make_interval(days => $3), rotated_at = now()
-             WHERE device_id = $1 RETURNING token_expires_at::text",
+             WHERE device_id = $1
+             RETURNING to_char(token_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                       extract(epoch FROM token_expires_at - now())::bigint",
             Some(1),
             &[
                 device_id.into(),
@@ -167,7 +171,8 @@ fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String) {
             ],
         )
         .expect("update awf.devices");
-    (tok, col(&t.first(), 1))
+    let row = t.first();
+    (tok, col(&row, 1), col(&row, 2))
 }
 
 /// Registers a device for a user (and optionally the session it plays) and returns a new
@@ -233,14 +238,15 @@ fn device_register(
                 F,
             );
         }
-        let (tok, expires) = issue(c, device_id);
+        let (tok, expires, expires_in) = issue(c, device_id);
         audit::record(
             c,
             "device_register",
             session_id,
             json!({"device_id": device_id, "expires_at": expires}),
         );
-        let mut out = json!({"device_id": device_id, "sync_token": tok, "expires_at": expires});
+        let mut out = json!({"device_id": device_id, "sync_token": tok, "expires_at": expires,
+                             "expires_in_seconds": expires_in});
         // A device registered for a session with a save gets that save's signing key here,
         // over the channel that just authenticated it (when the deployment signs).
         if let Some(key) = session_id.and_then(|sid| super::signing::session_key(c, sid)) {
@@ -256,13 +262,16 @@ fn device_rotate_token(device_id: &str, sync_token: &str) -> JsonB {
     const F: &str = "device_rotate_token";
     crate::locks::connect_mut(|c| {
         let _device = authenticate(c, device_id, sync_token, F);
-        let (tok, expires) = issue(c, device_id);
+        let (tok, expires, expires_in) = issue(c, device_id);
         audit::record(
             c,
             "device_rotate_token",
             None,
             json!({"device_id": device_id, "expires_at": expires}),
         );
-        JsonB(json!({"device_id": device_id, "sync_token": tok, "expires_at": expires}))
+        JsonB(
+            json!({"device_id": device_id, "sync_token": tok, "expires_at": expires,
+                     "expires_in_seconds": expires_in}),
+        )
     })
 }

@@ -51,7 +51,12 @@ pub struct Device {
     id: Identity,
     /// The conflict strategy sent with uploads (the server's default when `None`).
     pub strategy: Option<String>,
+    /// `sync` first rotates the token when it expires within this long.
+    pub refresh_before: std::time::Duration,
 }
+
+/// Default of [`Device::refresh_before`]: tokens live 30 days unless the server says otherwise.
+pub const REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(3 * 24 * 3600);
 
 /// A turn pulled from the server and verified.
 struct Pulled {
@@ -97,6 +102,7 @@ impl Device {
             device_id: device_id.to_owned(),
             token: str_of(&reg, "sync_token")?,
             token_expires_at: reg["expires_at"].as_str().unwrap_or("").to_owned(),
+            token_expires_unix: expires_unix(&reg),
             save_id: save_id.to_owned(),
             signing_key: key["key"].as_str().map(str::to_owned),
         };
@@ -107,6 +113,7 @@ impl Device {
             net,
             id,
             strategy: None,
+            refresh_before: REFRESH_BEFORE,
         };
         // The whole save from its oldest kept base.
         let pulled = device.pull(None).await?;
@@ -136,6 +143,7 @@ impl Device {
             net: Transport::new(base_url, backoff),
             id,
             strategy: None,
+            refresh_before: REFRESH_BEFORE,
         })
     }
 
@@ -194,11 +202,43 @@ impl Device {
             .await?;
         self.id.token = str_of(&v, "sync_token")?;
         self.id.token_expires_at = v["expires_at"].as_str().unwrap_or("").to_owned();
+        self.id.token_expires_unix = expires_unix(&v);
         self.store.set_identity(&self.id)
+    }
+
+    /// The device's identity as stored (its token included).
+    pub fn identity(&self) -> &Identity {
+        &self.id
+    }
+
+    /// Syncs now and then every `every`, `rounds` times in all; a round that finds the server
+    /// offline keeps the queue and waits for the next. Returns the last round's report.
+    pub async fn auto_sync(
+        &mut self,
+        every: std::time::Duration,
+        rounds: u32,
+    ) -> Result<SyncReport> {
+        let mut last = Err(Error::NotReady("no round ran".into()));
+        for i in 0..rounds {
+            if i > 0 {
+                tokio::time::sleep(every).await;
+            }
+            last = self.sync().await;
+            match &last {
+                Err(Error::Offline(_)) => continue,
+                Err(_) => return last,
+                Ok(_) => {}
+            }
+        }
+        last
     }
 
     /// Reconciles with the server; see the module documentation.
     pub async fn sync(&mut self) -> Result<SyncReport> {
+        let refresh_at = self.id.token_expires_unix - self.refresh_before.as_secs() as i64;
+        if crate::transport::unix_now() >= refresh_at {
+            self.rotate_token().await?;
+        }
         let mut report = SyncReport::default();
         let start = self.confirmed()?;
         let pulled = self.pull(Some(&start)).await?;
@@ -434,6 +474,11 @@ fn check_hash(state: &Value, want: &Value, turn_id: i64) -> Result<String> {
         )));
     }
     Ok(h)
+}
+
+/// When a token the server just issued expires, on this device's clock.
+fn expires_unix(v: &Value) -> i64 {
+    crate::transport::unix_now() + v["expires_in_seconds"].as_i64().unwrap_or(0)
 }
 
 fn str_of(v: &Value, key: &str) -> Result<String> {

@@ -17,8 +17,11 @@ use std::path::Path;
 pub struct Identity {
     pub device_id: String,
     pub token: String,
-    /// When the token stops working (as the server wrote it).
+    /// When the token stops working (as the server wrote it, RFC 3339 UTC).
     pub token_expires_at: String,
+    /// The same, as Unix seconds on this device's clock (receipt time plus the server's
+    /// `expires_in_seconds`), for scheduling the refresh.
+    pub token_expires_unix: i64,
     pub save_id: String,
     /// The save's signing key (hex), when the deployment signs.
     pub signing_key: Option<String>,
@@ -57,7 +60,7 @@ impl Store {
              CREATE TABLE IF NOT EXISTS identity (
                one INTEGER PRIMARY KEY CHECK (one = 1),
                device_id TEXT NOT NULL, token TEXT NOT NULL, token_expires_at TEXT NOT NULL,
-               save_id TEXT NOT NULL, signing_key TEXT);
+               token_expires_unix INTEGER NOT NULL, save_id TEXT NOT NULL, signing_key TEXT);
              CREATE TABLE IF NOT EXISTS confirmed (
                one INTEGER PRIMARY KEY CHECK (one = 1),
                turn_id INTEGER NOT NULL, chain_hash TEXT NOT NULL, state TEXT NOT NULL);
@@ -79,15 +82,17 @@ impl Store {
     pub fn identity(&self) -> Result<Option<Identity>> {
         self.db()
             .query_row(
-                "SELECT device_id, token, token_expires_at, save_id, signing_key FROM identity",
+                "SELECT device_id, token, token_expires_at, token_expires_unix, save_id, signing_key
+                 FROM identity",
                 [],
                 |r| {
                     Ok(Identity {
                         device_id: r.get(0)?,
                         token: r.get(1)?,
                         token_expires_at: r.get(2)?,
-                        save_id: r.get(3)?,
-                        signing_key: r.get(4)?,
+                        token_expires_unix: r.get(3)?,
+                        save_id: r.get(4)?,
+                        signing_key: r.get(5)?,
                     })
                 },
             )
@@ -99,9 +104,17 @@ impl Store {
     pub fn set_identity(&mut self, id: &Identity) -> Result<()> {
         self.db()
             .execute(
-                "INSERT OR REPLACE INTO identity (one, device_id, token, token_expires_at, save_id, signing_key)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-                params![id.device_id, id.token, id.token_expires_at, id.save_id, id.signing_key],
+                "INSERT OR REPLACE INTO identity
+                   (one, device_id, token, token_expires_at, token_expires_unix, save_id, signing_key)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id.device_id,
+                    id.token,
+                    id.token_expires_at,
+                    id.token_expires_unix,
+                    id.save_id,
+                    id.signing_key
+                ],
             )
             .map(drop)
             .map_err(Error::store)

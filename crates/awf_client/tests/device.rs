@@ -370,3 +370,43 @@ async fn a_sync_rides_through_a_server_restart() {
     assert_eq!(chain, phone.confirmed().unwrap().chain_hash);
     assert!(ok);
 }
+
+#[tokio::test]
+async fn the_token_is_refreshed_before_it_expires() {
+    let w = world(true).await;
+    let mut phone = w.device("refresh", &w.base).await;
+    let id = phone.identity().clone();
+    assert!(
+        id.token_expires_at.ends_with('Z'),
+        "RFC 3339 UTC: {}",
+        id.token_expires_at
+    );
+    let left = id.token_expires_unix
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+    assert!((29 * 86400..=30 * 86400).contains(&left), "{left}");
+    // Within the refresh window (here: always), sync rotates first.
+    phone.refresh_before = Duration::from_secs(31 * 86400);
+    let s = gold(&phone.state().unwrap(), 1);
+    phone.record_turn(s).unwrap();
+    let r = phone.sync().await.unwrap();
+    assert_eq!(r.pushed, 1);
+    let new = phone.identity().clone();
+    assert_ne!(new.token, id.token, "rotated");
+    // The store has the new token (a restart keeps working), and the old one is dead.
+    let path = w.dir.file("refresh");
+    drop(phone);
+    let mut again = Device::open(std::path::Path::new(&path), &w.base, quick()).unwrap();
+    assert_eq!(again.identity().token, new.token);
+    again.sync().await.unwrap();
+    let old_works = off_runtime(|| {
+        let mut c = w.db.client();
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("SET LOCAL ROLE awf_gateway").unwrap();
+        tx.query_one("SELECT awf.act_as_device('refresh', $1)", &[&id.token])
+            .is_ok()
+    });
+    assert!(!old_works);
+}
