@@ -16,9 +16,19 @@
 //! - anything else (both changed a value differently, a type change, one side deleted what the
 //!   other modified) is a [`Conflict`] at that path, resolved by the rule.
 //!
-//! Arrays are otherwise merged as whole values: the position of an element says nothing about
+//! Arrays of objects that carry an identity member (`id` by default; another name per array
+//! path with [`Identity`]) are merged element by element, pairing elements by that member, not
+//! by position: two devices that move different NPCs merge cleanly, changes to different
+//! members of one element merge too, and only a change to the same member of the same element
+//! conflicts. An element added on either side is kept (ours' order first, then theirs' new
+//! ones); one deleted on one side and untouched on the other is deleted; deleted on one side
+//! and changed on the other is a conflict at that element. This applies when, in each of
+//! base (which may be absent), ours and theirs, every element is an object whose identity
+//! member is a string or number, unique in its array.
+//!
+//! Other arrays are merged as whole values: the position of an element says nothing about
 //! its identity (an insert shifts every later index), so an element-wise merge would pair
-//! unrelated elements and report nonsense. A later version may align elements by an `id` field.
+//! unrelated elements and report nonsense.
 //! The one exception is the common log-like case of both sides only appending to the base array
 //! (two devices each adding an episodic memory): the result is the base, then ours' new elements,
 //! then theirs'. When one side's appended elements are a prefix of the other's (a retried sync
@@ -120,6 +130,29 @@ impl MergeOutcome {
     }
 }
 
+/// Which member identifies the elements of an array of objects: `default` (`id`), or another
+/// member for the array at a given JSON Pointer (`/world/locations` → `name`, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub default: String,
+    pub per_path: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity {
+            default: "id".to_owned(),
+            per_path: Default::default(),
+        }
+    }
+}
+
+impl Identity {
+    fn member(&self, path: &str) -> &str {
+        self.per_path.get(path).unwrap_or(&self.default)
+    }
+}
+
 /// Merges `ours` and `theirs`, both derived from `base`; see the module documentation.
 ///
 /// With [`MergeRule::Fail`] any conflict is an [`Error::conflict`] naming the paths.
@@ -132,6 +165,18 @@ pub fn merge(
     rule: MergeRule,
     budget: &mut Budget,
 ) -> Result<MergeOutcome> {
+    merge_with(base, ours, theirs, rule, &Identity::default(), budget)
+}
+
+/// [`merge`] with the identity members of arrays given.
+pub fn merge_with(
+    base: &Value,
+    ours: &Value,
+    theirs: &Value,
+    rule: MergeRule,
+    identity: &Identity,
+    budget: &mut Budget,
+) -> Result<MergeOutcome> {
     let mut conflicts = Vec::new();
     let merged = merge_at(
         String::new(),
@@ -142,6 +187,7 @@ pub fn merge(
         &mut Cx {
             conflicts: &mut conflicts,
             budget,
+            identity,
         },
     )?;
     if rule == MergeRule::Fail && !conflicts.is_empty() {
@@ -218,6 +264,7 @@ fn opt_eq(a: Option<&Value>, b: Option<&Value>) -> bool {
 struct Cx<'a> {
     conflicts: &'a mut Vec<Conflict>,
     budget: &'a mut Budget,
+    identity: &'a Identity,
 }
 
 /// Merges one path; `None` means absent (in the inputs) or deleted (in the result).
@@ -252,9 +299,28 @@ fn merge_at(
                 &path, b, o, t, rule, cx,
             )?)));
         }
-        (Some(Value::Array(b)), Some(Value::Array(o)), Some(Value::Array(t))) => {
-            if let Some(merged) = merge_appends(b, o, t) {
-                return Ok(Some(Value::Array(merged)));
+        (None | Some(Value::Array(_)), Some(Value::Array(o)), Some(Value::Array(t))) => {
+            let empty = Vec::new();
+            let b = match base {
+                Some(Value::Array(b)) => b,
+                _ => &empty,
+            };
+            let key = cx.identity.member(&path).to_owned();
+            if let (Some(bk), Some(ok), Some(tk)) = (keyed(b, &key), keyed(o, &key), keyed(t, &key))
+            {
+                return Ok(Some(Value::Array(merge_keyed(
+                    &path,
+                    (b, &bk),
+                    (o, &ok),
+                    (t, &tk),
+                    rule,
+                    cx,
+                )?)));
+            }
+            if base.is_some() {
+                if let Some(merged) = merge_appends(b, o, t) {
+                    return Ok(Some(Value::Array(merged)));
+                }
             }
         }
         _ => {}
@@ -300,6 +366,77 @@ fn merge_objects(
         if let Some(v) = merged {
             out.insert(key.clone(), v);
         }
+    }
+    Ok(out)
+}
+
+/// The identity of each element of `items` (its `key` member as text), when every element is
+/// an object with a string or number there and no two share one; `None` otherwise.
+fn keyed(items: &[Value], key: &str) -> Option<std::collections::HashMap<String, usize>> {
+    let mut ids = std::collections::HashMap::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let id = match item.as_object()?.get(key)? {
+            Value::String(s) => format!("s{s}"),
+            Value::Number(n) => format!("n{n}"),
+            _ => return None,
+        };
+        if ids.insert(id, i).is_some() {
+            return None;
+        }
+    }
+    Some(ids)
+}
+
+type Keyed<'a> = (&'a [Value], &'a std::collections::HashMap<String, usize>);
+
+/// Merges arrays element by element, pairing elements by identity: ours' elements in ours'
+/// order, then theirs' that ours does not have. Each pair merges like any other value, so a
+/// deletion on one side meets an edit on the other as a conflict at that element (its path is
+/// its index in the side that has it).
+fn merge_keyed(
+    path: &str,
+    (base, bk): Keyed<'_>,
+    (ours, ok): Keyed<'_>,
+    (theirs, tk): Keyed<'_>,
+    rule: MergeRule,
+    cx: &mut Cx<'_>,
+) -> Result<Vec<Value>> {
+    // Index → id, once per side (the maps go id → index).
+    let mut ours_ids = vec![String::new(); ours.len()];
+    for (id, &i) in ok {
+        ours_ids[i] = id.clone();
+    }
+    let mut theirs_ids = vec![String::new(); theirs.len()];
+    for (id, &i) in tk {
+        theirs_ids[i] = id.clone();
+    }
+    let mut out = Vec::with_capacity(ours.len().max(theirs.len()));
+    for (i, o) in ours.iter().enumerate() {
+        let id = &ours_ids[i];
+        let merged = merge_at(
+            push_token(path, &i.to_string()),
+            bk.get(id).map(|&j| &base[j]),
+            Some(o),
+            tk.get(id).map(|&j| &theirs[j]),
+            rule,
+            cx,
+        )?;
+        out.extend(merged);
+    }
+    for (i, t) in theirs.iter().enumerate() {
+        let id = &theirs_ids[i];
+        if ok.contains_key(id) {
+            continue;
+        }
+        let merged = merge_at(
+            push_token(path, &i.to_string()),
+            bk.get(id).map(|&j| &base[j]),
+            None,
+            Some(t),
+            rule,
+            cx,
+        )?;
+        out.extend(merged);
     }
     Ok(out)
 }

@@ -519,3 +519,125 @@ fn appends_on_both_sides_keep_both() {
         Ok(())
     });
 }
+
+/// NPC-like elements with an `id`: (x, y) per element.
+fn npcs(xy: &[(i64, i64)], ids: impl Iterator<Item = i64>) -> Vec<Value> {
+    ids.zip(xy)
+        .map(|(id, (x, y))| serde_json::json!({"id": id, "x": x, "y": y}))
+        .collect()
+}
+
+#[test]
+fn arrays_of_objects_merge_by_id() {
+    // Base NPCs; ours moves some along x, theirs some along y (other members of the same or
+    // other elements), ours deletes one theirs left alone, each side adds its own new NPC.
+    let strategy = (
+        vec((0i64..100, 0i64..100), 2..8),
+        vec(any::<bool>(), 8),
+        vec(any::<bool>(), 8),
+        0usize..8,
+    );
+    check(
+        "arrays of objects merge by id",
+        strategy,
+        |(xy, ox, ty, del)| {
+            let n = xy.len();
+            let base = npcs(&xy, 0..n as i64);
+            let del = del % n;
+            let mut ours: Vec<Value> = Vec::new();
+            let mut theirs: Vec<Value> = Vec::new();
+            let mut expected: Vec<Value> = Vec::new();
+            for (i, b) in base.iter().enumerate() {
+                let mut o = b.clone();
+                if ox[i] {
+                    o["x"] = serde_json::json!(b["x"].as_i64().unwrap() + 1000);
+                }
+                let mut t = b.clone();
+                if ty[i] {
+                    t["y"] = serde_json::json!(b["y"].as_i64().unwrap() + 1000);
+                }
+                let mut e = o.clone();
+                e["y"] = t["y"].clone();
+                // Ours deletes `del` only when theirs did not touch it.
+                let ours_deletes = i == del && !ty[i];
+                if !ours_deletes {
+                    ours.push(o);
+                    expected.push(e);
+                }
+                theirs.push(t);
+            }
+            ours.push(serde_json::json!({"id": 100, "x": 1, "y": 1}));
+            theirs.push(serde_json::json!({"id": 200, "x": 2, "y": 2}));
+            expected.push(serde_json::json!({"id": 100, "x": 1, "y": 1}));
+            expected.push(serde_json::json!({"id": 200, "x": 2, "y": 2}));
+            let wrap = |v: Vec<Value>| serde_json::json!({"npcs": v});
+            let (b, o, t) = (wrap(base), wrap(ours), wrap(theirs));
+            let out = run_merge(&b, &o, &t, MergeRule::Fail)?;
+            prop_assert!(out.conflicts.is_empty(), "{:?}", out.conflicts);
+            same(&out.merged, &wrap(expected), "merged by id")?;
+            // The ancestor on one side is the identity; the merge is deterministic.
+            same(
+                &run_merge(&b, &b, &t, MergeRule::Fail)?.merged,
+                &t,
+                "base, base, theirs",
+            )?;
+            same(
+                &run_merge(&b, &o, &b, MergeRule::Fail)?.merged,
+                &o,
+                "base, ours, base",
+            )?;
+            same(
+                &run_merge(&b, &o, &t, MergeRule::Fail)?.merged,
+                &out.merged,
+                "deterministic",
+            )?;
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn the_same_member_of_the_same_element_conflicts() {
+    let b = serde_json::json!({"npcs": [{"id": "a", "x": 1}, {"id": "b", "x": 1}]});
+    let o = serde_json::json!({"npcs": [{"id": "a", "x": 2}, {"id": "b", "x": 1}]});
+    let t = serde_json::json!({"npcs": [{"id": "b", "x": 5}, {"id": "a", "x": 3}]});
+    let out = run_merge(&b, &o, &t, MergeRule::Theirs).unwrap();
+    assert_eq!(out.conflicts.len(), 1, "{:?}", out.conflicts);
+    assert_eq!(out.conflicts[0].path, "/npcs/0/x");
+    assert_eq!(
+        out.merged,
+        serde_json::json!({"npcs": [{"id": "a", "x": 3}, {"id": "b", "x": 5}]})
+    );
+    // Deleted on one side, changed on the other: a conflict at that element.
+    let o = serde_json::json!({"npcs": [{"id": "b", "x": 1}]});
+    let t = serde_json::json!({"npcs": [{"id": "a", "x": 9}, {"id": "b", "x": 1}]});
+    let out = run_merge(&b, &o, &t, MergeRule::Ours).unwrap();
+    assert_eq!(out.conflicts.len(), 1);
+    assert_eq!(
+        out.merged,
+        serde_json::json!({"npcs": [{"id": "b", "x": 1}]})
+    );
+    // Duplicate or missing ids: the array is one value again (a whole-array conflict).
+    let dup = serde_json::json!({"npcs": [{"id": "a", "x": 7}, {"id": "a", "x": 8}]});
+    let out = run_merge(&b, &o, &dup, MergeRule::Ours).unwrap();
+    assert_eq!(out.conflicts[0].path, "/npcs");
+    // Another identity member, configured for one path.
+    let b = serde_json::json!({"places": [{"name": "inn", "open": true}, {"name": "keep", "open": true}]});
+    let o = serde_json::json!({"places": [{"name": "inn", "open": false}, {"name": "keep", "open": true}]});
+    let t = serde_json::json!({"places": [{"name": "keep", "open": false}, {"name": "inn", "open": true}]});
+    let mut id = awf_core::merge::Identity::default();
+    id.per_path.insert("/places".into(), "name".into());
+    let out = awf_core::merge::merge_with(
+        &b,
+        &o,
+        &t,
+        MergeRule::Fail,
+        &id,
+        &mut awf_core::Budget::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        out.merged,
+        serde_json::json!({"places": [{"name": "inn", "open": false}, {"name": "keep", "open": false}]})
+    );
+}
