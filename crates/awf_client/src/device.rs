@@ -311,9 +311,18 @@ impl Device {
             report.head_chain = head.chain_hash;
             return Ok(report);
         }
-        // A conflict: the server chose a branch and archived the other. Take its result, from
-        // the base we pushed on, verifying every link again.
-        report.conflict = Some(up["conflict"].clone());
+        // Otherwise the server's head is not simply ours: a conflict (the server chose a branch
+        // and archived the other), or `up_to_date` (it held all of these turns already: an
+        // earlier try's answer was lost). Take its result from the base we pushed on,
+        // verifying every link again.
+        if up["status"] == "conflict" {
+            report.conflict = Some(up["conflict"].clone());
+        } else if up["status"] != "up_to_date" {
+            return Err(Error::Untrusted(format!(
+                "unknown sync_up status {}",
+                up["status"]
+            )));
+        }
         let resolved = self.pull(Some(&base)).await?;
         let head = match resolved.last() {
             Some(p) => Confirmed {

@@ -410,3 +410,24 @@ async fn the_token_is_refreshed_before_it_expires() {
     });
     assert!(!old_works);
 }
+
+#[tokio::test]
+async fn a_retried_upload_after_one_lost_answer_is_no_conflict() {
+    let w = world(true).await;
+    let (via, p) = proxy(&w.base).await;
+    let mut phone = w.device("phone4", &via).await;
+    let start = phone.confirmed().unwrap().turn_id;
+    for _ in 0..3 {
+        let next = gold(&phone.state().unwrap(), 1);
+        phone.record_turn(next).unwrap();
+    }
+    // The first answer is lost; the transport's retry finds the turns held already.
+    p.lose_uploads.store(1, Ordering::SeqCst);
+    let r = phone.sync().await.unwrap();
+    assert!(r.conflict.is_none(), "{r:?}");
+    assert_eq!(r.pushed, 3, "{r:?}");
+    let (head, chain, ok) = w.server();
+    assert_eq!(head, start + 3);
+    assert_eq!(chain, r.head_chain);
+    assert!(ok);
+}
