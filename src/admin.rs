@@ -57,8 +57,12 @@ fn audit_verify(
     JsonB(report)
 }
 
+/// Most rows one `awf.audit_query` call returns.
+const MAX_AUDIT_ROWS: i32 = 10_000;
+
 /// Audit rows matching every given filter (AND), newest first (`at` descending, then id
-/// descending), at most `max_rows` (default 1000; below 1 is 22023). `from_ts` is inclusive,
+/// descending), at most `max_rows` (default 1000; 1 to 10000, 22023 otherwise, so one call
+/// never builds an unbounded answer). `from_ts` is inclusive,
 /// `to_ts` exclusive; `from_ts` after `to_ts` is 22023.
 #[allow(clippy::type_complexity)]
 #[pg_extern(stable)]
@@ -85,9 +89,11 @@ fn audit_query(
     const F: &str = "audit_query";
     crate::identity::require_admin(F);
     let max_rows = max_rows.unwrap_or(1000);
-    if max_rows < 1 {
+    if !(1..=MAX_AUDIT_ROWS).contains(&max_rows) {
         raise(
-            Error::invalid(format!("max_rows must be at least 1, not {max_rows}")),
+            Error::invalid(format!(
+                "max_rows must be 1 to {MAX_AUDIT_ROWS}, not {max_rows}: page with from_ts/to_ts"
+            )),
             F,
         );
     }
@@ -639,6 +645,8 @@ mod tests {
         assert_eq!(ids("max_rows => NULL").len(), 5);
         assert_sqlstate("SELECT * FROM awf.audit_query(max_rows => 0)", "22023");
         assert_sqlstate("SELECT * FROM awf.audit_query(max_rows => -5)", "22023");
+        assert_sqlstate("SELECT * FROM awf.audit_query(max_rows => 10001)", "22023");
+        assert_eq!(ids("max_rows => 10000").len(), 5);
         assert_sqlstate(
             "SELECT * FROM awf.audit_query(from_ts => now(), to_ts => now() - interval '1 day')",
             "22023",
