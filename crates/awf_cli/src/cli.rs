@@ -231,9 +231,10 @@ pub enum DeviceCmd {
     Register {
         #[command(flatten)]
         at: DeviceAt,
-        /// The admin key (or set AWF_ADMIN_KEY).
-        #[arg(long, env = "AWF_ADMIN_KEY", hide_env_values = true)]
-        admin_key: String,
+        /// A file holding the admin key (such as scripts/run's .awf/http-admin-token); or set
+        /// AWF_ADMIN_KEY. Never on the command line, where `ps` and shell history show it.
+        #[arg(long)]
+        admin_key_file: Option<String>,
         #[arg(long)]
         device_id: String,
         #[arg(long)]

@@ -78,15 +78,16 @@ fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_t
     });
     let dir = TempDir::new();
     let store = dir.file("device.sqlite");
-    let (code, out, err) = run(&[
+    let key_file = TempFile::with_contents(ADMIN);
+    let register = [
         "device",
         "register",
         "--store",
         &store,
         "--server",
         &server,
-        "--admin-key",
-        ADMIN,
+        "--admin-key-file",
+        key_file.path(),
         "--device-id",
         "killed",
         "--user",
@@ -95,9 +96,16 @@ fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_t
         &session,
         "--save-id",
         &save,
-    ]);
+    ];
+    let (code, out, err) = run(&register);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("registered"), "{out}");
+    // The store holds a token and a key: this user's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Registering again into the same store is refused, not a silent reset.
+    assert_eq!(run(&register).0, 2);
     let head = |db: &TestDb| -> i64 {
         off_runtime(|| {
             db.client()

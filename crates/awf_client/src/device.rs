@@ -82,6 +82,17 @@ impl Device {
             session,
             save_id,
         } = *who;
+        // The store first: registering again issues a new token, which would strand the
+        // device already in this store.
+        let mut store = Store::open(path)?;
+        if let Some(old) = store.identity()? {
+            return Err(Error::NotReady(format!(
+                "{} already holds device {} (of save {}): use another store",
+                path.display(),
+                old.device_id,
+                old.save_id
+            )));
+        }
         let net = Transport::new(base_url, backoff);
         let reg = net
             .call(
@@ -98,6 +109,8 @@ impl Device {
                 key["save_id"]
             )));
         }
+        let save_id = save_id.to_ascii_lowercase();
+        let save_id = save_id.as_str();
         let id = Identity {
             device_id: device_id.to_owned(),
             token: str_of(&reg, "sync_token")?,
@@ -106,7 +119,7 @@ impl Device {
             save_id: save_id.to_owned(),
             signing_key: key["key"].as_str().map(str::to_owned),
         };
-        let mut store = Store::open(path)?;
+        check_key(&id)?;
         store.set_identity(&id)?;
         let mut device = Device {
             store,
@@ -138,6 +151,7 @@ impl Device {
         let id = store.identity()?.ok_or_else(|| {
             Error::NotReady(format!("{} holds no registered device", path.display()))
         })?;
+        check_key(&id)?;
         Ok(Device {
             store,
             net: Transport::new(base_url, backoff),
@@ -174,6 +188,11 @@ impl Device {
 
     /// Records the next turn's state locally (durable when this returns; no network).
     pub fn record_turn(&mut self, state: Value) -> Result<i64> {
+        if !state.is_object() {
+            return Err(Error::NotReady(
+                "a turn's state must be a JSON object (the server refuses anything else)".into(),
+            ));
+        }
         let (prev_turn, prev_chain) = match self.store.queue()?.pop() {
             Some(q) => (q.turn_id, q.chain_hash),
             None => {
@@ -236,8 +255,14 @@ impl Device {
     /// Reconciles with the server; see the module documentation.
     pub async fn sync(&mut self) -> Result<SyncReport> {
         let refresh_at = self.id.token_expires_unix - self.refresh_before.as_secs() as i64;
-        if crate::transport::unix_now() >= refresh_at {
-            self.rotate_token().await?;
+        let now = crate::transport::unix_now();
+        if now >= refresh_at {
+            // A failed rotation does not block the sync while the old token still works.
+            if let Err(e) = self.rotate_token().await {
+                if now >= self.id.token_expires_unix {
+                    return Err(e);
+                }
+            }
         }
         let mut report = SyncReport::default();
         let start = self.confirmed()?;
@@ -305,7 +330,7 @@ impl Device {
                 chain_hash: last.chain_hash.clone(),
                 state: last.state.clone(),
             };
-            self.store.confirm(&head, None, true)?;
+            self.store.confirm(&head, Some(last.turn_id), false)?;
             report.pushed = mine.len();
             report.head_turn = head.turn_id;
             report.head_chain = head.chain_hash;
@@ -332,12 +357,21 @@ impl Device {
             },
             None => base,
         };
-        let won = resolved.last().map(|p| &p.chain_hash) == Some(&last.chain_hash);
+        // Our turns are on the server when its chain holds our last one (its branch won, or it
+        // had them already); otherwise they lost and are in the archive the report names.
+        let won = resolved
+            .iter()
+            .any(|p| p.turn_id == last.turn_id && p.chain_hash == last.chain_hash);
+        if up["status"] == "up_to_date" && !won {
+            return Err(Error::Untrusted(
+                "the server says it holds our turns, but its chain does not".into(),
+            ));
+        }
         if won {
             report.pushed = mine.len();
         }
         report.pulled = resolved.len() - if won { mine.len() } else { 0 };
-        self.store.confirm(&head, None, true)?;
+        self.store.confirm(&head, Some(last.turn_id), false)?;
         report.head_turn = head.turn_id;
         report.head_chain = head.chain_hash;
         Ok(report)
@@ -446,10 +480,12 @@ impl Device {
     }
 
     fn key(&self) -> Option<Vec<u8>> {
+        // Checked when the identity is made or loaded (`check_key`), so a bad key never
+        // quietly turns signing off.
         self.id
             .signing_key
             .as_deref()
-            .and_then(|k| awf_core::signing::key_from_hex(k).ok())
+            .map(|k| awf_core::signing::key_from_hex(k).expect("checked at load"))
     }
 
     fn auth(&self) -> As<'_> {
@@ -483,6 +519,21 @@ fn check_hash(state: &Value, want: &Value, turn_id: i64) -> Result<String> {
         )));
     }
     Ok(h)
+}
+
+/// A signing key must be 32 bytes of hex.
+fn check_key(id: &Identity) -> Result<()> {
+    match id
+        .signing_key
+        .as_deref()
+        .map(awf_core::signing::key_from_hex)
+    {
+        None => Ok(()),
+        Some(Ok(k)) if k.len() == 32 => Ok(()),
+        _ => Err(Error::Store(
+            "the signing key is not 64 hex characters".into(),
+        )),
+    }
 }
 
 /// When a token the server just issued expires, on this device's clock.

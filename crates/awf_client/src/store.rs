@@ -52,11 +52,30 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating when new) the store at `path`.
+    ///
+    /// The file is created readable by this user only (it holds the token and the signing key;
+    /// SQLite gives its WAL file the same mode), and the connection holds the store exclusively
+    /// for as long as the `Store` lives: a second process opening it meanwhile waits up to two
+    /// seconds and then gets an error, so two processes never interleave a sync and a record.
     pub fn open(path: &Path) -> Result<Store> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
+        }
         let db = Connection::open(path).map_err(Error::store)?;
+        db.busy_timeout(std::time::Duration::from_secs(2))
+            .map_err(Error::store)?;
         db.execute_batch(
-            "PRAGMA journal_mode = WAL;
+            "PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
+             BEGIN EXCLUSIVE; COMMIT;
              CREATE TABLE IF NOT EXISTS identity (
                one INTEGER PRIMARY KEY CHECK (one = 1),
                device_id TEXT NOT NULL, token TEXT NOT NULL, token_expires_at TEXT NOT NULL,

@@ -20,12 +20,21 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
     match cmd {
         DeviceCmd::Register {
             at,
-            admin_key,
+            admin_key_file,
             device_id,
             user,
             session,
             save_id,
         } => {
+            let admin_key = match admin_key_file {
+                Some(f) => std::fs::read_to_string(&f)
+                    .map_err(|e| CliError::Usage(format!("cannot read {f}: {e}")))?
+                    .trim()
+                    .to_owned(),
+                None => std::env::var("AWF_ADMIN_KEY").map_err(|_| {
+                    CliError::Usage("give --admin-key-file FILE or set AWF_ADMIN_KEY".into())
+                })?,
+            };
             let d = Device::register(
                 Path::new(&at.store),
                 &at.server,
