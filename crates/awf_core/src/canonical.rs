@@ -594,6 +594,8 @@ fn write_f64(x: f64, out: &mut Vec<u8>) -> Result<()> {
 }
 
 fn inexact(text: &str, why: &str) -> Error {
+    // A literal can be megabytes long: the message quotes its start only.
+    let text = crate::error::excerpt(text, 80);
     Error::invalid(format!(
         "number {text} cannot be canonicalized exactly (RFC 8785 writes numbers as IEEE-754 \
          doubles): {why}; store it as a string instead"

@@ -22,15 +22,26 @@ pub fn parse_str(text: &str) -> Result<Value> {
     parse(text.as_bytes())
 }
 
-/// Compares two numbers by exact decimal value: `1`, `1.0` and `1e0` are equal, while
-/// `0.1` and `0.10000000000000000001` (one f64) are not, so a diff, a patch `test` or a merge
-/// never treats two different states as one.
+/// Whether two numbers are the same number of a state: equal exact decimal values (`1`,
+/// `1.0`, `1e0`), or texts that name the same double and so have the same canonical form and
+/// hash (`1152921504606846976` and `1152921504606847000`, the 55 digits of 0.1 and `0.1`). `0.1`
+/// and `0.10000000000000000001` (which no hash accepts) are not, so a diff, a patch `test` or a
+/// merge never treats two different states as one.
 pub fn numbers_equal(a: &Number, b: &Number) -> bool {
+    // Integers up to 2^53 are each their own double: plain comparison decides.
+    const SAFE: u64 = 1 << 53;
     if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
-        return x == y;
+        if x.unsigned_abs() <= SAFE && y.unsigned_abs() <= SAFE {
+            return x == y;
+        }
     }
-    crate::canonical::decimal_eq(a.as_str(), b.as_str())
-        .unwrap_or_else(|| number_cmp(a, b) == Some(Ordering::Equal))
+    let exact = crate::canonical::decimal_eq(a.as_str(), b.as_str())
+        .unwrap_or_else(|| number_cmp(a, b) == Some(Ordering::Equal));
+    exact
+        || matches!(
+            (crate::canonical::canonical_number(a), crate::canonical::canonical_number(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 fn number_cmp(a: &Number, b: &Number) -> Option<Ordering> {

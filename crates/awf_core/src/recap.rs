@@ -101,8 +101,10 @@ pub struct RecapInput {
     pub recent_lines: Vec<String>,
     /// `hot.objectives[]`.
     pub objectives: Vec<Objective>,
-    /// What the state held that could not be used.
+    /// What the state held that could not be used (the first [`MAX_SKIPPED_REPORTED`]).
     pub skipped: Vec<Skipped>,
+    /// How many parts were skipped in all.
+    pub skipped_count: usize,
 }
 
 /// A part of the state the recap could not use, and why.
@@ -197,6 +199,7 @@ impl RecapInput {
             );
             return Ok(RecapInput {
                 recent_lines,
+                skipped_count: notes.2,
                 skipped: notes.0,
                 ..RecapInput::default()
             });
@@ -255,6 +258,7 @@ impl RecapInput {
             episodic,
             recent_lines,
             objectives,
+            skipped_count: notes.2,
             skipped: notes.0,
         })
     }
@@ -358,13 +362,8 @@ pub fn compose(input: &RecapInput, limits: &RecapLimits, budget: &mut Budget) ->
         text: picked.sentences.join(" "),
         sentences: picked.sentences,
         objectives,
-        skipped_count: input.skipped.len(),
-        skipped: input
-            .skipped
-            .iter()
-            .take(MAX_SKIPPED_REPORTED)
-            .cloned()
-            .collect(),
+        skipped_count: input.skipped_count,
+        skipped: input.skipped.clone(),
     })
 }
 
@@ -457,7 +456,7 @@ impl Picked {
 
 /// What the parser skipped, in the order it met it.
 #[derive(Default)]
-struct Notes(Vec<Skipped>, BTreeSet<String>);
+struct Notes(Vec<Skipped>, BTreeSet<String>, usize);
 
 impl Notes {
     /// Notes a wrong-typed step of a section path once, though two sections share it.
@@ -468,6 +467,12 @@ impl Notes {
     }
 
     fn skip(&mut self, pointer: &str, reason: String) {
+        // Only the first few are ever reported; past them only the count grows, so a huge
+        // malformed state costs no memory here.
+        self.2 += 1;
+        if self.0.len() >= MAX_SKIPPED_REPORTED {
+            return;
+        }
         self.0.push(Skipped {
             pointer: pointer.to_owned(),
             reason,

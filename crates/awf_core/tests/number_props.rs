@@ -65,3 +65,38 @@ proptest! {
         prop_assert!(canon(&plus_one).is_err(), "{} accepted", plus_one);
     }
 }
+
+#[test]
+fn texts_of_one_double_are_one_number_everywhere() {
+    use awf_core::json::value_eq;
+    for (a, b) in [
+        ("1152921504606846976", "1152921504606847000"),
+        (
+            "0.1000000000000000055511151231257827021181583404541015625",
+            "0.1",
+        ),
+        ("1.5e20", "150000000000000000000"),
+    ] {
+        let (x, y) = (parse_str(a).unwrap(), parse_str(b).unwrap());
+        assert!(
+            value_eq(&x, &y),
+            "{a} and {b} hash alike, so they are equal"
+        );
+        assert_eq!(canon(a).unwrap(), canon(b).unwrap());
+    }
+    assert!(!value_eq(
+        &parse_str("0.1").unwrap(),
+        &parse_str("0.10000000000000000001").unwrap()
+    ));
+    assert!(!value_eq(
+        &parse_str("1").unwrap(),
+        &parse_str("2").unwrap()
+    ));
+}
+
+#[test]
+fn a_huge_literal_is_refused_with_a_short_message() {
+    let text = format!("0.{}", "1".repeat(1_000_000));
+    let e = canon(&text).unwrap_err();
+    assert!(e.message.len() < 400, "{} bytes", e.message.len());
+}

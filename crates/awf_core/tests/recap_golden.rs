@@ -562,3 +562,11 @@ fn compose_charges_what_it_reads() {
         format!("{}…", ["word"; 24].join(" "))
     );
 }
+
+#[test]
+fn a_huge_malformed_state_keeps_only_the_reported_notes() {
+    let bad: Vec<Value> = (0..100_000).map(|i| json!(i)).collect();
+    let input = RecapInput::from_state(&json!({"memory": {"episodic": bad}}), Vec::new()).unwrap();
+    assert_eq!(input.skipped.len(), awf_core::recap::MAX_SKIPPED_REPORTED);
+    assert_eq!(input.skipped_count, 100_000);
+}
