@@ -17,6 +17,9 @@ const TOKEN: &str = "/api/awf-cloud-sync/devices/token";
 const DOWN: &str = "/api/awf-cloud-sync/sync/down";
 const UP: &str = "/api/awf-cloud-sync/sync/up";
 
+/// How a pull says the server's history no longer continues the device's.
+const DIVERGED: &str = "the server's history has moved away from this device's";
+
 /// What one `sync` did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncReport {
@@ -30,6 +33,15 @@ pub struct SyncReport {
     /// the strategy's choice and the archive holding the losing branch. The device now holds
     /// the server's result; its own turns, when they lost, are in that archive.
     pub conflict: Option<Value>,
+    /// The server's history no longer continues this device's (another device's branch won a
+    /// conflict over turns this device had confirmed, the save was restored behind it, or
+    /// retention removed its turn): the device now holds the server's history, verified from
+    /// the save's oldest kept base under the save's signature.
+    pub history_replaced: bool,
+    /// The turns this device had queued on the old history: they cannot be uploaded any more
+    /// and are kept in the store's orphaned turns (`Device::orphaned`) for the game to replay
+    /// or drop. Never silently lost.
+    pub orphaned: Vec<Queued>,
     /// The confirmed head after the sync.
     pub head_turn: i64,
     pub head_chain: String,
@@ -129,7 +141,7 @@ impl Device {
             refresh_before: REFRESH_BEFORE,
         };
         // The whole save from its oldest kept base.
-        let pulled = device.pull(None).await?;
+        let (pulled, _) = device.pull(None).await?;
         let head = pulled
             .last()
             .ok_or_else(|| Error::NotReady("the save holds no turn yet".into()))?;
@@ -266,7 +278,10 @@ impl Device {
         }
         let mut report = SyncReport::default();
         let start = self.confirmed()?;
-        let pulled = self.pull(Some(&start)).await?;
+        let (pulled, replaced) = self.pull(Some(&start)).await?;
+        if replaced {
+            return self.adopt(pulled, report);
+        }
         let queue = self.store.queue()?;
         // Our own turns the server already holds: the same chain hashes, in order.
         let ours = pulled
@@ -348,7 +363,10 @@ impl Device {
                 up["status"]
             )));
         }
-        let resolved = self.pull(Some(&base)).await?;
+        let (resolved, replaced) = self.pull(Some(&base)).await?;
+        if replaced {
+            return self.adopt(resolved, report);
+        }
         let head = match resolved.last() {
             Some(p) => Confirmed {
                 turn_id: p.turn_id,
@@ -381,7 +399,58 @@ impl Device {
     /// each verified: a diff applies to the state before it, the result hashes to the turn's
     /// content hash, and the chain links from `from`'s chain hash. Nothing is returned (or
     /// applied) unless every turn verifies.
-    async fn pull(&self, from: Option<&Confirmed>) -> Result<Vec<Pulled>> {
+    /// Takes the server's (re-pulled) history as the device's: confirms its head and moves the
+    /// queue, built on the old history, to the orphaned turns.
+    fn adopt(&mut self, pulled: Vec<Pulled>, mut report: SyncReport) -> Result<SyncReport> {
+        let head = pulled
+            .last()
+            .ok_or_else(|| Error::NotReady("the save holds no turn".into()))?;
+        let head = Confirmed {
+            turn_id: head.turn_id,
+            chain_hash: head.chain_hash.clone(),
+            state: head.state.clone(),
+        };
+        report.orphaned = self
+            .store
+            .orphan_queue(&head, crate::transport::unix_now())?;
+        report.history_replaced = true;
+        report.head_turn = head.turn_id;
+        report.head_chain = head.chain_hash;
+        Ok(report)
+    }
+
+    /// The turns that were queued on a history the server replaced, oldest first.
+    pub fn orphaned(&self) -> Result<Vec<(i64, Value)>> {
+        self.store.orphaned()
+    }
+
+    /// Forgets the orphaned turns.
+    pub fn clear_orphaned(&mut self) -> Result<()> {
+        self.store.clear_orphaned()
+    }
+
+    /// [`Device::pull_from`], and when the server's history no longer continues the device's
+    /// (it is behind the device, its chain does not extend the device's turn, or it answers
+    /// with a base past the device's turn): the whole save again from its oldest kept base,
+    /// with `true`. Only a signed deployment may replace a device's history: unsigned, that
+    /// answer is refused as untrusted.
+    async fn pull(&self, from: Option<&Confirmed>) -> Result<(Vec<Pulled>, bool)> {
+        match self.pull_from(from).await {
+            Err(Error::Untrusted(why)) | Err(Error::NotReady(why))
+                if from.is_some() && why.starts_with(DIVERGED) =>
+            {
+                if self.key().is_none() {
+                    return Err(Error::Untrusted(format!(
+                        "{why}; an unsigned answer cannot replace this device's history"
+                    )));
+                }
+                Ok((self.pull_from(None).await?, true))
+            }
+            other => other.map(|p| (p, false)),
+        }
+    }
+
+    async fn pull_from(&self, from: Option<&Confirmed>) -> Result<Vec<Pulled>> {
         let since = from.map_or(-1, |c| c.turn_id);
         let path = format!("{DOWN}?save_id={}&since_turn={since}", self.id.save_id);
         let v = self
@@ -396,12 +465,17 @@ impl Device {
         }
         if v["ahead"] == json!(true) {
             return Err(Error::NotReady(format!(
-                "the server's save is at turn {}, behind this device's {since} (was it restored?)",
+                "{DIVERGED}: the server's save is at turn {}, behind this device's {since}",
                 v["head_turn"]
             )));
         }
         let (mut state, mut prev) = match (&v["base"], from) {
-            (Value::Object(_), _) => {
+            (Value::Object(_), Some(_)) => {
+                return Err(Error::Untrusted(format!(
+                    "{DIVERGED}: the server no longer holds this device's turn {since}"
+                )));
+            }
+            (Value::Object(_), None) => {
                 let b = &v["base"];
                 let st = b["state"].clone();
                 check_hash(&st, &b["content_hash"], b["turn_id"].as_i64().unwrap_or(-1))?;
@@ -418,7 +492,7 @@ impl Device {
             (_, Some(c)) => {
                 if v["prev_chain"] != json!(c.chain_hash) {
                     return Err(Error::Untrusted(format!(
-                        "the server's chain does not continue this device's turn {since}: prev_chain {} is not {}",
+                        "{DIVERGED}: the server's chain does not continue this device's turn {since}: prev_chain {} is not {}",
                         v["prev_chain"], c.chain_hash
                     )));
                 }

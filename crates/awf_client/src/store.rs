@@ -85,7 +85,10 @@ impl Store {
                turn_id INTEGER NOT NULL, chain_hash TEXT NOT NULL, state TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS queue (
                turn_id INTEGER PRIMARY KEY, state TEXT NOT NULL,
-               content_hash TEXT NOT NULL, chain_hash TEXT NOT NULL);",
+               content_hash TEXT NOT NULL, chain_hash TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS orphaned (
+               seq INTEGER PRIMARY KEY AUTOINCREMENT, turn_id INTEGER NOT NULL,
+               state TEXT NOT NULL, orphaned_at INTEGER NOT NULL);",
         )
         .map_err(Error::store)?;
         Ok(Store {
@@ -227,6 +230,55 @@ impl Store {
                 .map_err(Error::store)?;
         }
         tx.commit().map_err(Error::store)
+    }
+}
+
+impl Store {
+    /// In one transaction: makes `head` the confirmed turn and moves every queued turn to the
+    /// orphaned ones (kept until the caller clears them); returns the moved turns.
+    pub fn orphan_queue(&mut self, head: &Confirmed, now: i64) -> Result<Vec<Queued>> {
+        let moved = self.queue()?;
+        let mut db = self.db();
+        let tx = db.transaction().map_err(Error::store)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO confirmed (one, turn_id, chain_hash, state) VALUES (1, ?1, ?2, ?3)",
+            params![head.turn_id, head.chain_hash, head.state.to_string()],
+        )
+        .map_err(Error::store)?;
+        tx.execute(
+            "INSERT INTO orphaned (turn_id, state, orphaned_at)
+             SELECT turn_id, state, ?1 FROM queue ORDER BY turn_id",
+            params![now],
+        )
+        .map_err(Error::store)?;
+        tx.execute("DELETE FROM queue", []).map_err(Error::store)?;
+        tx.commit().map_err(Error::store)?;
+        Ok(moved)
+    }
+
+    /// The orphaned turns' states, oldest first.
+    pub fn orphaned(&self) -> Result<Vec<(i64, Value)>> {
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT turn_id, state FROM orphaned ORDER BY seq")
+            .map_err(Error::store)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(Error::store)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (t, st) = row.map_err(Error::store)?;
+            out.push((t, parse(&st)?));
+        }
+        Ok(out)
+    }
+
+    /// Forgets the orphaned turns (the caller has dealt with them).
+    pub fn clear_orphaned(&mut self) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM orphaned", [])
+            .map(drop)
+            .map_err(Error::store)
     }
 }
 

@@ -431,3 +431,45 @@ async fn a_retried_upload_after_one_lost_answer_is_no_conflict() {
     assert_eq!(chain, r.head_chain);
     assert!(ok);
 }
+
+#[tokio::test]
+async fn a_device_whose_confirmed_turns_lost_a_conflict_adopts_the_server_history() {
+    let w = world(true).await;
+    let mut phone = w.device("loser", &w.base).await;
+    let mut tablet = w.device("winner", &w.base).await;
+    // The phone confirms 3 turns; the tablet, offline meanwhile, plays 10 on the older base.
+    for _ in 0..3 {
+        let s = gold(&phone.state().unwrap(), 1);
+        phone.record_turn(s).unwrap();
+    }
+    phone.sync().await.unwrap();
+    for _ in 0..10 {
+        let s = gold(&tablet.state().unwrap(), 100);
+        tablet.record_turn(s).unwrap();
+    }
+    tablet.strategy = Some("longest_chain".into());
+    let r = tablet.sync().await.unwrap();
+    let c = r.conflict.expect("a conflict");
+    assert_eq!(
+        c["resolution"]["chosen_branch"], c["branches"][1]["branch_id"],
+        "{c}"
+    );
+    // The phone's confirmed turns are archived now; its next turn was built on them.
+    let s = gold(&phone.state().unwrap(), 1);
+    phone.record_turn(s).unwrap();
+    let r = phone.sync().await.unwrap();
+    assert!(r.history_replaced, "{r:?}");
+    assert_eq!(r.orphaned.len(), 1, "the queued turn is kept, not lost");
+    assert_eq!(phone.orphaned().unwrap().len(), 1);
+    assert!(phone.queued().unwrap().is_empty());
+    let (head, chain, ok) = w.server();
+    assert!(ok);
+    assert_eq!(phone.confirmed().unwrap().chain_hash, chain);
+    assert_eq!(phone.confirmed().unwrap().turn_id, head);
+    assert_eq!(phone.state().unwrap(), tablet.state().unwrap());
+    // From there it plays on normally.
+    phone.clear_orphaned().unwrap();
+    let s = gold(&phone.state().unwrap(), 1);
+    phone.record_turn(s).unwrap();
+    assert_eq!(phone.sync().await.unwrap().pushed, 1);
+}
