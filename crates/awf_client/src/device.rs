@@ -317,8 +317,32 @@ impl Device {
             report.head_chain = base.chain_hash;
             return Ok(report);
         }
-        // Push on the base this device built on: when others moved the save meanwhile, the
-        // server sees the stale base and resolves the conflict by strategy.
+        // Push on the base this device built on, in uploads that fit the server's limits: when
+        // others moved the save meanwhile, the server sees the stale base and resolves the
+        // conflict by strategy.
+        let mut rest = mine;
+        loop {
+            let n = upload_len(rest);
+            let (chunk, after) = rest.split_at(n);
+            match self
+                .push(&mut report, &mut base, chunk, !after.is_empty())
+                .await?
+            {
+                Pushed::Continue => rest = after,
+                Pushed::Done => return Ok(report),
+            }
+        }
+    }
+
+    /// Uploads `mine` on `base`: `Continue` when it fast-forwarded (and `base` is now its last
+    /// turn), `Done` when the sync is over (everything pushed, or a conflict was resolved).
+    async fn push(
+        &mut self,
+        report: &mut SyncReport,
+        base: &mut Confirmed,
+        mine: &[Queued],
+        more: bool,
+    ) -> Result<Pushed> {
         let turns: Vec<Value> = mine
             .iter()
             .map(|q| json!({"turn_id": q.turn_id, "state": q.state, "chain_hash": q.chain_hash}))
@@ -346,10 +370,11 @@ impl Device {
                 state: last.state.clone(),
             };
             self.store.confirm(&head, Some(last.turn_id), false)?;
-            report.pushed = mine.len();
+            report.pushed += mine.len();
             report.head_turn = head.turn_id;
-            report.head_chain = head.chain_hash;
-            return Ok(report);
+            report.head_chain = head.chain_hash.clone();
+            *base = head;
+            return Ok(if more { Pushed::Continue } else { Pushed::Done });
         }
         // Otherwise the server's head is not simply ours: a conflict (the server chose a branch
         // and archived the other), or `up_to_date` (it held all of these turns already: an
@@ -363,9 +388,10 @@ impl Device {
                 up["status"]
             )));
         }
-        let (resolved, replaced) = self.pull(Some(&base)).await?;
+        let (resolved, replaced) = self.pull(Some(base)).await?;
         if replaced {
-            return self.adopt(resolved, report);
+            *report = self.adopt(resolved, std::mem::take(report))?;
+            return Ok(Pushed::Done);
         }
         let head = match resolved.last() {
             Some(p) => Confirmed {
@@ -373,7 +399,7 @@ impl Device {
                 chain_hash: p.chain_hash.clone(),
                 state: p.state.clone(),
             },
-            None => base,
+            None => base.clone(),
         };
         // Our turns are on the server when its chain holds our last one (its branch won, or it
         // had them already); otherwise they lost and are in the archive the report names.
@@ -386,13 +412,21 @@ impl Device {
             ));
         }
         if won {
-            report.pushed = mine.len();
+            report.pushed += mine.len();
         }
         report.pulled = resolved.len() - if won { mine.len() } else { 0 };
-        self.store.confirm(&head, Some(last.turn_id), false)?;
         report.head_turn = head.turn_id;
-        report.head_chain = head.chain_hash;
-        Ok(report)
+        report.head_chain = head.chain_hash.clone();
+        if !won && more {
+            // The turns queued after the losing upload were built on it: orphaned, not lost.
+            report.orphaned = self
+                .store
+                .orphan_queue(&head, crate::transport::unix_now())?;
+        } else {
+            // The rest, if any, continues on our winning turns at the next sync.
+            self.store.confirm(&head, Some(last.turn_id), false)?;
+        }
+        Ok(Pushed::Done)
     }
 
     /// The server's turns after `from` (the whole save from its oldest base for `None`),
@@ -593,6 +627,29 @@ fn check_hash(state: &Value, want: &Value, turn_id: i64) -> Result<String> {
         )));
     }
     Ok(h)
+}
+
+/// How a [`Device::push`] left the sync.
+enum Pushed {
+    Continue,
+    Done,
+}
+
+/// Most turns, and most bytes of states, one upload carries: well inside the server's
+/// defaults (5,000 turns, 4 MiB bodies), so a long offline queue goes up in parts.
+const UPLOAD_TURNS: usize = 256;
+const UPLOAD_BYTES: usize = 1 << 20;
+
+/// How many of `queue`'s first turns fit one upload (at least one).
+fn upload_len(queue: &[Queued]) -> usize {
+    let mut bytes = 0;
+    for (i, q) in queue.iter().enumerate().take(UPLOAD_TURNS) {
+        bytes += q.state.to_string().len();
+        if bytes > UPLOAD_BYTES && i > 0 {
+            return i;
+        }
+    }
+    queue.len().min(UPLOAD_TURNS)
 }
 
 /// A signing key must be 32 bytes of hex.

@@ -473,3 +473,22 @@ async fn a_device_whose_confirmed_turns_lost_a_conflict_adopts_the_server_histor
     phone.record_turn(s).unwrap();
     assert_eq!(phone.sync().await.unwrap().pushed, 1);
 }
+
+#[tokio::test]
+async fn a_long_queue_goes_up_in_parts_that_fit_the_server() {
+    let w = world(true).await;
+    let mut phone = w.device("long", &w.base).await;
+    let start = phone.confirmed().unwrap().turn_id;
+    // 600 turns of ~6 KB states: 3.6 MB and 600 turns in all, over one upload's share.
+    for i in 0..600 {
+        let mut s = gold(&phone.state().unwrap(), 1);
+        s["pad"] = json!(format!("{i:06}{}", "x".repeat(6000)));
+        phone.record_turn(s).unwrap();
+    }
+    let r = phone.sync().await.unwrap();
+    assert_eq!(r.pushed, 600, "{:?}", (r.pulled, r.pushed, &r.conflict));
+    let (head, chain, ok) = w.server();
+    assert_eq!(head, start + 600);
+    assert_eq!(chain, r.head_chain);
+    assert!(ok);
+}
