@@ -218,11 +218,7 @@ impl Store {
     ) -> Result<()> {
         let mut db = self.db();
         let tx = db.transaction().map_err(Error::store)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO confirmed (one, turn_id, chain_hash, state) VALUES (1, ?1, ?2, ?3)",
-            params![head.turn_id, head.chain_hash, head.state.to_string()],
-        )
-        .map_err(Error::store)?;
+        set_confirmed(&tx, head)?;
         if clear {
             tx.execute("DELETE FROM queue", []).map_err(Error::store)?;
         } else if let Some(t) = drop_through {
@@ -240,11 +236,7 @@ impl Store {
         let moved = self.queue()?;
         let mut db = self.db();
         let tx = db.transaction().map_err(Error::store)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO confirmed (one, turn_id, chain_hash, state) VALUES (1, ?1, ?2, ?3)",
-            params![head.turn_id, head.chain_hash, head.state.to_string()],
-        )
-        .map_err(Error::store)?;
+        set_confirmed(&tx, head)?;
         tx.execute(
             "INSERT INTO orphaned (turn_id, state, orphaned_at)
              SELECT turn_id, state, ?1 FROM queue ORDER BY turn_id",
@@ -280,6 +272,15 @@ impl Store {
             .map(drop)
             .map_err(Error::store)
     }
+}
+
+fn set_confirmed(tx: &rusqlite::Transaction<'_>, head: &Confirmed) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO confirmed (one, turn_id, chain_hash, state) VALUES (1, ?1, ?2, ?3)",
+        params![head.turn_id, head.chain_hash, head.state.to_string()],
+    )
+    .map(drop)
+    .map_err(Error::store)
 }
 
 fn parse(text: &str) -> Result<Value> {

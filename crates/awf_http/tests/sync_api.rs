@@ -12,35 +12,23 @@ use tower::ServiceExt;
 
 const USER: &str = "u1";
 
+/// Limits without the signature requirement: signing has its own tests (signing.rs); these
+/// are about what reaches the SQL.
+fn unsigned() -> awf_http::db::Limits {
+    awf_http::db::Limits {
+        require_signatures: false,
+        ..awf_http::db::Limits::default()
+    }
+}
+
 fn app(db: &TestDb) -> axum::Router {
     db.plant_admin_key(ADMIN);
-    router(
-        AppState::connect_with(
-            &db.http_url(),
-            2,
-            awf_http::db::Limits {
-                // Signing has its own tests (signing.rs); these are about what reaches the SQL.
-                require_signatures: false,
-                ..awf_http::db::Limits::default()
-            },
-        )
-        .unwrap(),
-    )
+    router(AppState::connect_with(&db.http_url(), 2, unsigned()).unwrap())
 }
 
 /// A server whose database cannot be reached: any route that runs SQL answers 503.
 fn app_without_database() -> axum::Router {
-    router(
-        AppState::connect_with(
-            "postgres://postgres@127.0.0.1:1/none",
-            1,
-            awf_http::db::Limits {
-                require_signatures: false,
-                ..awf_http::db::Limits::default()
-            },
-        )
-        .unwrap(),
-    )
+    router(AppState::connect_with("postgres://postgres@127.0.0.1:1/none", 1, unsigned()).unwrap())
 }
 
 struct Reply {
@@ -758,18 +746,7 @@ async fn registering_a_device_needs_an_admin_key() {
                 .execute("UPDATE awf.admin_keys SET revoked_at = now()", &[])
                 .unwrap()
         });
-        let app = router(
-            AppState::connect_with(
-                &db.http_url(),
-                1,
-                awf_http::db::Limits {
-                    // Signing has its own tests (signing.rs); these are about what reaches the SQL.
-                    require_signatures: false,
-                    ..awf_http::db::Limits::default()
-                },
-            )
-            .unwrap(),
-        );
+        let app = router(AppState::connect_with(&db.http_url(), 1, unsigned()).unwrap());
         let r = send(&app, post(Some(&format!("Bearer {ADMIN}")))).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         r.body["error"]["message"].clone()
