@@ -263,9 +263,9 @@ pub enum DeviceCmd {
         /// Keep syncing every this many seconds (offline rounds keep the queue).
         #[arg(long)]
         every: Option<u64>,
-        /// With --every, stop after this many rounds.
-        #[arg(long, default_value_t = 1)]
-        rounds: u32,
+        /// With --every, stop after this many rounds (default: keep syncing until stopped).
+        #[arg(long, requires = "every")]
+        rounds: Option<u32>,
         /// The conflict strategy to upload with (the server's default otherwise).
         #[arg(long)]
         strategy: Option<String>,

@@ -181,4 +181,16 @@ fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_t
         t.elapsed()
     );
     assert!(killed > 0 || finished > 0);
+    // Auto-sync: two rounds, each reported.
+    let (code, out, err) = run(&[
+        "--json", "device", "sync", "--store", &store, "--server", &server, "--every", "0",
+        "--rounds", "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("\"head_turn\"").count(), 2, "{out}");
+    // --rounds needs --every.
+    assert_eq!(
+        run(&["device", "sync", "--store", &store, "--rounds", "2"]).0,
+        2
+    );
 }

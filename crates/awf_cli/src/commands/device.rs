@@ -90,7 +90,10 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
             let mut d = Device::open(Path::new(&at.store), &at.server, Backoff::default())
                 .map_err(client_error)?;
             d.strategy = strategy;
-            let rounds = if every.is_some() { rounds.max(1) } else { 1 };
+            let rounds = match every {
+                Some(_) => rounds.unwrap_or(u32::MAX).max(1),
+                None => 1,
+            };
             for i in 0..rounds {
                 if i > 0 {
                     tokio::time::sleep(Duration::from_secs(every.unwrap_or(0))).await;
