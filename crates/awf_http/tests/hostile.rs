@@ -1,4 +1,4 @@
-//! The hostile-input suite for HTTP: every route, over a real socket, with malformed,
+//! The hostile-input suite for HTTP: every route that takes a body or a query, over a real socket, with malformed,
 //! oversized, deeply nested, wrongly typed and exponentially growing bodies, broken headers,
 //! queries and paths, and requests that are not valid HTTP at all.
 //!
@@ -113,6 +113,15 @@ fn seed(db: &TestDb) -> Creds {
     })
 }
 
+type Headers = Vec<(&'static str, String)>;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// Hostile JSON bodies, as bytes.
 fn hostile_bodies(cr: &Creds) -> Vec<(&'static str, Vec<u8>)> {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes();
@@ -198,20 +207,33 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
     let json_ct = ("content-type", "application/json".to_owned());
     let admin = ("authorization", format!("Bearer {ADMIN}"));
     let mut out = Vec::new();
-    let posts: Vec<(&str, Vec<(&str, String)>)> = vec![
-        ("/api/awf/canonical-hash", vec![json_ct.clone()]),
+    let admin_json = vec![json_ct.clone(), admin.clone()];
+    let dev_json = [vec![json_ct.clone()], dev.clone()].concat();
+    let snapshots = format!("/api/admin/awf/sessions/{SID}/snapshots");
+    let posts: Vec<(&str, &str, Headers)> = vec![
+        ("POST", "/api/awf/canonical-hash", vec![json_ct.clone()]),
+        ("POST", "/api/awf-cloud-sync/devices", admin_json.clone()),
+        ("POST", "/api/awf-cloud-sync/sync/up", dev_json.clone()),
+        ("POST", &snapshots, admin_json.clone()),
+        ("POST", "/api/admin/awf/sessions/import", admin_json.clone()),
         (
-            "/api/awf-cloud-sync/devices",
-            vec![json_ct.clone(), admin.clone()],
+            "POST",
+            "/api/awf-cloud-sync/save/materialize",
+            dev_json.clone(),
         ),
+        ("POST", "/api/awf-cloud-sync/save/verify", dev_json.clone()),
+        ("POST", "/api/awf-cloud-sync/save/export", dev_json.clone()),
         (
-            "/api/awf-cloud-sync/sync/up",
-            [vec![json_ct.clone()], dev.clone()].concat(),
+            "POST",
+            "/api/awf-cloud-sync/save/restore",
+            admin_json.clone(),
         ),
+        ("DELETE", "/api/awf-cloud-sync/save", dev_json.clone()),
         // Last: the first request it accepts rotates the token the cases above carry.
         (
+            "POST",
             "/api/awf-cloud-sync/devices/token",
-            [vec![json_ct.clone()], dev.clone()].concat(),
+            dev_json.clone(),
         ),
     ];
     // Credentials of every broken kind, on every device route.
@@ -365,6 +387,222 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
             true,
         ));
     }
+    // The GET routes of admin tools and devices, with hostile queries and path parameters.
+    // (None may open an event stream: each must be refused before one starts.)
+    let admin_h = vec![admin.clone()];
+    let ahead = format!("save_id={}&since_turn=0", cr.save);
+    for (label, target, headers) in [
+        (
+            "wait past i64",
+            format!("/api/awf-cloud-sync/sync/down?{ahead}&wait=99999999999999999999"),
+            &dev,
+        ),
+        (
+            "wait 61",
+            format!("/api/awf-cloud-sync/sync/down?{ahead}&wait=61"),
+            &dev,
+        ),
+        (
+            "wait negative",
+            format!("/api/awf-cloud-sync/sync/down?{ahead}&wait=-1"),
+            &dev,
+        ),
+        (
+            "wait not a number",
+            format!("/api/awf-cloud-sync/sync/down?{ahead}&wait=soon"),
+            &dev,
+        ),
+        (
+            "events with wait",
+            format!("/api/awf-cloud-sync/sync/events?{ahead}&wait=5"),
+            &dev,
+        ),
+        (
+            "events without a query",
+            "/api/awf-cloud-sync/sync/events".to_owned(),
+            &dev,
+        ),
+        (
+            "events save_id not a uuid",
+            "/api/awf-cloud-sync/sync/events?save_id=%00&since_turn=0".to_owned(),
+            &dev,
+        ),
+        (
+            "events since_turn past i64",
+            format!(
+                "/api/awf-cloud-sync/sync/events?save_id={}&since_turn=1e99",
+                cr.save
+            ),
+            &dev,
+        ),
+        (
+            "events without credentials",
+            format!("/api/awf-cloud-sync/sync/events?{ahead}"),
+            &vec![],
+        ),
+        (
+            "signing key of no save",
+            "/api/awf-cloud-sync/save/signing-key?save_id=x".to_owned(),
+            &dev,
+        ),
+        (
+            "signing key, extra parameter",
+            format!(
+                "/api/awf-cloud-sync/save/signing-key?save_id={}&x=1",
+                cr.save
+            ),
+            &dev,
+        ),
+        (
+            "download, short token",
+            "/api/awf-cloud-sync/save/download/abc".to_owned(),
+            &vec![],
+        ),
+        (
+            "download, unknown token",
+            format!("/api/awf-cloud-sync/save/download/{}", "0".repeat(64)),
+            &vec![],
+        ),
+        (
+            "download, 60 KB token",
+            format!("/api/awf-cloud-sync/save/download/{long}"),
+            &vec![],
+        ),
+        (
+            "download, encoded traversal",
+            "/api/awf-cloud-sync/save/download/%2e%2e%2f%2e%2e".to_owned(),
+            &vec![],
+        ),
+        (
+            "quota of a 60 KB user",
+            format!("/api/awf-cloud-sync/quota/{long}"),
+            &dev,
+        ),
+        (
+            "quota of another user",
+            "/api/awf-cloud-sync/quota/someone-else".to_owned(),
+            &dev,
+        ),
+        (
+            "recap lastTurns past i32",
+            format!("/api/admin/awf/sessions/{SID}/recap?lastTurns=9999999999"),
+            &admin_h,
+        ),
+        (
+            "recap lastTurns 1001",
+            format!("/api/admin/awf/sessions/{SID}/recap?lastTurns=1001"),
+            &admin_h,
+        ),
+        (
+            "recap of no uuid",
+            "/api/admin/awf/sessions/nope/recap".to_owned(),
+            &admin_h,
+        ),
+        (
+            "export redact not a bool",
+            format!("/api/admin/awf/sessions/{SID}/export?redact=maybe"),
+            &admin_h,
+        ),
+        (
+            "snapshot id not a number",
+            format!("/api/admin/awf/sessions/{SID}/snapshots/x"),
+            &admin_h,
+        ),
+        (
+            "wal of an unknown session",
+            "/api/admin/awf/sessions/12345678-1234-4234-8234-123456789abc/wal".to_owned(),
+            &admin_h,
+        ),
+        (
+            "wal repair of no uuid",
+            "/api/admin/awf/wal/repair?session=1%3B%20DROP".to_owned(),
+            &admin_h,
+        ),
+        (
+            "audit from not a time",
+            "/api/awf-cloud-sync/admin/audit?from=yesterday".to_owned(),
+            &admin_h,
+        ),
+        (
+            "audit limit 10001",
+            "/api/awf-cloud-sync/admin/audit?limit=10001".to_owned(),
+            &admin_h,
+        ),
+        (
+            "audit limit past i32",
+            "/api/awf-cloud-sync/admin/audit?limit=99999999999".to_owned(),
+            &admin_h,
+        ),
+        (
+            "audit from after to",
+            "/api/awf-cloud-sync/admin/audit?from=2030-01-01&to=2020-01-01".to_owned(),
+            &admin_h,
+        ),
+        (
+            "conflicts of no uuid",
+            "/api/awf-cloud-sync/save/conflicts?save_id=%ff".to_owned(),
+            &admin_h,
+        ),
+        (
+            "admin save of no uuid",
+            "/api/awf-cloud-sync/admin/save/nope".to_owned(),
+            &admin_h,
+        ),
+        (
+            "admin device, 60 KB id",
+            format!("/api/awf-cloud-sync/admin/device/{long}"),
+            &admin_h,
+        ),
+        (
+            "admin route with a device credential",
+            "/api/awf-cloud-sync/save/stats".to_owned(),
+            &dev,
+        ),
+    ] {
+        out.push((
+            format!("GET {label}"),
+            request("GET", &target, headers, b""),
+            true,
+        ));
+    }
+    // Signature headers of every broken kind (the suite's server checks any that is sent).
+    let down_path = format!("/api/awf-cloud-sync/sync/down?{ahead}");
+    let zeros = "0".repeat(64);
+    for (label, sig) in [
+        ("garbage", "garbage".to_owned()),
+        ("10 KB", "t".repeat(10_000)),
+        ("no nonce", format!("t=1, s={zeros}")),
+        (
+            "t at i64::MIN",
+            format!("t=-9223372036854775808, n=nonce-nonce-nonce, s={zeros}"),
+        ),
+        (
+            "t past i64",
+            format!("t=99999999999999999999, n=nonce-nonce-nonce, s={zeros}"),
+        ),
+        (
+            "nonce with a quote",
+            format!("t=1, n=nonce'nonce-nonce, s={zeros}"),
+        ),
+        (
+            "well formed, wrong",
+            format!("t={}, n=nonce-nonce-nonce, s={zeros}", unix_now()),
+        ),
+    ] {
+        let mut h = dev.clone();
+        h.push(("x-awf-signature", sig));
+        out.push((
+            format!("GET sync/down, signature {label}"),
+            request("GET", &down_path, &h, b""),
+            true,
+        ));
+        h.push(("x-awf-signature", "t=1".into()));
+        out.push((
+            format!("GET sync/down, signature {label}, twice"),
+            request("GET", &down_path, &h, b""),
+            true,
+        ));
+    }
     // Paths and methods.
     for (label, method, target) in [
         ("unknown path", "GET", "/v1/nothing".to_owned()),
@@ -418,11 +656,11 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
     ] {
         out.push((format!("raw: {label}"), raw, false));
     }
-    for (path, headers) in &posts {
+    for (method, path, headers) in &posts {
         for (label, body) in hostile_bodies(cr) {
             out.push((
-                format!("POST {path}: {label}"),
-                request("POST", path, headers, &body),
+                format!("{method} {path}: {label}"),
+                request(method, path, headers, &body),
                 true,
             ));
         }
@@ -432,15 +670,15 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
             .cloned()
             .collect();
         out.push((
-            format!("POST {path}: no content type"),
-            request("POST", path, &without_ct, b"{}"),
+            format!("{method} {path}: no content type"),
+            request(method, path, &without_ct, b"{}"),
             true,
         ));
         let mut text = without_ct.clone();
         text.push(("content-type", "text/plain".into()));
         out.push((
-            format!("POST {path}: text/plain"),
-            request("POST", path, &text, b"{}"),
+            format!("{method} {path}: text/plain"),
+            request(method, path, &text, b"{}"),
             true,
         ));
     }
@@ -450,6 +688,17 @@ fn cases(cr: &Creds) -> Vec<(String, Vec<u8>, bool)> {
 #[test]
 fn every_route_survives_hostile_requests() {
     let db = TestDb::new();
+    // A deployment that signs: any signature sent is checked against a real secret.
+    let secret = awf_tests::TempFile::with_contents(&"3e".repeat(32));
+    off_runtime(|| {
+        db.client()
+            .batch_execute(&format!(
+                "ALTER DATABASE {} SET awf.signing_secret_file = '{}'",
+                db.name(),
+                secret.path()
+            ))
+            .unwrap()
+    });
     let cr = seed(&db);
     let watch = off_runtime(|| CrashWatch::start(&mut db.client()));
     let rt = tokio::runtime::Runtime::new().unwrap();

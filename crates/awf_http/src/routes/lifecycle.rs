@@ -42,7 +42,7 @@ async fn snapshot_create(
     State(state): State<AppState>,
     admin: AdminAuth,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    crate::extract::RawBody(body): crate::extract::RawBody,
 ) -> Result<(StatusCode, axum::Json<Value>), AppError> {
     check_uuid("session id", &id)?;
     let label = crate::extract::optional_json::<SnapshotBody>(&body)?.label;
