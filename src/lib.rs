@@ -20,6 +20,8 @@ mod errors;
 mod gucs;
 /// The `jsonb` argument type: too-deep documents are 22023, not a panic.
 mod jsonb;
+/// Secret files (master keyring, signing secret), cached per backend until they change.
+mod key_files;
 /// Row locks no other role can take, and the bound on every wait (`awf.lock_timeout_ms`).
 mod locks;
 /// Row access to sessions, turns and WAL entries.

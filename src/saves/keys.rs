@@ -13,42 +13,15 @@ use awf_core::{Error, Result};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::json;
-use std::cell::RefCell;
-use std::time::SystemTime;
-
-thread_local! {
-    /// The keyring of this backend, reloaded when the file or its modification time changes.
-    static KEYRING: RefCell<Option<(String, Option<SystemTime>, Keyring)>> = const { RefCell::new(None) };
-}
 
 /// The master keyring, or `None` when no key file is configured (saves are not encrypted).
 pub fn keyring() -> Result<Option<Keyring>> {
     let Some(path) = gucs::master_key_file() else {
         return Ok(None);
     };
-    let mtime = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .map_err(|e| {
-            Error::invalid(format!(
-                "awf.master_key_file names {path}, which cannot be read: {e}"
-            ))
-        })?;
-    let cached = KEYRING.with(|k| match &*k.borrow() {
-        Some((p, t, ring)) if *p == path && *t == Some(mtime) => Some(ring.clone()),
-        _ => None,
-    });
-    if let Some(ring) = cached {
-        return Ok(Some(ring));
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::invalid(format!(
-            "awf.master_key_file names {path}, which cannot be read: {e}"
-        ))
-    })?;
-    let ring = Keyring::from_key_file(&text)
-        .map_err(|e| Error::invalid(format!("awf.master_key_file {path}: {e}")))?;
-    KEYRING.with(|k| *k.borrow_mut() = Some((path, Some(mtime), ring.clone())));
-    Ok(Some(ring))
+    crate::key_files::load("awf.master_key_file", &path, Keyring::from_key_file)
+        .map(Some)
+        .map_err(Error::invalid)
 }
 
 /// The data key that encrypts a user's new blobs, created (and wrapped) on first use; `None`

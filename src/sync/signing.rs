@@ -32,13 +32,8 @@ fn secret(f: &'static str) -> Vec<u8> {
     let Some(path) = gucs::signing_secret_file() else {
         unusable("awf.signing_secret_file is not set".into())
     };
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        unusable(format!(
-            "awf.signing_secret_file names {path}, which cannot be read: {e}"
-        ))
-    });
-    signing::parse_secret(&text)
-        .unwrap_or_else(|e| unusable(format!("awf.signing_secret_file {path}: {}", e.message)))
+    crate::key_files::load("awf.signing_secret_file", &path, signing::parse_secret)
+        .unwrap_or_else(|why| unusable(why))
 }
 
 /// The signing key of a save the caller can see (row-level security decides: a device's user
@@ -132,9 +127,12 @@ fn sync_response_sign(save_id: Uuid, status: i32, nonce: &str, body_sha256: &str
             F,
         );
     }
-    // The nonce goes through the same checks as a request's.
-    let probe = format!("t=0, n={nonce}, s={}", "0".repeat(64));
-    Signature::parse(&probe).unwrap_or_else(|e| raise(Error::invalid(e.message), F));
+    if !signing::is_nonce(nonce) {
+        raise(
+            Error::invalid("nonce must be 16 to 64 characters of A-Z a-z 0-9 - _"),
+            F,
+        );
+    }
     let key = signing::save_key(&secret(F), &save_id.to_string());
     let t = unix_now();
     let mac = signing::sign(

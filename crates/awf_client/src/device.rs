@@ -17,8 +17,13 @@ const TOKEN: &str = "/api/awf-cloud-sync/devices/token";
 const DOWN: &str = "/api/awf-cloud-sync/sync/down";
 const UP: &str = "/api/awf-cloud-sync/sync/up";
 
-/// How a pull says the server's history no longer continues the device's.
-const DIVERGED: &str = "the server's history has moved away from this device's";
+/// What one sync-down answer gave.
+enum Pull {
+    /// The verified turns after the device's turn (or the whole save from its base).
+    Turns(Vec<Pulled>),
+    /// The server's history no longer continues the device's, and why.
+    Diverged(String),
+}
 
 /// What one `sync` did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -469,22 +474,19 @@ impl Device {
     /// with `true`. Only a signed deployment may replace a device's history: unsigned, that
     /// answer is refused as untrusted.
     async fn pull(&self, from: Option<&Confirmed>) -> Result<(Vec<Pulled>, bool)> {
-        match self.pull_from(from).await {
-            Err(Error::Untrusted(why)) | Err(Error::NotReady(why))
-                if from.is_some() && why.starts_with(DIVERGED) =>
-            {
-                if self.key().is_none() {
-                    return Err(Error::Untrusted(format!(
-                        "{why}; an unsigned answer cannot replace this device's history"
-                    )));
-                }
-                Ok((self.pull_from(None).await?, true))
-            }
-            other => other.map(|p| (p, false)),
+        match self.pull_from(from).await? {
+            Pull::Turns(t) => Ok((t, false)),
+            Pull::Diverged(why) if self.key().is_none() => Err(Error::Untrusted(format!(
+                "the server's history has moved away from this device's: {why}; an unsigned answer cannot replace it"
+            ))),
+            Pull::Diverged(_) => match self.pull_from(None).await? {
+                Pull::Turns(t) => Ok((t, true)),
+                Pull::Diverged(why) => Err(Error::Untrusted(why)),
+            },
         }
     }
 
-    async fn pull_from(&self, from: Option<&Confirmed>) -> Result<Vec<Pulled>> {
+    async fn pull_from(&self, from: Option<&Confirmed>) -> Result<Pull> {
         let since = from.map_or(-1, |c| c.turn_id);
         let path = format!("{DOWN}?save_id={}&since_turn={since}", self.id.save_id);
         let v = self
@@ -498,15 +500,15 @@ impl Device {
             )));
         }
         if v["ahead"] == json!(true) {
-            return Err(Error::NotReady(format!(
-                "{DIVERGED}: the server's save is at turn {}, behind this device's {since}",
+            return Ok(Pull::Diverged(format!(
+                "the server's save is at turn {}, behind this device's {since}",
                 v["head_turn"]
             )));
         }
-        let (mut state, mut prev) = match (&v["base"], from) {
+        let (state, prev) = match (&v["base"], from) {
             (Value::Object(_), Some(_)) => {
-                return Err(Error::Untrusted(format!(
-                    "{DIVERGED}: the server no longer holds this device's turn {since}"
+                return Ok(Pull::Diverged(format!(
+                    "the server no longer holds this device's turn {since}"
                 )));
             }
             (Value::Object(_), None) => {
@@ -519,14 +521,13 @@ impl Device {
                     chain_hash: chain.clone(),
                     state: st.clone(),
                 }];
-                let rest = self.verify_turns(&v, st, chain)?;
-                out.extend(rest);
-                return Ok(out);
+                out.extend(self.verify_turns(&v, st, chain)?);
+                return Ok(Pull::Turns(out));
             }
             (_, Some(c)) => {
                 if v["prev_chain"] != json!(c.chain_hash) {
-                    return Err(Error::Untrusted(format!(
-                        "{DIVERGED}: the server's chain does not continue this device's turn {since}: prev_chain {} is not {}",
+                    return Ok(Pull::Diverged(format!(
+                        "the server's chain does not continue this device's turn {since}: prev_chain {} is not {}",
                         v["prev_chain"], c.chain_hash
                     )));
                 }
@@ -538,8 +539,7 @@ impl Device {
                 ))
             }
         };
-        let turns = self.verify_turns(&v, std::mem::take(&mut state), std::mem::take(&mut prev))?;
-        Ok(turns)
+        Ok(Pull::Turns(self.verify_turns(&v, state, prev)?))
     }
 
     fn verify_turns(&self, v: &Value, mut state: Value, mut prev: String) -> Result<Vec<Pulled>> {

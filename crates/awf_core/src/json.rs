@@ -37,11 +37,14 @@ pub fn numbers_equal(a: &Number, b: &Number) -> bool {
     }
     let exact = crate::canonical::decimal_eq(a.as_str(), b.as_str())
         .unwrap_or_else(|| number_cmp(a, b) == Some(Ordering::Equal));
+    // Different texts name one double only if they read as the same double; only then is it
+    // worth canonicalizing both (an edited number, the common case, stops here).
     exact
-        || matches!(
-            (crate::canonical::canonical_number(a), crate::canonical::canonical_number(b)),
-            (Ok(x), Ok(y)) if x == y
-        )
+        || (a.as_f64().is_some_and(|x| Some(x) == b.as_f64())
+            && matches!(
+                (crate::canonical::canonical_number(a), crate::canonical::canonical_number(b)),
+                (Ok(x), Ok(y)) if x == y
+            ))
 }
 
 fn number_cmp(a: &Number, b: &Number) -> Option<Ordering> {

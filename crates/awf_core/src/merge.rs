@@ -370,24 +370,40 @@ fn merge_objects(
     Ok(out)
 }
 
+/// The identities of an array's elements, in order, and where each one is.
+struct Ids {
+    order: Vec<String>,
+    at: std::collections::HashMap<String, usize>,
+}
+
+impl Ids {
+    fn get<'v>(&self, id: &str, items: &'v [Value]) -> Option<&'v Value> {
+        self.at.get(id).map(|&i| &items[i])
+    }
+}
+
 /// The identity of each element of `items` (its `key` member as text), when every element is
 /// an object with a string or number there and no two share one; `None` otherwise.
-fn keyed(items: &[Value], key: &str) -> Option<std::collections::HashMap<String, usize>> {
-    let mut ids = std::collections::HashMap::with_capacity(items.len());
+fn keyed(items: &[Value], key: &str) -> Option<Ids> {
+    let mut ids = Ids {
+        order: Vec::with_capacity(items.len()),
+        at: std::collections::HashMap::with_capacity(items.len()),
+    };
     for (i, item) in items.iter().enumerate() {
         let id = match item.as_object()?.get(key)? {
             Value::String(s) => format!("s{s}"),
             Value::Number(n) => format!("n{n}"),
             _ => return None,
         };
-        if ids.insert(id, i).is_some() {
+        if ids.at.insert(id.clone(), i).is_some() {
             return None;
         }
+        ids.order.push(id);
     }
     Some(ids)
 }
 
-type Keyed<'a> = (&'a [Value], &'a std::collections::HashMap<String, usize>);
+type Keyed<'a> = (&'a [Value], &'a Ids);
 
 /// Merges arrays element by element, pairing elements by identity: ours' elements in ours'
 /// order, then theirs' that ours does not have. Each pair merges like any other value, so a
@@ -401,36 +417,25 @@ fn merge_keyed(
     rule: MergeRule,
     cx: &mut Cx<'_>,
 ) -> Result<Vec<Value>> {
-    // Index → id, once per side (the maps go id → index).
-    let mut ours_ids = vec![String::new(); ours.len()];
-    for (id, &i) in ok {
-        ours_ids[i] = id.clone();
-    }
-    let mut theirs_ids = vec![String::new(); theirs.len()];
-    for (id, &i) in tk {
-        theirs_ids[i] = id.clone();
-    }
     let mut out = Vec::with_capacity(ours.len().max(theirs.len()));
-    for (i, o) in ours.iter().enumerate() {
-        let id = &ours_ids[i];
+    for (i, (o, id)) in ours.iter().zip(&ok.order).enumerate() {
         let merged = merge_at(
             push_token(path, &i.to_string()),
-            bk.get(id).map(|&j| &base[j]),
+            bk.get(id, base),
             Some(o),
-            tk.get(id).map(|&j| &theirs[j]),
+            tk.get(id, theirs),
             rule,
             cx,
         )?;
         out.extend(merged);
     }
-    for (i, t) in theirs.iter().enumerate() {
-        let id = &theirs_ids[i];
-        if ok.contains_key(id) {
+    for (i, (t, id)) in theirs.iter().zip(&tk.order).enumerate() {
+        if ok.at.contains_key(id) {
             continue;
         }
         let merged = merge_at(
             push_token(path, &i.to_string()),
-            bk.get(id).map(|&j| &base[j]),
+            bk.get(id, base),
             None,
             Some(t),
             rule,

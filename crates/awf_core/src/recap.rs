@@ -199,8 +199,8 @@ impl RecapInput {
             );
             return Ok(RecapInput {
                 recent_lines,
-                skipped_count: notes.2,
-                skipped: notes.0,
+                skipped_count: notes.count,
+                skipped: notes.kept,
                 ..RecapInput::default()
             });
         }
@@ -258,8 +258,8 @@ impl RecapInput {
             episodic,
             recent_lines,
             objectives,
-            skipped_count: notes.2,
-            skipped: notes.0,
+            skipped_count: notes.count,
+            skipped: notes.kept,
         })
     }
 }
@@ -456,12 +456,19 @@ impl Picked {
 
 /// What the parser skipped, in the order it met it.
 #[derive(Default)]
-struct Notes(Vec<Skipped>, BTreeSet<String>, usize);
+struct Notes {
+    /// The first [`MAX_SKIPPED_REPORTED`] skipped parts.
+    kept: Vec<Skipped>,
+    /// Section steps already noted (two sections can share one).
+    steps: BTreeSet<String>,
+    /// Every skipped part, counted.
+    count: usize,
+}
 
 impl Notes {
     /// Notes a wrong-typed step of a section path once, though two sections share it.
     fn wrong_step(&mut self, ptr: &str, expected: &str, got: &Value) {
-        if self.1.insert(ptr.to_owned()) {
+        if self.steps.insert(ptr.to_owned()) {
             self.wrong_type(ptr, expected, got);
         }
     }
@@ -469,11 +476,11 @@ impl Notes {
     fn skip(&mut self, pointer: &str, reason: String) {
         // Only the first few are ever reported; past them only the count grows, so a huge
         // malformed state costs no memory here.
-        self.2 += 1;
-        if self.0.len() >= MAX_SKIPPED_REPORTED {
+        self.count += 1;
+        if self.kept.len() >= MAX_SKIPPED_REPORTED {
             return;
         }
-        self.0.push(Skipped {
+        self.kept.push(Skipped {
             pointer: pointer.to_owned(),
             reason,
         });

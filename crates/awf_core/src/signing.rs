@@ -99,6 +99,13 @@ pub fn verify(key: &[u8], message: &str, signature: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
+/// Whether `n` can be a nonce: 16 to 64 characters of `[A-Za-z0-9_-]`.
+pub fn is_nonce(n: &str) -> bool {
+    NONCE_LEN.contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A parsed signature header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
@@ -147,11 +154,7 @@ impl Signature {
             .parse()
             .map_err(|_| bad("t is not a number"))?;
         let nonce = n.ok_or_else(|| bad("no n"))?;
-        if !NONCE_LEN.contains(&nonce.len())
-            || !nonce
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_nonce(&nonce) {
             return Err(bad("n must be 16 to 64 characters of A-Z a-z 0-9 - _"));
         }
         let mac = s.ok_or_else(|| bad("no s"))?.to_ascii_lowercase();

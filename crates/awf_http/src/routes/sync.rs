@@ -106,26 +106,13 @@ impl Down {
 
 const DOWN: &str = "SELECT awf.sync_down($1, $2, $3::text::uuid, $4)";
 
-/// One `awf.sync_down` call.
-async fn down_once(
-    state: &AppState,
-    auth: &DeviceAuth,
-    save_id: &str,
-    since_turn: i64,
-) -> Result<Value, AppError> {
-    let conn = state.conn().await?;
-    let row = conn
-        .query_one(DOWN, &[&auth.device_id, &auth.token, &save_id, &since_turn])
-        .await?;
-    Ok(row.get(0))
-}
-
 /// Whether a sync-down answer brings the device anything (turns, or a base to start from).
 fn has_news(v: &Value) -> bool {
     v.get("base").is_some() || v["turns"].as_array().is_some_and(|t| !t.is_empty())
 }
 
-/// Subscribes, then reads; the subscription comes first so a move during the read still wakes.
+/// Marks the moves so far as seen, then reads (so a move during the read still wakes the
+/// next wait): one `awf.sync_down` call.
 async fn read(
     state: &AppState,
     auth: &DeviceAuth,
@@ -134,7 +121,11 @@ async fn read(
     since_turn: i64,
 ) -> Result<Value, AppError> {
     sub.seen();
-    down_once(state, auth, save_id, since_turn).await
+    let conn = state.conn().await?;
+    let row = conn
+        .query_one(DOWN, &[&auth.device_id, &auth.token, &save_id, &since_turn])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// `GET /api/awf-cloud-sync/sync/down?save_id=<uuid>&since_turn=<n>[&wait=<s>]` with the device
