@@ -234,3 +234,16 @@ REVOKE EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean),
 GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_app, awf_admin;
 GRANT EXECUTE ON FUNCTION awf.save_export_redeem(text) TO awf_gateway;
 GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_gateway;
+
+-- Sync down for admins.
+CREATE FUNCTION awf."sync_down_admin"(
+	"save_id" uuid, /* Uuid */
+	"since_turn" bigint /* i64 */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sync_down_admin_wrapper';
+
+-- A save's turns for an admin (over HTTP, an admin key on sync/down).
+REVOKE EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint) TO awf_admin, awf_gateway;

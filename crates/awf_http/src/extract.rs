@@ -241,9 +241,16 @@ impl AdminAuth {
                 "this route needs an admin key; device credentials do not reach it",
             )));
         }
-        Ok(AdminAuth {
-            key: bearer(headers, "admin key")?,
-        })
+        let key = bearer(headers, "admin key")?;
+        // Only the shape is checked here (a device's sync token sent without X-Device-Id, say):
+        // whether the key exists is the database's decision.
+        if awf_core::token::admin_key_hash(&key).is_err() {
+            return Err(Unauthorized::new(format!(
+                "the credential is neither a device's (no X-Device-Id) nor an admin key ({}<64 hex>)",
+                awf_core::token::ADMIN_KEY_PREFIX
+            )));
+        }
+        Ok(AdminAuth { key })
     }
 }
 

@@ -289,6 +289,38 @@ async fn the_phase_23_save_routes_for_devices_and_admins() {
     let tablet = Auth::Device("tablet", &other);
     let p = |s: &str| format!("/api/awf-cloud-sync{s}");
 
+    // Sync down: a device for its own user's save, an admin key for any (the same answer,
+    // audited as the key); sync up is a device's upload only (401 without device headers).
+    let down = |save: &str| p(&format!("/sync/down?save_id={save}&since_turn=0"));
+    let mine = api.get(&down(&save), phone).await;
+    let admins = api.get(&down(&save), Auth::Admin).await;
+    assert_eq!(expect(&admins, 200)["turns"], expect(&mine, 200)["turns"]);
+    expect(&api.get(&down(&save2), Auth::Admin).await, 200);
+    expect(&api.get(&down(&save2), phone).await, 403);
+    expect(
+        &api.get(&format!("{}&wait=5", down(&save)), Auth::Admin)
+            .await,
+        400,
+    );
+    let up = api
+        .post(
+            &p("/sync/up"),
+            Auth::Admin,
+            json!({"save_id": save, "base_turn": 0, "base_chain": "", "turns": []}),
+        )
+        .await;
+    assert_eq!(expect(&up, 401)["error"]["code"], "28000");
+    let actor: String = awf_tests::off_runtime(|| {
+        db.client()
+            .query_one(
+                "SELECT actor FROM awf.audit_log WHERE action = 'sync_down' AND details->>'device_id' IS NULL ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(actor, "key:tests");
+
     // Materialize: a device for its own user's save, an admin for any.
     let m = api
         .post(

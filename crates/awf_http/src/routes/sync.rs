@@ -5,7 +5,7 @@
 
 use crate::db::AppState;
 use crate::error::AppError;
-use crate::extract::{check_uuid, json_bytes, DeviceAuth, Query, RawBody};
+use crate::extract::{check_uuid, json_bytes, Caller, DeviceAuth, Query, RawBody};
 use crate::heads::Subscription;
 use crate::signed::{Covered, Signed};
 use axum::extract::State;
@@ -46,6 +46,9 @@ async fn sync_up(
     uri: Uri,
     RawBody(body): RawBody,
 ) -> Result<Response, AppError> {
+    // Turns come from a device (its chain, its conflicts): an admin key reads saves (sync/down)
+    // and restores them (save/restore), but does not upload as a device, so this route takes
+    // only device credentials (401 without them).
     let signed = Signed::from_headers(&headers, state.limits().require_signatures)?;
     let request = json_bytes(&headers, &body)?;
     let covered = match &signed {
@@ -133,18 +136,35 @@ async fn read(
 /// request was. With `wait`, an answer with no turns is held until the save's head moves or
 /// the wait ends (then the empty answer); the signature is checked before the wait.
 #[utoipa::path(get, path = "/api/awf-cloud-sync/sync/down", tag = "sync",
-    security(("device_id" = [], "device_token" = [])),
+    security(("device_id" = [], "device_token" = []), ("admin_key" = [])),
     params(Down, ("X-AWF-Signature" = String, Header, description = "`t=<unix s>, n=<nonce>, s=<HMAC hex>` over the empty body; required unless the server runs with signatures off")),
     responses((status = 200, description = "The turns after `since_turn` (with a base when the device is behind the oldest kept turn); `X-AWF-Signature` signs it", body = Object)))]
 async fn sync_down(
     State(state): State<AppState>,
-    auth: DeviceAuth,
+    caller: Caller,
     headers: HeaderMap,
     uri: Uri,
     Query(q): Query<Down>,
 ) -> Result<Response, AppError> {
-    let signed = Signed::from_headers(&headers, state.limits().require_signatures)?;
     q.check()?;
+    let auth = match caller {
+        Caller::Device(d) => d,
+        // An admin tool reads any save's turns; signatures and long polls are for devices.
+        admin @ Caller::Admin(_) => {
+            if q.wait.is_some() {
+                return Err(AppError::bad_request("wait is for devices' long polls"));
+            }
+            let v = state
+                .json(
+                    &admin,
+                    "SELECT awf.sync_down_admin($1::text::uuid, $2)",
+                    &[&q.save_id, &q.since_turn],
+                )
+                .await?;
+            return Ok(axum::Json(v).into_response());
+        }
+    };
+    let signed = Signed::from_headers(&headers, state.limits().require_signatures)?;
     let wait = q.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
         return Err(AppError::new(
