@@ -244,6 +244,14 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'sync_down_admin_wrapper';
 
--- A save's turns for an admin (over HTTP, an admin key on sync/down).
-REVOKE EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint) TO awf_admin, awf_gateway;
+CREATE FUNCTION awf."sync_up_admin"(
+	"request" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sync_up_admin_wrapper';
+
+-- Sync for admins (over HTTP, an admin key on sync/down and sync/up).
+REVOKE EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint), awf.sync_up_admin(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint), awf.sync_up_admin(jsonb)
+  TO awf_admin, awf_gateway;

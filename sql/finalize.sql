@@ -123,9 +123,10 @@ REVOKE EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean),
 GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_app, awf_admin;
 GRANT EXECUTE ON FUNCTION awf.save_export_redeem(text) TO awf_gateway;
 GRANT EXECUTE ON FUNCTION awf.save_export_link(uuid, text, boolean) TO awf_gateway;
--- A save's turns for an admin (over HTTP, an admin key on sync/down).
-REVOKE EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint) TO awf_admin, awf_gateway;
+-- Sync for admins (over HTTP, an admin key on sync/down and sync/up).
+REVOKE EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint), awf.sync_up_admin(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint), awf.sync_up_admin(jsonb)
+  TO awf_admin, awf_gateway;
 -- The admin functions behind the HTTP admin routes. Each checks admin rights itself
 -- (awf_admin, or an admin key presented in the transaction); save_delete also lets a device
 -- delete its own user's saves.

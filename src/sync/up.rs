@@ -9,7 +9,7 @@ use crate::saves::restore;
 use crate::saves::store::{self, Save};
 use crate::saves::{blobs, keys};
 use crate::store::col;
-use crate::sync::devices::{self, Device};
+use crate::sync::devices;
 use awf_core::conflict::{self, Branch, Strategy};
 use awf_core::save::{self, Planned, Rebuilt};
 use awf_core::{merge, patch, Budget, Error, Result};
@@ -291,25 +291,55 @@ fn sync_up(device_id: &str, sync_token: &str, request: JsonB) -> JsonB {
         let req = parse(&request.0).or_raise(F);
         let save_id = parse_uuid(c, &req.save_id);
         devices::check_owner(c, &device, save_id, F);
-        let s = store::save_with_session_locked(c, save_id);
-        if s.sealed {
-            raise(
-                Error::invalid("sync_up carries JSON states; this save is client-sealed"),
-                F,
-            );
-        }
-        let result = if req.base_turn == s.head_turn && req.base_chain == s.head_chain {
-            fast_forward(c, &device, &s, &req)
-        } else {
-            resolve_conflict(c, &device, &s, &req)
-        }
-        .or_raise(F);
+        let result = upload(c, Some(&device.device_id), save_id, &req, F);
         devices::saw_turn(c, device_id, result["head_turn"].as_i64());
         JsonB(result)
     })
 }
 
-fn fast_forward(c: &mut SpiClient<'_>, device: &Device, s: &Save, req: &Request) -> Result<Value> {
+/// `awf.sync_up` for an admin (`awf_admin`, or an admin key through the gateway): the same
+/// upload, to any save, with no device (the audit rows and a conflict record name none; the
+/// actor is the admin).
+#[pg_extern(volatile, parallel_unsafe)]
+fn sync_up_admin(request: JsonB) -> JsonB {
+    const FA: &str = "sync_up_admin";
+    crate::identity::require_admin(FA);
+    crate::locks::connect_mut(|c| {
+        let req = parse(&request.0).or_raise(FA);
+        let save_id = parse_uuid(c, &req.save_id);
+        JsonB(upload(c, None, save_id, &req, FA))
+    })
+}
+
+/// Locks the save and its session, then fast-forwards it or resolves the conflict.
+fn upload(
+    c: &mut SpiClient<'_>,
+    device: Option<&str>,
+    save_id: Uuid,
+    req: &Request,
+    f: &'static str,
+) -> Value {
+    let s = store::save_with_session_locked(c, save_id);
+    if s.sealed {
+        raise(
+            Error::invalid("sync_up carries JSON states; this save is client-sealed"),
+            f,
+        );
+    }
+    if req.base_turn == s.head_turn && req.base_chain == s.head_chain {
+        fast_forward(c, device, &s, req)
+    } else {
+        resolve_conflict(c, device, &s, req)
+    }
+    .or_raise(f)
+}
+
+fn fast_forward(
+    c: &mut SpiClient<'_>,
+    device: Option<&str>,
+    s: &Save,
+    req: &Request,
+) -> Result<Value> {
     let head = s
         .head_state
         .clone()
@@ -339,7 +369,7 @@ fn fast_forward(c: &mut SpiClient<'_>, device: &Device, s: &Save, req: &Request)
 /// `already_held` counts the turns of the upload the save had already (a retry).
 fn finish_fast_forward(
     c: &mut SpiClient<'_>,
-    device: &Device,
+    device: Option<&str>,
     save_id: Uuid,
     turns: &[ClientTurn],
     already_held: usize,
@@ -347,7 +377,7 @@ fn finish_fast_forward(
     let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
     let after = append(c, save_id, &states)?;
     sync_session(c, &after)?;
-    let mut details = json!({"save_id": save_id.to_string(), "device_id": device.device_id,
+    let mut details = json!({"save_id": save_id.to_string(), "device_id": device,
                              "outcome": "fast_forward", "turns": turns.len(),
                              "head_turn": after.head_turn});
     let mut result = json!({
@@ -390,7 +420,7 @@ fn sync_session(c: &mut SpiClient<'_>, s: &Save) -> Result<()> {
 
 fn resolve_conflict(
     c: &mut SpiClient<'_>,
-    device: &Device,
+    device: Option<&str>,
     s: &Save,
     req: &Request,
 ) -> Result<Value> {
@@ -458,14 +488,14 @@ fn resolve_conflict(
         branch_id: format!("client-{}", &client_tip.chain_hash[..16]),
         turn_id: ancestor_turn + plans.len() as i64,
         chain_hash: client_tip.chain_hash.clone(),
-        device_id: Some(device.device_id.clone()),
+        device_id: device.map(str::to_owned),
         integrity_score: integrity_score(&turns, &plans),
         length: plans.len() as i64,
         server: false,
     };
     let branches = [server_branch.clone(), client_branch.clone()];
     let resolution = conflict::resolve(&branches, req.strategy)?;
-    let details = |side: &str| json!({"branch": side, "device_id": device.device_id, "strategy": req.strategy.as_str()});
+    let details = |side: &str| json!({"branch": side, "device_id": device, "strategy": req.strategy.as_str()});
     let mut merge_conflicts = Value::Null;
     let (chosen, archive_id, after) = if resolution.chosen_branch == server_branch.branch_id {
         let id = archive_client_branch(
@@ -539,7 +569,7 @@ fn resolve_conflict(
             Some(1),
             &[
                 s.save_id.into(),
-                device.device_id.as_str().into(),
+                device.into(),
                 req.strategy.as_str().into(),
                 chosen.into(),
                 archive_id.into(),
@@ -563,7 +593,7 @@ fn resolve_conflict(
         c,
         "sync_conflict",
         after.session_id,
-        json!({"save_id": s.save_id.to_string(), "device_id": device.device_id,
+        json!({"save_id": s.save_id.to_string(), "device_id": device,
                "conflict_id": conflict_id.to_string(), "strategy": req.strategy.as_str(),
                "chosen": chosen, "archive_id": archive_id}),
     );

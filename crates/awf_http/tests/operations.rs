@@ -130,10 +130,15 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
         &api.send(Method::PUT, "/health", Auth::None, None).await
     ));
     // Each operation says how to authenticate and what its errors look like.
+    let rotate = &doc["paths"]["/api/awf-cloud-sync/devices/token"]["post"];
+    assert_eq!(
+        rotate["security"],
+        json!([{"device_id": [], "device_token": []}])
+    );
     let up = &doc["paths"]["/api/awf-cloud-sync/sync/up"]["post"];
     assert_eq!(
         up["security"],
-        json!([{"device_id": [], "device_token": []}])
+        json!([{"device_id": [], "device_token": []}, {"admin_key": []}])
     );
     assert_eq!(
         up["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],

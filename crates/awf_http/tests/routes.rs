@@ -290,7 +290,7 @@ async fn the_phase_23_save_routes_for_devices_and_admins() {
     let p = |s: &str| format!("/api/awf-cloud-sync{s}");
 
     // Sync down: a device for its own user's save, an admin key for any (the same answer,
-    // audited as the key); sync up is a device's upload only (401 without device headers).
+    // audited as the key), and the same for sync up.
     let down = |save: &str| p(&format!("/sync/down?save_id={save}&since_turn=0"));
     let mine = api.get(&down(&save), phone).await;
     let admins = api.get(&down(&save), Auth::Admin).await;
@@ -302,14 +302,26 @@ async fn the_phase_23_save_routes_for_devices_and_admins() {
             .await,
         400,
     );
+    // An admin key uploads to any save (a repaired state, say), audited as the key.
+    let head = expect(&api.get(&down(&save2), Auth::Admin).await, 200).clone();
     let up = api
         .post(
             &p("/sync/up"),
             Auth::Admin,
-            json!({"save_id": save, "base_turn": 0, "base_chain": "", "turns": []}),
+            json!({"save_id": save2, "base_turn": head["head_turn"], "base_chain": head["head_chain"],
+                   "turns": [{"turn_id": head["head_turn"].as_i64().unwrap() + 1,
+                              "state": {"player": {"gold": 1}}}]}),
         )
         .await;
-    assert_eq!(expect(&up, 401)["error"]["code"], "28000");
+    assert_eq!(expect(&up, 200)["status"], "fast_forward", "{}", up.text);
+    let bad = api
+        .post(
+            &p("/sync/up"),
+            Auth::Admin,
+            json!({"save_id": save2, "turns": []}),
+        )
+        .await;
+    assert_eq!(expect(&bad, 422)["error"]["code"], "22023");
     let actor: String = awf_tests::off_runtime(|| {
         db.client()
             .query_one(
