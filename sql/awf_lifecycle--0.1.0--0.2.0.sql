@@ -255,3 +255,15 @@ AS 'MODULE_PATHNAME', 'sync_up_admin_wrapper';
 REVOKE EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint), awf.sync_up_admin(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION awf.sync_down_admin(uuid, bigint), awf.sync_up_admin(jsonb)
   TO awf_admin, awf_gateway;
+
+-- Client-sealed saves by setting: `sealed` defaults to NULL, which takes awf.sync_client_sealed
+-- (off unless the DBA turns it on), instead of false.
+CREATE OR REPLACE FUNCTION awf."save_create_or_attach"(
+	"session_id" uuid, /* Option < Uuid > */
+	"user_id_hash" TEXT, /* Option < & str > */
+	"version" TEXT DEFAULT '1.0.0', /* Option < & str > */
+	"sealed" bool DEFAULT NULL /* Option < bool > */
+) RETURNS jsonb /* JsonB */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'save_create_or_attach_wrapper';

@@ -38,6 +38,8 @@ static RECONCILE_ON_START: GucSetting<bool> = GucSetting::<bool>::new(true);
 static SYNC_SNAPSHOT_EVERY: GucSetting<i32> = GucSetting::<i32>::new(25);
 /// zstd level of cloud-save blobs.
 static SYNC_ZSTD_LEVEL: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Whether new saves are client-sealed unless their creator says otherwise.
+static SYNC_CLIENT_SEALED: GucSetting<bool> = GucSetting::<bool>::new(false);
 /// Largest diff of one turn, in KB.
 static SYNC_MAX_DIFF_BYTES_KB: GucSetting<i32> = GucSetting::<i32>::new(128);
 static SYNC_MAX_UPLOAD_TURNS: GucSetting<i32> = GucSetting::<i32>::new(5000);
@@ -245,6 +247,14 @@ pub fn init() {
 
 /// Registers the cloud-save settings.
 fn init_sync() {
+    GucRegistry::define_bool_guc(
+        c"awf.sync_client_sealed",
+        c"New saves expect client-sealed uploads unless awf.save_create_or_attach says otherwise.",
+        c"Devices then encrypt each state with their own seal key; the server cannot read the save.",
+        &SYNC_CLIENT_SEALED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     define_int(
         c"awf.sync_snapshot_every",
         c"A cloud save stores a base every this many turns.",
@@ -336,6 +346,9 @@ fn init_sync() {
     );
 }
 
+pub fn sync_client_sealed() -> bool {
+    SYNC_CLIENT_SEALED.get()
+}
 pub fn sync_snapshot_every() -> i64 {
     SYNC_SNAPSHOT_EVERY.get() as i64
 }

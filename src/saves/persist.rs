@@ -16,20 +16,21 @@ use serde_json::{json, Value};
 
 /// Creates the save of a session, or returns the one it has. A new save starts with the
 /// session's current state as its first base (at the session's turn), so every later turn is
-/// stored from there. Returns `{save_id, created, head_turn}`. `sealed` creates a client-sealed
-/// save (see `awf.save_persist_sealed`); a session-less sealed save is created when
-/// `session_id` is NULL.
+/// stored from there. Returns `{save_id, created, head_turn, sealed}`. `sealed` creates a
+/// client-sealed save (its devices upload states they encrypted themselves; see
+/// `awf.save_persist_sealed`); NULL (the default) takes `awf.sync_client_sealed`. A
+/// session-less save is always sealed and is created when `session_id` is NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn save_create_or_attach(
     session_id: Option<Uuid>,
     user_id_hash: Option<&str>,
     version: default!(Option<&str>, "'1.0.0'"),
-    sealed: default!(Option<bool>, false),
+    sealed: default!(Option<bool>, "NULL"),
 ) -> JsonB {
     const F: &str = "save_create_or_attach";
     let user_id_hash = crate::errors::required(user_id_hash, "user_id_hash", F);
     let version = crate::errors::required(version, "version", F);
-    let sealed = sealed.unwrap_or(false);
+    let sealed = sealed.unwrap_or_else(gucs::sync_client_sealed);
     if user_id_hash.is_empty() {
         raise(Error::invalid("user_id_hash must not be empty"), F);
     }
@@ -50,7 +51,9 @@ fn save_create_or_attach(
                 None,
                 json!({"save_id": id.to_string(), "sealed": true}),
             );
-            return JsonB(json!({"save_id": id.to_string(), "created": true, "head_turn": 0}));
+            return JsonB(
+                json!({"save_id": id.to_string(), "created": true, "head_turn": 0, "sealed": true}),
+            );
         };
         crate::store::lock_session(c, sid);
         let t = c
@@ -75,7 +78,7 @@ fn save_create_or_attach(
         }
         let existing = c
             .update(
-                "SELECT save_id, head_turn FROM awf.saves WHERE session_id = $1",
+                "SELECT save_id, head_turn, sealed FROM awf.saves WHERE session_id = $1",
                 Some(1),
                 &[sid.into()],
             )
@@ -84,10 +87,16 @@ fn save_create_or_attach(
             let e = existing.first();
             let id: Uuid = col(&e, 1);
             let head: i64 = col(&e, 2);
-            return JsonB(json!({"save_id": id.to_string(), "created": false, "head_turn": head}));
+            let was_sealed: bool = col(&e, 3);
+            return JsonB(
+                json!({"save_id": id.to_string(), "created": false, "head_turn": head,
+                                "sealed": was_sealed}),
+            );
         }
         // The first stored turn is the session's current one, as a base.
         let id = insert_save(c, Some(sid), user_id_hash, version, sealed, turn_id - 1);
+        // A sealed save starts empty: its first turn is what a device seals and uploads.
+        let head_turn = if sealed { turn_id - 1 } else { turn_id };
         if !sealed {
             let s = store::save(c, id, true);
             persist(c, &s, turn_id, &state).or_raise(F);
@@ -96,9 +105,12 @@ fn save_create_or_attach(
             c,
             "save_create",
             Some(sid),
-            json!({"save_id": id.to_string(), "head_turn": turn_id, "sealed": sealed}),
+            json!({"save_id": id.to_string(), "head_turn": head_turn, "sealed": sealed}),
         );
-        JsonB(json!({"save_id": id.to_string(), "created": true, "head_turn": turn_id}))
+        JsonB(
+            json!({"save_id": id.to_string(), "created": true, "head_turn": head_turn,
+                     "sealed": sealed}),
+        )
     })
 }
 
@@ -164,19 +176,35 @@ fn save_persist_sealed(save_id: Uuid, turn_id: i64, sealed: &[u8]) -> JsonB {
                 F,
             );
         }
-        check_next(&s, turn_id).or_raise(F);
-        let planned = save::plan_sealed(&s.head_chain, turn_id, sealed);
-        let mut written = write(c, &s, vec![(turn_id, planned)], None).or_raise(F);
+        let mut written = persist_sealed_many(c, &s, &[(turn_id, sealed)]).or_raise(F);
         JsonB(written.remove(0))
     })
 }
 
-fn check_next(s: &Save, turn_id: i64) -> Result<()> {
-    let expected = s.head_turn + 1;
-    if turn_id != expected {
+/// Plans and writes the sealed turns `sealed` of a locked, sealed save, each the next after
+/// the one before, all or none (as [`persist_many`] does for JSON turns).
+pub fn persist_sealed_many(
+    c: &mut SpiClient<'_>,
+    s: &Save,
+    sealed: &[(i64, &[u8])],
+) -> Result<Vec<Value>> {
+    let mut plans = Vec::with_capacity(sealed.len());
+    let (mut head_chain, mut head_turn) = (s.head_chain.clone(), s.head_turn);
+    for &(turn_id, bytes) in sealed {
+        check_next(s, head_turn, turn_id)?;
+        let planned = save::plan_sealed(&head_chain, turn_id, bytes);
+        (head_chain, head_turn) = (planned.chain_hash.clone(), turn_id);
+        plans.push((turn_id, planned));
+    }
+    write(c, s, plans, None)
+}
+
+fn check_next(s: &Save, head_turn: i64, turn_id: i64) -> Result<()> {
+    if turn_id != head_turn + 1 {
         return Err(Error::invalid(format!(
-            "save {} is at turn {}, so the next turn is {expected}, not {turn_id}",
-            s.save_id, s.head_turn
+            "save {} is at turn {head_turn}, so the next turn is {}, not {turn_id}",
+            s.save_id,
+            head_turn + 1
         )));
     }
     Ok(())
@@ -231,13 +259,7 @@ fn plan_on(
     turn_id: i64,
     state: &Value,
 ) -> Result<Planned> {
-    if turn_id != head_turn + 1 {
-        return Err(Error::invalid(format!(
-            "save {} is at turn {head_turn}, so the next turn is {}, not {turn_id}",
-            s.save_id,
-            head_turn + 1
-        )));
-    }
+    check_next(s, head_turn, turn_id)?;
     if !state.is_object() {
         return Err(Error::invalid("a saved state must be a JSON object"));
     }

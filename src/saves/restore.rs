@@ -57,6 +57,22 @@ pub fn archive_tail(
     archive_id
 }
 
+/// Points a locked save's head back at its origin (no stored turn): a sealed save whose first
+/// uploaded branch lost a conflict to another that also starts at the origin.
+pub fn set_head_to_origin(c: &mut SpiClient<'_>, s: &Save) {
+    crate::audit::as_owner(c, |c| {
+        c.update(
+            "UPDATE awf.saves SET head_turn = origin_turn, head_chain = origin_chain,
+                head_content_hash = NULL, head_state = NULL, updated_at = now()
+             WHERE save_id = $1",
+            None,
+            &[s.save_id.into()],
+        )
+        .expect("update awf.saves")
+    });
+    super::notify::head_moved(c, s.save_id);
+}
+
 /// Points a save's head at a rebuilt turn, and (for a session's save) puts that state back
 /// into the session, snapshotting the session's state first so it can be undone.
 pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {

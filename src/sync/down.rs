@@ -26,26 +26,19 @@ fn turn_json(c: &mut SpiClient<'_>, r: &TurnRow) -> Result<Value> {
     match r.kind {
         Kind::Diff => t["patch"] = awf_json::parse(&plain)?,
         Kind::Base => t["state"] = awf_json::parse(&plain)?,
-        Kind::Sealed => t["sealed_hex"] = json!(hex_of(&plain)),
+        Kind::Sealed => t["sealed_hex"] = json!(hex::encode(&plain)),
     }
     Ok(t)
 }
 
-fn hex_of(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// The turns after `since_turn` with their chain hashes, so the device can verify them from
-/// the chain hash it holds for `since_turn` (`prev_chain` in the response). When the device is
-/// behind the oldest kept turn, the response starts with a `base` (the state of the latest
-/// base turn, in full) followed by the diffs after it. A device ahead of the save gets no turns
-/// and `"ahead": true` (it should sync up). Records the device's `last_turn_seen`.
+/// the chain hash it holds for `since_turn` (`prev_chain` in the response; at the save's
+/// origin, the origin's chain hash). When the device is behind the origin (a device that holds
+/// nothing asks with the smallest bigint), the response starts with a `base` (the state of the
+/// latest base turn, in full) followed by the diffs after it. A device ahead of the save gets no turns
+/// and `"ahead": true` (it should sync up). `sealed` says whether the save is client-sealed
+/// (its turns carry `sealed_hex`); a save that holds no turn yet answers with no turns, and its
+/// head is the origin a first device starts from. Records the device's `last_turn_seen`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn sync_down(device_id: &str, sync_token: &str, save_id: Uuid, since_turn: i64) -> JsonB {
     crate::locks::connect_mut(|c| {
@@ -93,7 +86,7 @@ fn answer(c: &mut SpiClient<'_>, save_id: Uuid, since_turn: i64) -> (Value, stor
     // device is ahead, or behind the oldest kept turn and gets a base instead).
     let mut out = json!({
         "save_id": save_id.to_string(), "head_turn": s.head_turn, "head_chain": s.head_chain,
-        "since_turn": since_turn, "prev_chain": null, "turns": [],
+        "since_turn": since_turn, "prev_chain": null, "turns": [], "sealed": s.sealed,
     });
     if since_turn > s.head_turn {
         out["ahead"] = json!(true);
@@ -101,7 +94,7 @@ fn answer(c: &mut SpiClient<'_>, save_id: Uuid, since_turn: i64) -> (Value, stor
         out["prev_chain"] = json!(s.head_chain);
     } else if since_turn < s.origin_turn && s.head_turn == s.origin_turn {
         // Nothing is kept after the origin: there is nothing to send.
-    } else if since_turn <= s.origin_turn && s.head_turn > s.origin_turn {
+    } else if since_turn < s.origin_turn && s.head_turn > s.origin_turn {
         // Behind the oldest kept turn: a full base, then the diffs after it.
         let rows = store::turns(c, save_id, s.origin_turn + 1, s.head_turn);
         let start = rows.iter().rposition(|r| r.kind != Kind::Diff).unwrap_or(0);
@@ -120,7 +113,7 @@ fn answer(c: &mut SpiClient<'_>, save_id: Uuid, since_turn: i64) -> (Value, stor
                 turn_id,
                 content_hash,
             } => json!({
-                "turn_id": turn_id, "sealed_hex": hex_of(&bytes), "content_hash": content_hash,
+                "turn_id": turn_id, "sealed_hex": hex::encode(&bytes), "content_hash": content_hash,
                 "chain_hash": rows[start].chain_hash,
             }),
         };

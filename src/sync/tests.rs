@@ -540,4 +540,187 @@ mod tests {
         );
         run("RESET ROLE");
     }
+
+    /// Rows of the save's turns, archives, conflicts and blobs: what a refused upload must not
+    /// change.
+    fn footprint(save: &str) -> Value {
+        json(&format!(
+            "SELECT jsonb_build_array(
+               (SELECT count(*) FROM awf.save_diffs WHERE save_id = '{save}'),
+               (SELECT count(*) FROM awf.save_archives WHERE save_id = '{save}'),
+               (SELECT count(*) FROM awf.save_conflicts WHERE save_id = '{save}'),
+               (SELECT count(*) FROM awf.save_blobs),
+               (SELECT head_chain FROM awf.saves WHERE save_id = '{save}'))"
+        ))
+    }
+
+    fn sealed_turns(from: i64, n: i64, tag: u8) -> Value {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"turn_id": from + i, "sealed_hex": hex::encode([tag, i as u8, 0xee])}))
+                .collect(),
+        )
+    }
+
+    #[pg_test]
+    fn client_sealed_saves_sync_up_and_down_without_the_server_reading_them() {
+        // With awf.sync_client_sealed on, a new save is sealed unless its creator says not.
+        run("SET awf.sync_client_sealed = on");
+        new_session();
+        let made = json(&format!("SELECT awf.save_create_or_attach('{SID}', 'u1')"));
+        assert_eq!(made["sealed"], json!(true), "{made}");
+        let save = made["save_id"].as_str().unwrap().to_owned();
+        // Nothing stored yet: its head is the origin a first device starts from.
+        let (origin, origin_chain) = head(&save);
+        assert_eq!(made["head_turn"], json!(origin));
+        let tok = json(&format!(
+            "SELECT awf.device_register('phone', 'u1', '{SID}')"
+        ))["sync_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let down = |since: i64| {
+            json(&format!(
+                "SELECT awf.sync_down('phone', '{tok}', '{save}', {since})"
+            ))
+        };
+        let empty = down(-1);
+        assert_eq!(empty["sealed"], json!(true), "{empty}");
+        assert_eq!(empty["turns"], json!([]), "{empty}");
+        assert_eq!(empty["head_chain"], json!(origin_chain), "{empty}");
+
+        // Fast-forward with the device's chain hashes: stored as sent, chained by their bytes.
+        let mut turns = sealed_turns(origin + 1, 3, 1);
+        let mut prev = origin_chain.clone();
+        for t in turns.as_array_mut().unwrap() {
+            let bytes = hex::decode(t["sealed_hex"].as_str().unwrap()).unwrap();
+            let link = awf_core::chain::link(
+                &prev,
+                t["turn_id"].as_i64().unwrap(),
+                &awf_core::canonical::sha256_hex(&bytes),
+            );
+            t["chain_hash"] = json!(link);
+            prev = link;
+        }
+        let req = json!({"save_id": save, "base_turn": origin, "base_chain": origin_chain,
+                         "turns": turns});
+        let r = up(&tok, req.clone());
+        assert_eq!(r["status"], json!("fast_forward"), "{r}");
+        assert_eq!(r["head_chain"], json!(prev), "{r}");
+        // The same upload again (a lost answer): nothing new.
+        assert_eq!(up(&tok, req)["status"], json!("up_to_date"));
+        let all = down(origin);
+        assert_eq!(all["prev_chain"], json!(origin_chain), "{all}");
+        let got: Vec<&Value> = all["turns"].as_array().unwrap().iter().collect();
+        assert_eq!(got.len(), 3, "{all}");
+        assert_eq!(got[2]["kind"], json!("sealed"));
+        assert_eq!(got[2]["sealed_hex"], turns[2]["sealed_hex"]);
+        assert_eq!(got[2]["chain_hash"], json!(prev));
+        // Behind the origin: every sealed turn stands alone, so the newest one is the base.
+        let fresh = down(i64::MIN);
+        assert_eq!(fresh["base"]["sealed_hex"], turns[2]["sealed_hex"], "{fresh}");
+        assert_eq!(fresh["turns"], json!([]));
+
+        // Refused, writing nothing: JSON turns on a sealed save, bad hex, a merge.
+        let (t3, c3) = head(&save);
+        let before = footprint(&save);
+        let on_head = |turns: Value| {
+            format!(
+                "SELECT awf.sync_up('phone', '{tok}', '{}')",
+                json!({"save_id": save, "base_turn": t3, "base_chain": c3, "turns": turns})
+            )
+        };
+        for bad in [
+            json!([{"turn_id": t3 + 1, "state": {"a": 1}}]),
+            json!([{"turn_id": t3 + 1, "patch": []}]),
+            json!([{"turn_id": t3 + 1, "sealed_hex": "abc"}]),
+            json!([{"turn_id": t3 + 1, "sealed_hex": "zz"}]),
+            json!([{"turn_id": t3 + 1, "sealed_hex": ""}]),
+            json!([{"turn_id": t3 + 1, "sealed_hex": 12}]),
+            json!([{"turn_id": t3 + 1, "sealed_hex": "01", "state": {}}]),
+        ] {
+            assert_sqlstate(&on_head(bad), "22023");
+        }
+        let stale = json!({"save_id": save, "base_turn": origin + 1,
+                           "base_chain": chain_at(&save, origin + 1),
+                           "turns": sealed_turns(origin + 2, 1, 2), "strategy": "three_way_merge"});
+        assert_sqlstate(
+            &format!("SELECT awf.sync_up('phone', '{tok}', '{stale}')"),
+            "22023",
+        );
+        assert_eq!(footprint(&save), before);
+
+        // A conflict: the device's three turns on turn origin+1 beat the server's two after
+        // it (longest chain); the server's branch is archived whole.
+        let r = up(
+            &tok,
+            json!({"save_id": save, "base_turn": origin + 1,
+                   "base_chain": chain_at(&save, origin + 1),
+                   "turns": sealed_turns(origin + 2, 3, 3)}),
+        );
+        assert_eq!(r["status"], json!("conflict"), "{r}");
+        assert_eq!(
+            r["conflict"]["resolution"]["chosen_branch"]
+                .as_str()
+                .map(|b| &b[..7]),
+            Some("client-")
+        );
+        assert_eq!(r["head_turn"], json!(origin + 4), "{r}");
+        let archived = json(&format!(
+            "SELECT jsonb_agg(kind ORDER BY turn_id) FROM awf.save_archive_turns
+             WHERE archive_id = {}",
+            r["conflict"]["resolution"]["archive_id"]
+        ));
+        assert_eq!(archived, json!(["sealed", "sealed"]));
+        // server_wins keeps the server's and archives the device's.
+        let (t, c) = head(&save);
+        let r = up(
+            &tok,
+            json!({"save_id": save, "base_turn": t - 1, "base_chain": chain_at(&save, t - 1),
+                   "turns": sealed_turns(t, 2, 4), "strategy": "server_wins"}),
+        );
+        assert_eq!(r["head_chain"], json!(c), "{r}");
+        // The save verifies: every turn's content hash is the SHA-256 of its sealed bytes.
+        let v = json(&format!("SELECT awf.save_verify('{save}')"));
+        assert_eq!(v["ok"], json!(true), "{v}");
+
+        // Two first uploads on the origin of a session-less save: the longer one wins over
+        // the save's whole history, which goes to the archive.
+        let fresh = json("SELECT awf.save_create_or_attach(NULL, 'u1')")["save_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (o, oc) = head(&fresh);
+        let first = |n: i64, tag: u8| {
+            up(
+                &tok,
+                json!({"save_id": fresh, "base_turn": o, "base_chain": oc,
+                       "turns": sealed_turns(o + 1, n, tag)}),
+            )
+        };
+        assert_eq!(first(1, 6)["status"], json!("fast_forward"));
+        let r = first(2, 7);
+        assert_eq!(r["status"], json!("conflict"), "{r}");
+        assert_eq!(r["head_turn"], json!(o + 2), "{r}");
+        assert_eq!(
+            r["conflict"]["ancestor"],
+            json!({"turn_id": o, "chain_hash": oc})
+        );
+        let v = json(&format!("SELECT awf.save_verify('{fresh}')"));
+        assert_eq!(v["ok"], json!(true), "{v}");
+    }
+
+    #[pg_test]
+    fn a_json_save_refuses_sealed_turns() {
+        let (plain, ptok) = setup(1);
+        let (pt, pc) = head(&plain);
+        assert_sqlstate(
+            &format!(
+                "SELECT awf.sync_up('phone', '{ptok}', '{}')",
+                json!({"save_id": plain, "base_turn": pt, "base_chain": pc,
+                       "turns": sealed_turns(pt + 1, 1, 5)})
+            ),
+            "22023",
+        );
+    }
 }

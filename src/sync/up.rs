@@ -20,12 +20,30 @@ use serde_json::{json, Value};
 
 const F: &str = "sync_up";
 
-/// One uploaded turn, with its state computed on the device's branch.
+/// What one uploaded turn holds.
+enum Content {
+    /// The state, computed on the device's branch (a JSON save).
+    State(Value),
+    /// The bytes the device sealed (a client-sealed save): stored, hashed and chained as they
+    /// are, never read.
+    Sealed(Vec<u8>),
+}
+
+/// One uploaded turn.
 struct ClientTurn {
     turn_id: i64,
-    state: Value,
+    content: Content,
     /// The chain hash the device computed, when it sent one.
     claimed_chain: Option<String>,
+}
+
+impl ClientTurn {
+    fn state(&self) -> Option<&Value> {
+        match &self.content {
+            Content::State(v) => Some(v),
+            Content::Sealed(_) => None,
+        }
+    }
 }
 
 /// The parsed request.
@@ -78,11 +96,17 @@ fn parse(request: &Value) -> Result<Request> {
     })
 }
 
-/// Computes the device's states turn by turn from the ancestor's state: each turn carries a
-/// full `state` or a `patch` (RFC 6902) from the previous one. Every state is kept until the
-/// branch is planned, so each one is charged as built: a thousand empty patches on a large
-/// state would otherwise hold a thousand free copies of it.
-fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<Vec<ClientTurn>> {
+/// Reads the device's turns. For a JSON save (`ancestor` is the ancestor's state) each turn
+/// carries a full `state` or a `patch` (RFC 6902) from the previous one, and the states are
+/// computed turn by turn; for a client-sealed save (`ancestor` is None) each carries
+/// `sealed_hex`, the bytes the device sealed. Every state is kept until the branch is
+/// planned, so each one is charged as built: a thousand empty patches on a large state would
+/// otherwise hold a thousand free copies of it.
+fn client_turns(
+    req: &Request,
+    ancestor: Option<&Value>,
+    budget: &mut Budget,
+) -> Result<Vec<ClientTurn>> {
     // Each turn costs a blob and a row: past a few thousand, one request outlasts any sane
     // statement timeout while holding the save's lock.
     if req.turns.len() > gucs::sync_max_upload_turns() {
@@ -110,6 +134,19 @@ fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<
                 format!("request.turns[{i}] (turn {turn_id}): {}", e.message),
             )
         };
+        let Some(ancestor) = ancestor else {
+            out.push(ClientTurn {
+                turn_id,
+                content: Content::Sealed(sealed_bytes(t, budget).map_err(at)?),
+                claimed_chain: claimed_chain(t),
+            });
+            continue;
+        };
+        if t.get("sealed_hex").is_some() {
+            return Err(at(Error::invalid(
+                "this save is not client-sealed: send \"state\" or \"patch\", not \"sealed_hex\"",
+            )));
+        }
         let state = match (t.get("state"), t.get("patch")) {
             (Some(s), None) if s.is_object() => {
                 awf_core::json::check_state_depth(s).map_err(at)?;
@@ -117,7 +154,7 @@ fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<
                 s.clone()
             }
             (None, Some(p)) => {
-                let prev = out.last().map_or(ancestor, |c| &c.state);
+                let prev = out.last().and_then(ClientTurn::state).unwrap_or(ancestor);
                 budget.build_copy_of(prev).map_err(at)?;
                 let state = patch::apply(prev, p, budget).map_err(at)?;
                 if !state.is_object() {
@@ -134,23 +171,46 @@ fn client_turns(req: &Request, ancestor: &Value, budget: &mut Budget) -> Result<
                 )))
             }
         };
-        let claimed_chain = t
-            .get("chain_hash")
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase);
         out.push(ClientTurn {
             turn_id,
-            state,
-            claimed_chain,
+            content: Content::State(state),
+            claimed_chain: claimed_chain(t),
         });
     }
     Ok(out)
 }
 
-/// Plans the device's branch from the ancestor (blobs not written yet).
+fn claimed_chain(t: &Value) -> Option<String> {
+    t.get("chain_hash")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+}
+
+/// The bytes of a sealed turn (`sealed_hex`, and nothing that the server would have to read).
+fn sealed_bytes(t: &Value, budget: &mut Budget) -> Result<Vec<u8>> {
+    if t.get("state").is_some() || t.get("patch").is_some() {
+        return Err(Error::invalid(
+            "this save is client-sealed: send \"sealed_hex\" (the bytes the device sealed), not \"state\" or \"patch\"",
+        ));
+    }
+    let hex = t
+        .get("sealed_hex")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid("\"sealed_hex\" must be a hex string"))?;
+    budget.build(1, hex.len() as u64 / 2)?;
+    let bytes = hex::decode(hex)
+        .map_err(|_| Error::invalid("\"sealed_hex\" must be an even number of hex digits"))?;
+    if bytes.is_empty() {
+        return Err(Error::invalid("\"sealed_hex\" must not be empty"));
+    }
+    Ok(bytes)
+}
+
+/// Plans the device's branch from the ancestor (blobs not written yet); `ancestor` is the
+/// ancestor's state (None for a sealed save).
 fn plan_branch(
     s: &Save,
-    ancestor: &Value,
+    ancestor: Option<&Value>,
     ancestor_chain: &str,
     turns: &[ClientTurn],
     budget: &mut Budget,
@@ -159,17 +219,16 @@ fn plan_branch(
     let mut prev_chain = ancestor_chain.to_owned();
     let mut plans = Vec::with_capacity(turns.len());
     for t in turns {
-        let base = save::base_every(t.turn_id, s.origin_turn, gucs::sync_snapshot_every());
-        let p = save::plan(
-            Some(prev_state),
-            &prev_chain,
-            t.turn_id,
-            &t.state,
-            base,
-            budget,
-        )?;
+        let p = match &t.content {
+            Content::State(state) => {
+                let base = save::base_every(t.turn_id, s.origin_turn, gucs::sync_snapshot_every());
+                let p = save::plan(prev_state, &prev_chain, t.turn_id, state, base, budget)?;
+                prev_state = Some(state);
+                p
+            }
+            Content::Sealed(bytes) => save::plan_sealed(&prev_chain, t.turn_id, bytes),
+        };
         prev_chain = p.chain_hash.clone();
-        prev_state = &t.state;
         plans.push(p);
     }
     Ok(plans)
@@ -269,15 +328,32 @@ fn archive_client_branch(
     Ok(archive_id)
 }
 
-/// Persists states one after the other on the save's head.
-fn append(c: &mut SpiClient<'_>, save_id: Uuid, states: &[(i64, &Value)]) -> Result<Save> {
+/// Persists the turns one after the other on the save's head.
+fn append(c: &mut SpiClient<'_>, save_id: Uuid, turns: &[ClientTurn]) -> Result<Save> {
     let s = store::save(c, save_id, true);
-    persist::persist_many(c, &s, states)?;
+    if s.sealed {
+        let sealed: Vec<(i64, &[u8])> = turns
+            .iter()
+            .filter_map(|t| match &t.content {
+                Content::Sealed(b) => Some((t.turn_id, b.as_slice())),
+                Content::State(_) => None,
+            })
+            .collect();
+        persist::persist_sealed_many(c, &s, &sealed)?;
+    } else {
+        let states: Vec<(i64, &Value)> = turns
+            .iter()
+            .filter_map(|t| t.state().map(|v| (t.turn_id, v)))
+            .collect();
+        persist::persist_many(c, &s, &states)?;
+    }
     Ok(store::save(c, save_id, true))
 }
 
 /// Uploads a device's turns. The request: `{save_id, base_turn, base_chain, turns: [{turn_id,
-/// state | patch, chain_hash?}], strategy?, merge_rule?}`.
+/// state | patch | sealed_hex, chain_hash?}], strategy?, merge_rule?}`: a client-sealed save
+/// takes `sealed_hex` turns only (and cannot be merged by the server), any other save takes
+/// `state` or `patch`.
 /// - When the base is the save's head, the turns fast-forward it (a claimed chain hash that
 ///   differs from the server's is 40001: chain mismatch on upload).
 /// - Otherwise it is a conflict: the common ancestor is the base (found in the save by turn
@@ -320,9 +396,12 @@ fn upload(
     f: &'static str,
 ) -> Value {
     let s = store::save_with_session_locked(c, save_id);
-    if s.sealed {
+    if s.sealed && req.strategy == Strategy::ThreeWayMerge {
         raise(
-            Error::invalid("sync_up carries JSON states; this save is client-sealed"),
+            Error::invalid(
+                "save is client-sealed: the server cannot read its states to merge them; \
+                 use server_wins, client_wins or longest_chain (or merge on the device)",
+            ),
             f,
         );
     }
@@ -340,13 +419,14 @@ fn fast_forward(
     s: &Save,
     req: &Request,
 ) -> Result<Value> {
-    let head = s
-        .head_state
-        .clone()
-        .ok_or_else(|| Error::invalid("the save holds no state to build on"))?;
+    let head = match (&s.head_state, s.sealed) {
+        (_, true) => None,
+        (Some(h), false) => Some(h),
+        (None, false) => return Err(Error::invalid("the save holds no state to build on")),
+    };
     let mut budget = gucs::budget();
-    let turns = client_turns(req, &head, &mut budget)?;
-    let plans = plan_branch(s, &head, &s.head_chain, &turns, &mut budget)?;
+    let turns = client_turns(req, head, &mut budget)?;
+    let plans = plan_branch(s, head, &s.head_chain, &turns, &mut budget)?;
     if let Some((t, p)) = turns
         .iter()
         .zip(&plans)
@@ -374,8 +454,7 @@ fn finish_fast_forward(
     turns: &[ClientTurn],
     already_held: usize,
 ) -> Result<Value> {
-    let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
-    let after = append(c, save_id, &states)?;
+    let after = append(c, save_id, turns)?;
     sync_session(c, &after)?;
     let mut details = json!({"save_id": save_id.to_string(), "device_id": device,
                              "outcome": "fast_forward", "turns": turns.len(),
@@ -433,20 +512,33 @@ fn resolve_conflict(
             ),
         )
     };
-    // The ancestor must be a stored turn (the origin itself holds no state to merge from).
-    if req.base_turn <= s.origin_turn || req.base_turn > s.head_turn {
+    // The ancestor must be a stored turn: the origin holds no state to merge from. A sealed
+    // save needs no ancestor state, and its first uploads are built on the origin.
+    let oldest_base = if s.sealed {
+        s.origin_turn
+    } else {
+        s.origin_turn + 1
+    };
+    if req.base_turn < oldest_base || req.base_turn > s.head_turn {
         return Err(stale());
     }
     if store::chain_at(c, s, req.base_turn).as_deref() != Some(req.base_chain.as_str()) {
         return Err(stale());
     }
-    let base_state = match store::rebuild(c, s, req.base_turn)? {
-        Rebuilt::State { state, .. } => state,
-        Rebuilt::Sealed { .. } => return Err(Error::invalid("the common ancestor is sealed")),
+    // The ancestor's state, for a JSON save (the branch is computed from it); a sealed save's
+    // turns stand alone.
+    let base_state = match s.sealed {
+        true => None,
+        false => match store::rebuild(c, s, req.base_turn)? {
+            Rebuilt::State { state, .. } => Some(state),
+            Rebuilt::Sealed { .. } => {
+                return Err(Error::integrity("a JSON save holds a sealed turn"))
+            }
+        },
     };
     let mut budget = gucs::budget();
-    let mut turns = client_turns(req, &base_state, &mut budget)?;
-    let mut plans = plan_branch(s, &base_state, &req.base_chain, &turns, &mut budget)?;
+    let mut turns = client_turns(req, base_state.as_ref(), &mut budget)?;
+    let mut plans = plan_branch(s, base_state.as_ref(), &req.base_chain, &turns, &mut budget)?;
     // Walk the device's turns along the save's lineage: the turns the save already holds
     // (same turn, same chain hash — a retried upload, or a device that synced elsewhere) are
     // shared history, and the common ancestor is the last of them.
@@ -460,7 +552,10 @@ fn resolve_conflict(
     let ancestor_turn = req.base_turn + shared as i64;
     let (ancestor_state, ancestor_chain) = match shared {
         0 => (base_state, req.base_chain.clone()),
-        k => (turns[k - 1].state.clone(), plans[k - 1].chain_hash.clone()),
+        k => (
+            turns[k - 1].state().cloned(),
+            plans[k - 1].chain_hash.clone(),
+        ),
     };
     turns.drain(..shared);
     plans.drain(..shared);
@@ -509,18 +604,24 @@ fn resolve_conflict(
         ("server", id, store::save(c, s.save_id, true))
     } else if resolution.chosen_branch == client_branch.branch_id {
         let id = restore::archive_tail(c, s, ancestor_turn + 1, "conflict", details("server"));
-        let ancestor = store::rebuild(c, s, ancestor_turn)?;
-        restore::set_head(c, s, &ancestor)?;
-        let states: Vec<(i64, &Value)> = turns.iter().map(|t| (t.turn_id, &t.state)).collect();
-        let after = append(c, s.save_id, &states)?;
+        if ancestor_turn == s.origin_turn {
+            restore::set_head_to_origin(c, s);
+        } else {
+            let ancestor = store::rebuild(c, s, ancestor_turn)?;
+            restore::set_head(c, s, &ancestor)?;
+        }
+        let after = append(c, s.save_id, &turns)?;
         ("client", id, after)
     } else {
         // Three-way merge from the ancestor; the merged state is a new turn on the server branch.
-        let server_state = s
-            .head_state
-            .clone()
-            .ok_or_else(|| Error::invalid("the save holds no head state"))?;
-        let client_state = &turns.last().expect("non-empty").state;
+        // (A sealed save never gets here: `upload` refuses the merge strategy for it.)
+        let no_state = || Error::invalid("the save holds no state to merge");
+        let server_state = s.head_state.clone().ok_or_else(no_state)?;
+        let client_state = turns
+            .last()
+            .and_then(ClientTurn::state)
+            .ok_or_else(no_state)?;
+        let ancestor_state = ancestor_state.ok_or_else(no_state)?;
         let outcome = merge::merge(
             &ancestor_state,
             &server_state,
@@ -537,7 +638,12 @@ fn resolve_conflict(
             &plans,
             details("client"),
         )?;
-        let after = append(c, s.save_id, &[(s.head_turn + 1, &outcome.merged)])?;
+        let merged = ClientTurn {
+            turn_id: s.head_turn + 1,
+            content: Content::State(outcome.merged),
+            claimed_chain: None,
+        };
+        let after = append(c, s.save_id, std::slice::from_ref(&merged))?;
         ("merge", id, after)
     };
     sync_session(c, &after)?;

@@ -243,12 +243,16 @@ pub enum DeviceCmd {
         session: String,
         #[arg(long)]
         save_id: String,
+        #[command(flatten)]
+        seal: SealArgs,
     },
     /// Record the next turn locally (no network): the current state with an RFC 6902 patch
     /// applied, or a whole new state from a file.
     Record {
         #[arg(long)]
         store: String,
+        #[command(flatten)]
+        seal: SealArgs,
         /// An RFC 6902 patch (JSON) to apply to the current state.
         #[arg(long, conflicts_with = "state_file")]
         patch: Option<String>,
@@ -269,12 +273,29 @@ pub enum DeviceCmd {
         /// The conflict strategy to upload with (the server's default otherwise).
         #[arg(long)]
         strategy: Option<String>,
+        #[command(flatten)]
+        seal: SealArgs,
     },
     /// The local store: confirmed turn and chain hash, queued turns, state.
     Status {
         #[arg(long)]
         store: String,
     },
+    /// Write a new random seal key (64 hex characters) to a new file readable by this user
+    /// only, for the devices of a client-sealed save to share.
+    SealKey {
+        /// The key file to create (never overwritten).
+        #[arg(long)]
+        output: String,
+    },
+}
+
+/// The seal key of a client-sealed save: a file holding 64 hex characters (as `awf device
+/// seal-key` writes), or the key itself in AWF_CLIENT_SEAL_KEY. Never on the command line.
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    #[arg(long)]
+    pub seal_key_file: Option<String>,
 }
 
 /// Where the device's store is and which server it syncs with.

@@ -8,7 +8,8 @@ use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::store::{Confirmed, Identity, Queued, Store};
 use crate::transport::{As, Transport};
-use awf_core::{canonical, chain, patch, Budget};
+use awf_core::client_seal::{self, SealKey};
+use awf_core::{canonical, chain, patch, Budget, ErrorKind};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -52,13 +53,15 @@ pub struct SyncReport {
     pub head_chain: String,
 }
 
-/// Who registers: the device's id, its user, the session it plays and that session's save.
+/// Who registers: the device's id, its user, the session it plays and that session's save;
+/// for a client-sealed save, the seal key the user's devices share.
 #[derive(Debug, Clone, Copy)]
 pub struct Registration<'a> {
     pub device_id: &'a str,
     pub user: &'a str,
     pub session: &'a str,
     pub save_id: &'a str,
+    pub seal_key: Option<&'a SealKey>,
 }
 
 /// One device on one save.
@@ -66,6 +69,8 @@ pub struct Device {
     store: Store,
     net: Transport,
     id: Identity,
+    /// The key this device seals and opens a client-sealed save's states with (never sent).
+    seal: Option<SealKey>,
     /// The conflict strategy sent with uploads (the server's default when `None`).
     pub strategy: Option<String>,
     /// `sync` first rotates the token when it expires within this long.
@@ -98,10 +103,11 @@ impl Device {
             user,
             session,
             save_id,
+            seal_key,
         } = *who;
         // The store first: registering again issues a new token, which would strand the
         // device already in this store.
-        let mut store = Store::open(path)?;
+        let store = Store::open(path)?;
         if let Some(old) = store.identity()? {
             return Err(Error::NotReady(format!(
                 "{} already holds device {} (of save {}): use another store",
@@ -135,18 +141,26 @@ impl Device {
             token_expires_unix: expires_unix(&reg),
             save_id: save_id.to_owned(),
             signing_key: key["key"].as_str().map(str::to_owned),
+            sealed: false,
         };
         check_key(&id)?;
-        store.set_identity(&id)?;
         let mut device = Device {
             store,
             net,
             id,
+            seal: seal_key.cloned(),
             strategy: None,
             refresh_before: REFRESH_BEFORE,
         };
-        // The whole save from its oldest kept base.
-        let (pulled, _) = device.pull(None).await?;
+        // The whole save from its newest base; the answer says whether the save is sealed,
+        // which every later answer must then agree with.
+        let v = device.fetch(None).await?;
+        device.id.sealed = v["sealed"] == json!(true);
+        let pulled = match device.parse_pull(&v, None)? {
+            Pull::Turns(t) => t,
+            Pull::Diverged(why) => return Err(Error::Untrusted(why)),
+        };
+        device.store.set_identity(&device.id)?;
         let head = pulled
             .last()
             .ok_or_else(|| Error::NotReady("the save holds no turn yet".into()))?;
@@ -173,14 +187,36 @@ impl Device {
             store,
             net: Transport::new(base_url, backoff),
             id,
+            seal: None,
             strategy: None,
             refresh_before: REFRESH_BEFORE,
         })
     }
 
+    /// Gives the device the seal key of its client-sealed save (it is never stored: the game
+    /// passes it at every start, from wherever it keeps secrets).
+    pub fn set_seal_key(&mut self, key: Option<SealKey>) {
+        self.seal = key;
+    }
+
     /// The save this device plays.
     pub fn save_id(&self) -> &str {
         &self.id.save_id
+    }
+
+    /// Whether the save is client-sealed.
+    pub fn sealed(&self) -> bool {
+        self.id.sealed
+    }
+
+    /// The seal key, which a sealed save needs for `what`.
+    fn seal_key(&self, what: &str) -> Result<&SealKey> {
+        self.seal.as_ref().ok_or_else(|| {
+            Error::Sealed(format!(
+                "save {} is client-sealed: this device needs the seal key its user's devices share to {what}",
+                self.id.save_id
+            ))
+        })
     }
 
     /// The device's current state: its newest queued turn's, or the confirmed one.
@@ -217,15 +253,27 @@ impl Device {
                 (c.turn_id, c.chain_hash)
             }
         };
-        let content_hash = canonical::content_hash(&state)
-            .map_err(|e| Error::NotReady(format!("the state cannot be hashed: {}", e.message)))?;
         let turn_id = prev_turn + 1;
+        let not_hashed = |e: awf_core::Error| {
+            Error::NotReady(format!("the state cannot be hashed: {}", e.message))
+        };
+        // A sealed turn is sealed once, here: its hashes cover these bytes, so a retried
+        // upload must send the same ones.
+        let (content_hash, sealed) = if self.id.sealed {
+            let key = self.seal_key("record turns")?;
+            let bytes =
+                client_seal::seal(key, &self.id.save_id, turn_id, &state).map_err(not_hashed)?;
+            (canonical::sha256_hex(&bytes), Some(bytes))
+        } else {
+            (canonical::content_hash(&state).map_err(not_hashed)?, None)
+        };
         let chain_hash = chain::link(&prev_chain, turn_id, &content_hash);
         self.store.enqueue(&Queued {
             turn_id,
             state,
             content_hash,
             chain_hash,
+            sealed,
         })?;
         Ok(turn_id)
     }
@@ -350,7 +398,11 @@ impl Device {
     ) -> Result<Pushed> {
         let turns: Vec<Value> = mine
             .iter()
-            .map(|q| json!({"turn_id": q.turn_id, "state": q.state, "chain_hash": q.chain_hash}))
+            .map(|q| match &q.sealed {
+                Some(b) => json!({"turn_id": q.turn_id, "sealed_hex": hex::encode(b),
+                                  "chain_hash": q.chain_hash}),
+                None => json!({"turn_id": q.turn_id, "state": q.state, "chain_hash": q.chain_hash}),
+            })
             .collect();
         let mut body = json!({"save_id": self.id.save_id, "base_turn": base.turn_id,
                               "base_chain": base.chain_hash, "turns": turns});
@@ -487,12 +539,32 @@ impl Device {
     }
 
     async fn pull_from(&self, from: Option<&Confirmed>) -> Result<Pull> {
-        let since = from.map_or(-1, |c| c.turn_id);
-        let path = format!("{DOWN}?save_id={}&since_turn={since}", self.id.save_id);
-        let v = self
-            .net
+        let v = self.fetch(from).await?;
+        if v["sealed"] != json!(self.id.sealed) {
+            return Err(Error::Untrusted(format!(
+                "the answer says the save's sealed flag is {}, but it was {} at registration",
+                v["sealed"], self.id.sealed
+            )));
+        }
+        self.parse_pull(&v, from)
+    }
+
+    /// One sync-down answer: the turns after `from` (from the newest base for `None`).
+    async fn fetch(&self, from: Option<&Confirmed>) -> Result<Value> {
+        let path = match from {
+            Some(c) => format!(
+                "{DOWN}?save_id={}&since_turn={}",
+                self.id.save_id, c.turn_id
+            ),
+            None => format!("{DOWN}?save_id={}", self.id.save_id),
+        };
+        self.net
             .call(reqwest::Method::GET, &path, self.auth(), None)
-            .await?;
+            .await
+    }
+
+    fn parse_pull(&self, v: &Value, from: Option<&Confirmed>) -> Result<Pull> {
+        let since = from.map_or(i64::MIN, |c| c.turn_id);
         if v["save_id"] != json!(self.id.save_id) {
             return Err(Error::Untrusted(format!(
                 "an answer for save {}",
@@ -513,15 +585,23 @@ impl Device {
             }
             (Value::Object(_), None) => {
                 let b = &v["base"];
-                let st = b["state"].clone();
-                check_hash(&st, &b["content_hash"], b["turn_id"].as_i64().unwrap_or(-1))?;
+                let turn_id = b["turn_id"]
+                    .as_i64()
+                    .ok_or_else(|| Error::Untrusted("a base without a turn id".into()))?;
+                let st = if self.id.sealed {
+                    self.open_sealed(b, turn_id)?
+                } else {
+                    let st = b["state"].clone();
+                    check_hash(&st, &b["content_hash"], turn_id)?;
+                    st
+                };
                 let chain = str_of(b, "chain_hash")?;
                 let mut out = vec![Pulled {
-                    turn_id: b["turn_id"].as_i64().unwrap_or(-1),
+                    turn_id,
                     chain_hash: chain.clone(),
                     state: st.clone(),
                 }];
-                out.extend(self.verify_turns(&v, st, chain)?);
+                out.extend(self.verify_turns(v, st, chain)?);
                 return Ok(Pull::Turns(out));
             }
             (_, Some(c)) => {
@@ -533,13 +613,53 @@ impl Device {
                 }
                 (c.state.clone(), c.chain_hash.clone())
             }
+            (_, None) if self.id.sealed && v["turns"] == json!([]) => {
+                // A sealed save that holds no turn yet: its first device starts at the
+                // origin, with an empty state, and uploads the first turn itself.
+                let turn_id = v["head_turn"]
+                    .as_i64()
+                    .ok_or_else(|| Error::Untrusted("an answer without a head turn".into()))?;
+                return Ok(Pull::Turns(vec![Pulled {
+                    turn_id,
+                    chain_hash: str_of(v, "head_chain")?,
+                    state: json!({}),
+                }]));
+            }
             (_, None) => {
                 return Err(Error::NotReady(
                     "the save holds no base to start from".into(),
                 ))
             }
         };
-        Ok(Pull::Turns(self.verify_turns(&v, state, prev)?))
+        Ok(Pull::Turns(self.verify_turns(v, state, prev)?))
+    }
+
+    /// Opens the sealed state of `t` (a turn or base of a sealed save): its content hash must
+    /// be the SHA-256 of its bytes, and the bytes must open under the device's seal key as
+    /// this turn of this save.
+    fn open_sealed(&self, t: &Value, turn_id: i64) -> Result<Value> {
+        let bytes = t["sealed_hex"]
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(|| {
+                Error::Untrusted(format!(
+                    "turn {turn_id} of a sealed save carries no sealed bytes"
+                ))
+            })?;
+        let hash = canonical::sha256_hex(&bytes);
+        if t["content_hash"] != json!(hash) {
+            return Err(Error::Untrusted(format!(
+                "turn {turn_id}'s sealed bytes hash to {hash}, not the claimed {}",
+                t["content_hash"]
+            )));
+        }
+        let key = self.seal_key("open its turns")?;
+        client_seal::open(key, &self.id.save_id, turn_id, &bytes, MAX_SEALED_STATE).map_err(|e| {
+            match e.kind {
+                ErrorKind::NotFound => Error::Sealed(e.message),
+                _ => Error::Untrusted(e.message),
+            }
+        })
     }
 
     fn verify_turns(&self, v: &Value, mut state: Value, mut prev: String) -> Result<Vec<Pulled>> {
@@ -548,7 +668,33 @@ impl Device {
             let turn_id = t["turn_id"]
                 .as_i64()
                 .ok_or_else(|| Error::Untrusted("a turn without an id".into()))?;
-            state = match t["kind"].as_str() {
+            let kind = t["kind"].as_str();
+            // On a sealed save every turn is one a device sealed: the server cannot author a
+            // state there, and a turn it did not seal is refused, never applied.
+            if self.id.sealed != (kind == Some("sealed")) {
+                return Err(Error::Untrusted(format!(
+                    "turn {turn_id} has kind {kind:?} on a save that is{} client-sealed",
+                    if self.id.sealed { "" } else { " not" }
+                )));
+            }
+            if self.id.sealed {
+                state = self.open_sealed(t, turn_id)?;
+                let link = chain::link(&prev, turn_id, t["content_hash"].as_str().unwrap_or(""));
+                if t["chain_hash"] != json!(link) {
+                    return Err(Error::Untrusted(format!(
+                        "turn {turn_id}'s chain hash {} is not the link {link} from the turn before",
+                        t["chain_hash"]
+                    )));
+                }
+                prev = link;
+                out.push(Pulled {
+                    turn_id,
+                    chain_hash: prev.clone(),
+                    state: state.clone(),
+                });
+                continue;
+            }
+            state = match kind {
                 Some("diff") => {
                     patch::apply(&state, &t["patch"], &mut Budget::default()).map_err(|e| {
                         Error::Untrusted(format!(
@@ -558,11 +704,6 @@ impl Device {
                     })?
                 }
                 Some("base") => t["state"].clone(),
-                Some("sealed") => {
-                    return Err(Error::NotReady(
-                        "client-sealed saves are not supported by this client yet".into(),
-                    ))
-                }
                 other => {
                     return Err(Error::Untrusted(format!(
                         "turn {turn_id} has kind {other:?}"
@@ -640,11 +781,18 @@ enum Pushed {
 const UPLOAD_TURNS: usize = 256;
 const UPLOAD_BYTES: usize = 1 << 20;
 
+/// Largest state a sealed turn may open to (a device's own key sealed it, so this bounds only
+/// a key holder's mistake).
+const MAX_SEALED_STATE: u64 = 256 << 20;
+
 /// How many of `queue`'s first turns fit one upload (at least one).
 fn upload_len(queue: &[Queued]) -> usize {
     let mut bytes = 0;
     for (i, q) in queue.iter().enumerate().take(UPLOAD_TURNS) {
-        bytes += q.state.to_string().len();
+        bytes += match &q.sealed {
+            Some(b) => 2 * b.len(),
+            None => q.state.to_string().len(),
+        };
         if bytes > UPLOAD_BYTES && i > 0 {
             return i;
         }

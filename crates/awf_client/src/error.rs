@@ -18,6 +18,9 @@ pub enum Error {
     Store(String),
     /// The device is not set up (no identity, no confirmed turn).
     NotReady(String),
+    /// The save is client-sealed and this device holds no seal key, or another one than its
+    /// turns were sealed under: nothing was opened or applied.
+    Sealed(String),
 }
 
 impl Error {
@@ -38,6 +41,7 @@ impl std::fmt::Display for Error {
             Error::Untrusted(m) => write!(f, "the server's answer does not verify: {m}"),
             Error::Store(m) => write!(f, "local store: {m}"),
             Error::NotReady(m) => write!(f, "not ready: {m}"),
+            Error::Sealed(m) => write!(f, "sealed save: {m}"),
         }
     }
 }

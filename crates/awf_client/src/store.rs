@@ -25,6 +25,9 @@ pub struct Identity {
     pub save_id: String,
     /// The save's signing key (hex), when the deployment signs.
     pub signing_key: Option<String>,
+    /// The save is client-sealed: this device seals every state before upload and opens
+    /// every state it pulls, with its seal key.
+    pub sealed: bool,
 }
 
 /// The newest turn the server confirmed.
@@ -42,6 +45,9 @@ pub struct Queued {
     pub state: Value,
     pub content_hash: String,
     pub chain_hash: String,
+    /// On a sealed save, the state as sealed when it was recorded: these exact bytes are what
+    /// the content and chain hashes cover, so a retried upload sends them again.
+    pub sealed: Option<Vec<u8>>,
 }
 
 /// The open store. The connection sits behind a mutex so a `Device` can be moved into and
@@ -79,18 +85,22 @@ impl Store {
              CREATE TABLE IF NOT EXISTS identity (
                one INTEGER PRIMARY KEY CHECK (one = 1),
                device_id TEXT NOT NULL, token TEXT NOT NULL, token_expires_at TEXT NOT NULL,
-               token_expires_unix INTEGER NOT NULL, save_id TEXT NOT NULL, signing_key TEXT);
+               token_expires_unix INTEGER NOT NULL, save_id TEXT NOT NULL, signing_key TEXT,
+               sealed INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS confirmed (
                one INTEGER PRIMARY KEY CHECK (one = 1),
                turn_id INTEGER NOT NULL, chain_hash TEXT NOT NULL, state TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS queue (
                turn_id INTEGER PRIMARY KEY, state TEXT NOT NULL,
-               content_hash TEXT NOT NULL, chain_hash TEXT NOT NULL);
+               content_hash TEXT NOT NULL, chain_hash TEXT NOT NULL, sealed BLOB);
              CREATE TABLE IF NOT EXISTS orphaned (
                seq INTEGER PRIMARY KEY AUTOINCREMENT, turn_id INTEGER NOT NULL,
                state TEXT NOT NULL, orphaned_at INTEGER NOT NULL);",
         )
         .map_err(Error::store)?;
+        // Stores made before sealed saves lack these columns.
+        add_column(&db, "identity", "sealed", "INTEGER NOT NULL DEFAULT 0")?;
+        add_column(&db, "queue", "sealed", "BLOB")?;
         Ok(Store {
             db: std::sync::Mutex::new(db),
         })
@@ -104,7 +114,8 @@ impl Store {
     pub fn identity(&self) -> Result<Option<Identity>> {
         self.db()
             .query_row(
-                "SELECT device_id, token, token_expires_at, token_expires_unix, save_id, signing_key
+                "SELECT device_id, token, token_expires_at, token_expires_unix, save_id, signing_key,
+                        sealed
                  FROM identity",
                 [],
                 |r| {
@@ -115,6 +126,7 @@ impl Store {
                         token_expires_unix: r.get(3)?,
                         save_id: r.get(4)?,
                         signing_key: r.get(5)?,
+                        sealed: r.get(6)?,
                     })
                 },
             )
@@ -127,15 +139,17 @@ impl Store {
         self.db()
             .execute(
                 "INSERT OR REPLACE INTO identity
-                   (one, device_id, token, token_expires_at, token_expires_unix, save_id, signing_key)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                   (one, device_id, token, token_expires_at, token_expires_unix, save_id, signing_key,
+                    sealed)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     id.device_id,
                     id.token,
                     id.token_expires_at,
                     id.token_expires_unix,
                     id.save_id,
-                    id.signing_key
+                    id.signing_key,
+                    id.sealed
                 ],
             )
             .map(drop)
@@ -172,7 +186,9 @@ impl Store {
     pub fn queue(&self) -> Result<Vec<Queued>> {
         let db = self.db();
         let mut stmt = db
-            .prepare("SELECT turn_id, state, content_hash, chain_hash FROM queue ORDER BY turn_id")
+            .prepare(
+                "SELECT turn_id, state, content_hash, chain_hash, sealed FROM queue ORDER BY turn_id",
+            )
             .map_err(Error::store)?;
         let rows = stmt
             .query_map([], |r| {
@@ -181,17 +197,19 @@ impl Store {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
                 ))
             })
             .map_err(Error::store)?;
         let mut out = Vec::new();
         for row in rows {
-            let (turn_id, state, content_hash, chain_hash) = row.map_err(Error::store)?;
+            let (turn_id, state, content_hash, chain_hash, sealed) = row.map_err(Error::store)?;
             out.push(Queued {
                 turn_id,
                 state: parse(&state)?,
                 content_hash,
                 chain_hash,
+                sealed,
             });
         }
         Ok(out)
@@ -201,8 +219,15 @@ impl Store {
     pub fn enqueue(&mut self, q: &Queued) -> Result<()> {
         self.db()
             .execute(
-                "INSERT INTO queue (turn_id, state, content_hash, chain_hash) VALUES (?1, ?2, ?3, ?4)",
-                params![q.turn_id, q.state.to_string(), q.content_hash, q.chain_hash],
+                "INSERT INTO queue (turn_id, state, content_hash, chain_hash, sealed)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    q.turn_id,
+                    q.state.to_string(),
+                    q.content_hash,
+                    q.chain_hash,
+                    q.sealed
+                ],
             )
             .map(drop)
             .map_err(Error::store)
@@ -281,6 +306,22 @@ fn set_confirmed(tx: &rusqlite::Transaction<'_>, head: &Confirmed) -> Result<()>
     )
     .map(drop)
     .map_err(Error::store)
+}
+
+/// Adds `column` to `table` unless it is there.
+fn add_column(db: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let present: bool = db
+        .query_row(
+            &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            params![column],
+            |r| r.get(0),
+        )
+        .map_err(Error::store)?;
+    if !present {
+        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+            .map_err(Error::store)?;
+    }
+    Ok(())
 }
 
 fn parse(text: &str) -> Result<Value> {

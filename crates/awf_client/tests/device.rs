@@ -96,6 +96,7 @@ impl World {
                 user: "u-dev",
                 session: &self.session,
                 save_id: &self.save,
+                seal_key: None,
             },
             quick(),
         )

@@ -17,6 +17,8 @@ pub mod bundle;
 pub mod canonical;
 /// The hash chain over turns and its verifier.
 pub mod chain;
+/// Client-sealed turns: states a device encrypts under its own seal key before upload.
+pub mod client_seal;
 /// Blob codec: zstd, optional AES-256-GCM, versioned header; envelope keys.
 pub mod codec;
 /// The conflict resolver: which branch stays, which are archived.

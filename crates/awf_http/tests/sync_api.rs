@@ -597,7 +597,6 @@ async fn bad_sync_down_query_is_400_before_any_sql() {
         format!("save_id={save}&since_turn=abc"),
         format!("save_id={save}&since_turn=1.5"),
         format!("save_id={save}&since_turn=99999999999999999999"),
-        format!("save_id={save}"),
         "since_turn=0".to_owned(),
         "save_id=nope&since_turn=0".to_owned(),
         String::new(),
@@ -608,6 +607,11 @@ async fn bad_sync_down_query_is_400_before_any_sql() {
             assert_error(&r, StatusCode::BAD_REQUEST, "22P02");
         }
     }
+    // No since_turn: the whole save from its newest base, for a device that holds nothing.
+    let uri = format!("/api/awf-cloud-sync/sync/down?save_id={save}");
+    let r = send(&app, request("GET", &uri, Some(&phone), None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["base"]["state"].is_object(), "{}", r.body);
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! `awf device ...`: a device from the shell, through `awf_client` (the HTTP API, not SQL).
 
-use crate::cli::DeviceCmd;
+use crate::cli::{DeviceCmd, SealArgs};
 use crate::errors::CliError;
 use crate::output::Out;
 use awf_client::{Backoff, Device, Error, Registration};
+use awf_core::client_seal::SealKey;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -25,7 +26,9 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
             user,
             session,
             save_id,
+            seal,
         } => {
+            let seal_key = seal_key(&seal)?;
             let admin_key = match admin_key_file {
                 Some(f) => std::fs::read_to_string(&f)
                     .map_err(|e| CliError::Usage(format!("cannot read {f}: {e}")))?
@@ -44,6 +47,7 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
                     user: &user,
                     session: &session,
                     save_id: &save_id,
+                    seal_key: seal_key.as_ref(),
                 },
                 Backoff::default(),
             )
@@ -57,12 +61,14 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
         }
         DeviceCmd::Record {
             store,
+            seal,
             patch,
             state_file,
         } => {
             // Recording needs no server; the URL is never used.
             let mut d = Device::open(Path::new(&store), "http://127.0.0.1:1", Backoff::default())
                 .map_err(client_error)?;
+            d.set_seal_key(seal_key(&seal)?);
             let next = match (patch, state_file) {
                 (Some(p), None) => {
                     let ops = awf_core::json::parse_str(&p).map_err(|e| {
@@ -86,9 +92,11 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
             every,
             rounds,
             strategy,
+            seal,
         } => {
             let mut d = Device::open(Path::new(&at.store), &at.server, Backoff::default())
                 .map_err(client_error)?;
+            d.set_seal_key(seal_key(&seal)?);
             d.strategy = strategy;
             let rounds = match every {
                 Some(_) => rounds.unwrap_or(u32::MAX).max(1),
@@ -122,7 +130,7 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
                 .map_err(client_error)?;
             let c = d.confirmed().map_err(client_error)?;
             let q = d.queued().map_err(client_error)?;
-            let v = json!({"save_id": d.save_id(), "confirmed_turn": c.turn_id,
+            let v = json!({"save_id": d.save_id(), "sealed": d.sealed(), "confirmed_turn": c.turn_id,
                            "confirmed_chain": c.chain_hash, "queued": q.len(),
                            "state": d.state().map_err(client_error)?});
             out.object(&v, |v| {
@@ -135,8 +143,47 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
                 )
             });
         }
+        DeviceCmd::SealKey { output } => {
+            write_new_secret(&output, &SealKey::generate_hex())?;
+            out.object(&json!({"seal_key_file": output}), |_| {
+                format!("seal key written to {output}: give it to every device of the save, and keep a copy (without it the save cannot be read)")
+            });
+        }
     }
     Ok(())
+}
+
+/// The seal key from `--seal-key-file` or AWF_CLIENT_SEAL_KEY, if either is given.
+fn seal_key(a: &SealArgs) -> Result<Option<SealKey>, CliError> {
+    let (text, from) = match &a.seal_key_file {
+        Some(f) => (
+            std::fs::read_to_string(f)
+                .map_err(|e| CliError::Usage(format!("cannot read {f}: {e}")))?,
+            f.as_str(),
+        ),
+        None => match std::env::var("AWF_CLIENT_SEAL_KEY") {
+            Ok(k) => (k, "AWF_CLIENT_SEAL_KEY"),
+            Err(_) => return Ok(None),
+        },
+    };
+    SealKey::from_hex(&text)
+        .map(Some)
+        .map_err(|e| CliError::Usage(format!("{from}: {}", e.message)))
+}
+
+/// Creates `path` readable by this user only and writes `text` to it; never overwrites.
+fn write_new_secret(path: &str, text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o
+        .open(path)
+        .map_err(|e| CliError::Usage(format!("cannot create {path}: {e}")))?;
+    f.write_all(format!("{text}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| CliError::Usage(format!("cannot write {path}: {e}")))
 }
 
 fn report_json(r: &awf_client::SyncReport) -> Value {
@@ -162,5 +209,8 @@ fn client_error(e: Error) -> CliError {
         Error::Offline(m) => CliError::Connect(format!("offline: {m}")),
         Error::Store(m) => CliError::Usage(format!("local store: {m}")),
         Error::NotReady(m) => CliError::Usage(m),
+        Error::Sealed(m) => CliError::Usage(format!(
+            "{m}\nhint: give the save's seal key with --seal-key-file FILE or AWF_CLIENT_SEAL_KEY"
+        )),
     }
 }

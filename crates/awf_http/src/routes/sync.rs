@@ -101,8 +101,10 @@ fn covered<'a>(
 struct Down {
     /// The save (a UUID).
     save_id: String,
-    /// The newest turn the device has; the answer holds the turns after it.
-    since_turn: i64,
+    /// The newest turn the device has; the answer holds the turns after it. Omitted: the
+    /// whole save from its newest base (what a device that holds nothing asks for).
+    #[serde(default)]
+    since_turn: Option<i64>,
     /// Long poll (`sync/down` only): when there is nothing newer, wait up to this many seconds
     /// (0 to 60, default 0) for the save's head to move before answering.
     #[serde(default)]
@@ -112,6 +114,11 @@ struct Down {
 impl Down {
     fn check(&self) -> Result<(), AppError> {
         check_uuid("save_id", &self.save_id)
+    }
+
+    /// `since_turn`, or one below every save's origin (so the answer starts at a base).
+    fn since(&self) -> i64 {
+        self.since_turn.unwrap_or(i64::MIN)
     }
 }
 
@@ -139,7 +146,7 @@ async fn read(
     Ok(row.get(0))
 }
 
-/// `GET /api/awf-cloud-sync/sync/down?save_id=<uuid>&since_turn=<n>[&wait=<s>]` with the device
+/// `GET /api/awf-cloud-sync/sync/down?save_id=<uuid>[&since_turn=<n>][&wait=<s>]` with the device
 /// headers (and `X-AWF-Signature`) → 200 with the turns after `since_turn`, signed when the
 /// request was. With `wait`, an answer with no turns is held until the save's head moves or
 /// the wait ends (then the empty answer); the signature is checked before the wait.
@@ -155,6 +162,7 @@ async fn sync_down(
     Query(q): Query<Down>,
 ) -> Result<Response, AppError> {
     q.check()?;
+    let since = q.since();
     let auth = match caller {
         Caller::Device(d) => d,
         // An admin tool reads any save's turns; signatures and long polls are for devices.
@@ -166,7 +174,7 @@ async fn sync_down(
                 .json(
                     &admin,
                     "SELECT awf.sync_down_admin($1::text::uuid, $2)",
-                    &[&q.save_id, &q.since_turn],
+                    &[&q.save_id, &since],
                 )
                 .await?;
             return Ok(axum::Json(v).into_response());
@@ -181,8 +189,7 @@ async fn sync_down(
             format!("wait must be 0 to {MAX_WAIT_SECONDS} seconds"),
         ));
     }
-    let params: [&(dyn ToSql + Sync); 4] =
-        [&auth.device_id, &auth.token, &q.save_id, &q.since_turn];
+    let params: [&(dyn ToSql + Sync); 4] = [&auth.device_id, &auth.token, &q.save_id, &since];
     if wait == 0 {
         let c = signed
             .as_ref()
@@ -246,16 +253,16 @@ async fn sync_events(
     sub.seen();
     // The first read answers the request itself (and checks its signature in the same
     // transaction), so a bad credential is a 401/403, not a stream.
+    let since = q.since();
     let first = {
         let c = covered(&auth, &q.save_id, "GET", &uri, b"");
-        let params: [&(dyn ToSql + Sync); 4] =
-            [&auth.device_id, &auth.token, &q.save_id, &q.since_turn];
+        let params: [&(dyn ToSql + Sync); 4] = [&auth.device_id, &auth.token, &q.save_id, &since];
         let check = signed.as_ref().map(|s| (s, &c));
         crate::signed::run(&state, check, None, DOWN, &params)
             .await?
             .value
     };
-    let since = first["head_turn"].as_i64().unwrap_or(q.since_turn);
+    let since = first["head_turn"].as_i64().unwrap_or(since);
     let stream = Stream {
         state,
         auth,
