@@ -48,7 +48,7 @@ pub fn connect_mut<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
     })
 }
 
-/// Locks (`mode`: `FOR UPDATE` or `FOR SHARE`) the row of `awf.<table>` whose `key` is `id`,
+/// Locks (`mode`: `FOR NO KEY UPDATE`, `FOR UPDATE` or `FOR SHARE`) the row of `awf.<table>` whose `key` is `id`,
 /// if the caller can see it; false when row-level security hides it or it does not exist.
 /// The lock is taken as the owner: a locking read needs UPDATE, which no caller role has, so
 /// no caller can hold the row hostage outside the functions either. Read the row after this,

@@ -39,7 +39,7 @@ fn session_upsert(
         // not hidden by row-level security and then overwritten.
         let existing = crate::audit::as_owner(c, |c| {
             c.update(
-                "SELECT user_id_hash FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+                "SELECT user_id_hash FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
                 Some(1),
                 &[session_id.into()],
             )

@@ -40,7 +40,11 @@ pub fn col<T: IntoDatum + FromDatum>(t: &SpiTupleTable<'_>, i: usize) -> T {
 /// session's row hostage outside the functions either. Read the row after this, not before,
 /// to see its newest version.
 pub fn lock_session(c: &mut SpiClient<'_>, id: Uuid) -> bool {
-    crate::locks::lock_visible(c, "sessions", "session_id", id, "FOR UPDATE")
+    // NO KEY: turns of a session still serialize on it, but the foreign-key checks of rows
+    // that reference the session (a device's, say, updated twice in one transaction) take
+    // KEY SHARE, which this does not block; FOR UPDATE made those checks wait on a turn and
+    // deadlock a sync down against a sync up.
+    crate::locks::lock_visible(c, "sessions", "session_id", id, "FOR NO KEY UPDATE")
 }
 
 /// Loads a session; `lock` takes the row lock that serializes turns of one session.

@@ -25,11 +25,16 @@ pub struct Save {
     pub bytes_stored: i64,
 }
 
-/// Locks a save the caller can see (FOR UPDATE, or FOR SHARE with `share`); false when
+/// Locks a save the caller can see (FOR NO KEY UPDATE, or FOR SHARE with `share`); false when
 /// row-level security hides it or it does not exist. Taken as the owner: a locking read needs
 /// UPDATE, which no caller role has on the save tables. Read the row after this, not before.
+/// NO KEY, so the foreign-key checks of rows that reference the save never wait on it.
 pub fn lock_save(c: &mut SpiClient<'_>, id: Uuid, share: bool) -> bool {
-    let mode = if share { "FOR SHARE" } else { "FOR UPDATE" };
+    let mode = if share {
+        "FOR SHARE"
+    } else {
+        "FOR NO KEY UPDATE"
+    };
     crate::locks::lock_visible(c, "saves", "save_id", id, mode)
 }
 

@@ -618,7 +618,10 @@ mod tests {
         assert_eq!(got[2]["chain_hash"], json!(prev));
         // Behind the origin: every sealed turn stands alone, so the newest one is the base.
         let fresh = down(i64::MIN);
-        assert_eq!(fresh["base"]["sealed_hex"], turns[2]["sealed_hex"], "{fresh}");
+        assert_eq!(
+            fresh["base"]["sealed_hex"], turns[2]["sealed_hex"],
+            "{fresh}"
+        );
         assert_eq!(fresh["turns"], json!([]));
 
         // Refused, writing nothing: JSON turns on a sealed save, bad hex, a merge.

@@ -126,3 +126,37 @@ fn a_lock_wait_ends_with_55p03_after_the_lock_timeout() {
     holder.batch_execute("ROLLBACK").unwrap();
     println!("lock waits: turn and audit chain both ended with 55P03 after awf.lock_timeout_ms");
 }
+
+/// A turn (or any change) in progress locks its session, but no stronger than an UPDATE of its
+/// state would: the foreign-key check of a row that references the session (a device's row
+/// updated twice in one transaction, as a sync down does) takes KEY SHARE, and must not wait.
+/// With FOR UPDATE it waited, and a sync down deadlocked against a sync up of the same save.
+#[test]
+fn a_locked_session_does_not_stall_foreign_key_checks_of_rows_that_reference_it() {
+    let db = TestDb::new();
+    session(&db);
+    db.client()
+        .query_one(
+            "SELECT awf.device_register('phone', 'u1', $1::text::uuid)",
+            &[&SID],
+        )
+        .unwrap();
+    let mut holder = db.client();
+    holder.batch_execute("BEGIN").unwrap();
+    holder
+        .query_one(
+            "SELECT awf.snapshot_create($1::text::uuid, 'held')",
+            &[&SID],
+        )
+        .unwrap();
+    let mut c = db.client();
+    c.batch_execute("SET lock_timeout = '2s'").unwrap();
+    c.batch_execute(
+        "BEGIN;
+         UPDATE awf.devices SET last_seen_at = now() WHERE device_id = 'phone';
+         UPDATE awf.devices SET last_turn_seen = 1 WHERE device_id = 'phone';
+         COMMIT",
+    )
+    .expect("the device's foreign-key check does not wait for the session's lock");
+    holder.batch_execute("COMMIT").unwrap();
+}

@@ -3,6 +3,7 @@
 //! answer lost on the way, a restart from the store, and tampered answers refused.
 
 use awf_client::{Backoff, Device, Error, Registration};
+use awf_core::client_seal::SealKey;
 use awf_http::db::Limits;
 use awf_http::{router, AppState};
 use awf_tests::{off_runtime, random_uuid, TempDir, TempFile, TestDb};
@@ -36,6 +37,11 @@ struct World {
 }
 
 async fn world(signed: bool) -> World {
+    world_with(signed, false).await
+}
+
+/// [`world`], with a client-sealed save when `sealed`.
+async fn world_with(signed: bool, sealed: bool) -> World {
     let db = TestDb::new();
     let secret = TempFile::with_contents(&"5a".repeat(32));
     if signed {
@@ -68,8 +74,8 @@ async fn world(signed: bool) -> World {
         .unwrap();
         let v: Value = c
             .query_one(
-                "SELECT awf.save_create_or_attach($1::text::uuid, 'u-dev')",
-                &[&session],
+                "SELECT awf.save_create_or_attach($1::text::uuid, 'u-dev', sealed => $2)",
+                &[&session, &sealed],
             )
             .unwrap()
             .get(0);
@@ -87,6 +93,15 @@ async fn world(signed: bool) -> World {
 
 impl World {
     async fn device(&self, name: &str, base: &str) -> Device {
+        self.sealed_device(name, base, None).await.unwrap()
+    }
+
+    async fn sealed_device(
+        &self,
+        name: &str,
+        base: &str,
+        key: Option<&SealKey>,
+    ) -> awf_client::Result<Device> {
         Device::register(
             std::path::Path::new(&self.dir.file(name)),
             base,
@@ -96,12 +111,16 @@ impl World {
                 user: "u-dev",
                 session: &self.session,
                 save_id: &self.save,
-                seal_key: None,
+                seal_key: key,
             },
             quick(),
         )
         .await
-        .unwrap()
+    }
+
+    /// One value of SQL on the test database.
+    fn sql<T: for<'a> postgres::types::FromSql<'a> + Send>(&self, q: &str) -> T {
+        off_runtime(|| self.db.client().query_one(q, &[&self.save]).unwrap().get(0))
     }
 
     /// The server's head (turn, chain) and whether the save verifies.
@@ -492,4 +511,129 @@ async fn a_long_queue_goes_up_in_parts_that_fit_the_server() {
     assert_eq!(head, start + 600);
     assert_eq!(chain, r.head_chain);
     assert!(ok);
+}
+
+#[tokio::test]
+async fn two_devices_sharing_a_seal_key_sync_a_sealed_save_the_server_cannot_read() {
+    let w = world_with(true, true).await;
+    let key = SealKey::from_hex(&SealKey::generate_hex()).unwrap();
+    // Both register while the save holds nothing: each starts at its origin, empty.
+    let mut phone = w
+        .sealed_device("phone-s", &w.base, Some(&key))
+        .await
+        .unwrap();
+    let mut tablet = w
+        .sealed_device("tablet-s", &w.base, Some(&key))
+        .await
+        .unwrap();
+    assert!(phone.sealed());
+    assert_eq!(phone.state().unwrap(), json!({}));
+    let origin = phone.confirmed().unwrap().turn_id;
+    const SECRET: &str = "dragon-hoard-under-the-well";
+    // Both play offline on the origin; the first to sync wins it, the other's first upload
+    // is a conflict the server resolves without reading a state.
+    for i in 0..3 {
+        phone
+            .record_turn(json!({"player": {"gold": i, "note": SECRET}}))
+            .unwrap();
+    }
+    tablet
+        .record_turn(json!({"player": {"gold": 100}}))
+        .unwrap();
+    let r = phone.sync().await.unwrap();
+    assert_eq!((r.pushed, r.head_turn), (3, origin + 3), "{r:?}");
+    let r = tablet.sync().await.unwrap();
+    assert!(r.conflict.is_some(), "{r:?}");
+    assert_eq!(tablet.state().unwrap(), phone.state().unwrap());
+    // Then concurrent rounds, as any two devices play.
+    let mut conflicts = 1;
+    for _ in 0..5 {
+        let p = gold(&phone.state().unwrap(), 1);
+        phone.record_turn(p).unwrap();
+        let t = gold(&tablet.state().unwrap(), 10);
+        tablet.record_turn(t).unwrap();
+        let (a, b) = tokio::join!(phone.sync(), tablet.sync());
+        conflicts += [a.unwrap(), b.unwrap()]
+            .iter()
+            .filter(|r| r.conflict.is_some())
+            .count();
+    }
+    phone.sync().await.unwrap();
+    tablet.sync().await.unwrap();
+    let (head, chain, ok) = w.server();
+    assert!(ok, "the sealed save verifies on the server");
+    assert_eq!(phone.confirmed().unwrap().chain_hash, chain);
+    assert_eq!(tablet.confirmed().unwrap().chain_hash, chain);
+    assert_eq!(phone.state().unwrap(), tablet.state().unwrap());
+    assert_eq!(phone.state().unwrap()["player"]["note"], json!(SECRET));
+    let recorded: i64 =
+        w.sql("SELECT count(*) FROM awf.save_conflicts WHERE save_id = $1::text::uuid");
+    assert_eq!(recorded, conflicts as i64);
+    // What the server holds is what the devices sealed: no state it could read.
+    let bytes: Vec<u8> = w.sql(&format!(
+        "SELECT awf.save_materialize_bytes($1::text::uuid, {head})"
+    ));
+    assert!(!bytes.windows(SECRET.len()).any(|b| b == SECRET.as_bytes()));
+    assert_eq!(
+        awf_core::client_seal::open(&key, &w.save, head, &bytes, 1 << 20).unwrap(),
+        phone.state().unwrap()
+    );
+    let session_state: String = w.sql(
+        "SELECT s.state::text FROM awf.sessions s JOIN awf.saves v USING (session_id)
+         WHERE v.save_id = $1::text::uuid",
+    );
+    assert!(!session_state.contains(SECRET), "{session_state}");
+}
+
+#[tokio::test]
+async fn a_device_without_the_seal_key_gets_a_clear_error_and_applies_nothing() {
+    let w = world_with(true, true).await;
+    let key = SealKey::from_hex(&SealKey::generate_hex()).unwrap();
+    let other = SealKey::from_hex(&SealKey::generate_hex()).unwrap();
+    let mut phone = w
+        .sealed_device("phone-k", &w.base, Some(&key))
+        .await
+        .unwrap();
+    phone.record_turn(json!({"hp": 3})).unwrap();
+    phone.sync().await.unwrap();
+    // Without a key, or with another one, registering on the save cannot open its state.
+    let e = w
+        .sealed_device("tablet-none", &w.base, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, Error::Sealed(m) if m.contains("seal key")),
+        "{e}"
+    );
+    let e = w
+        .sealed_device("tablet-other", &w.base, Some(&other))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, Error::Sealed(m) if m.contains(key.id()) && m.contains(other.id())),
+        "{e}"
+    );
+    // The registered device restarted without its key: it records nothing and applies no
+    // pulled turn; given the key again, it goes on.
+    let mut tablet = w
+        .sealed_device("tablet-k", &w.base, Some(&key))
+        .await
+        .unwrap();
+    tablet.record_turn(json!({"hp": 4})).unwrap();
+    tablet.sync().await.unwrap();
+    let path = w.dir.file("phone-k");
+    drop(phone);
+    let mut phone = Device::open(std::path::Path::new(&path), &w.base, quick()).unwrap();
+    let before = phone.confirmed().unwrap();
+    let e = phone.record_turn(json!({"hp": 5})).unwrap_err();
+    assert!(matches!(e, Error::Sealed(_)), "{e}");
+    let e = phone.sync().await.unwrap_err();
+    assert!(matches!(e, Error::Sealed(_)), "{e}");
+    assert_eq!(phone.confirmed().unwrap(), before, "nothing applied");
+    phone.set_seal_key(Some(key.clone()));
+    let r = phone.sync().await.unwrap();
+    assert_eq!(r.pulled, 1, "{r:?}");
+    assert_eq!(phone.state().unwrap(), json!({"hp": 4}));
 }
