@@ -40,9 +40,9 @@ impl Lcg {
     }
 }
 
-#[test]
-fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_twice() {
-    let db = TestDb::new();
+/// The HTTP server (signatures required) on a loopback port, in front of `db` with a signing
+/// secret; keep the runtime and the secret for as long as the server is needed.
+fn serve(db: &TestDb) -> (tokio::runtime::Runtime, TempFile, String) {
     let secret = TempFile::with_contents(&"7c".repeat(32));
     db.client()
         .batch_execute(&format!(
@@ -53,29 +53,43 @@ fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_t
         .unwrap();
     db.plant_admin_key(ADMIN);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let _in_rt = rt.enter();
-    let state = AppState::connect_with(&db.http_url(), 4, Limits::default()).unwrap();
+    let state = {
+        let _in_rt = rt.enter();
+        AppState::connect_with(&db.http_url(), 4, Limits::default()).unwrap()
+    };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let server = format!("http://{}", listener.local_addr().unwrap());
     rt.spawn(async move { axum::serve(listener, router(state)).await });
+    (rt, secret, server)
+}
 
+/// A session of `user` and its save (client-sealed when `sealed`): (session, save).
+fn session_with_save(db: &TestDb, user: &str, sealed: bool) -> (String, String) {
     let session = random_uuid();
     let save: String = off_runtime(|| {
         let mut c = db.client();
         c.execute(
-            "SELECT awf.session_upsert($1::text::uuid, 'u-kill', '{\"player\": {\"gold\": 0}}')",
-            &[&session],
+            "SELECT awf.session_upsert($1::text::uuid, $2, '{\"player\": {\"gold\": 0}}')",
+            &[&session, &user],
         )
         .unwrap();
         c.query_one(
-            "SELECT awf.save_create_or_attach($1::text::uuid, 'u-kill') ->> 'save_id'",
-            &[&session],
+            "SELECT awf.save_create_or_attach($1::text::uuid, $2, sealed => $3) ->> 'save_id'",
+            &[&session, &user, &sealed],
         )
         .unwrap()
         .get(0)
     });
+    (session, save)
+}
+
+#[test]
+fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_twice() {
+    let db = TestDb::new();
+    let (_rt, _secret, server) = serve(&db);
+    let (session, save) = session_with_save(&db, "u-kill", false);
     let dir = TempDir::new();
     let store = dir.file("device.sqlite");
     let key_file = TempFile::with_contents(ADMIN);
@@ -193,4 +207,106 @@ fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_t
         run(&["device", "sync", "--store", &store, "--rounds", "2"]).0,
         2
     );
+}
+
+#[test]
+fn devices_sharing_a_seal_key_play_a_sealed_save_and_one_without_it_is_told_so() {
+    let db = TestDb::new();
+    let (_rt, _secret, server) = serve(&db);
+    let (session, save) = session_with_save(&db, "u-seal", true);
+    let dir = TempDir::new();
+    let key = dir.file("seal.key");
+    let (code, _, err) = run(&["device", "seal-key", "--output", &key]);
+    assert_eq!(code, 0, "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Never overwritten.
+    assert_eq!(run(&["device", "seal-key", "--output", &key]).0, 2);
+    let admin = TempFile::with_contents(ADMIN);
+    let register = |name: &str, seal: Option<&str>| {
+        let store = dir.file(name);
+        let mut args = vec![
+            "device",
+            "register",
+            "--store",
+            &store,
+            "--server",
+            &server,
+            "--admin-key-file",
+            admin.path(),
+            "--device-id",
+            name,
+            "--user",
+            "u-seal",
+            "--session",
+            &session,
+            "--save-id",
+            &save,
+        ];
+        if let Some(k) = seal {
+            args.extend(["--seal-key-file", k]);
+        }
+        let r = run(&args);
+        (r, store)
+    };
+    let ((code, _, err), phone) = register("phone", Some(&key));
+    assert_eq!(code, 0, "{err}");
+    // The key from the environment works as well as from a file.
+    let hex = std::fs::read_to_string(&key).unwrap();
+    let patch = r#"[{"op": "add", "path": "/gold", "value": 12}]"#;
+    let o = awf(&["device", "record", "--store", &phone, "--patch", patch])
+        .env("AWF_CLIENT_SEAL_KEY", hex.trim())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, _, err) = run(&[
+        "device",
+        "sync",
+        "--store",
+        &phone,
+        "--server",
+        &server,
+        "--seal-key-file",
+        &key,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ((code, _, err), tablet) = register("tablet", Some(&key));
+    assert_eq!(code, 0, "{err}");
+    let (code, status, _) = run(&["--json", "device", "status", "--store", &tablet]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["sealed"], true, "{status}");
+    assert_eq!(status["state"], serde_json::json!({"gold": 12}), "{status}");
+    // Without the key: a clear error, exit 2, and no store left half-registered to reuse.
+    let ((code, _, err), _) = register("nokey", None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("client-sealed") && err.contains("--seal-key-file"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["device", "record", "--store", &phone, "--patch", patch]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("seal key"), "{err}");
+    // A malformed key is a usage error naming where it came from.
+    let bad = TempFile::with_contents("not a key");
+    let (code, _, err) = run(&[
+        "device",
+        "record",
+        "--store",
+        &phone,
+        "--patch",
+        patch,
+        "--seal-key-file",
+        bad.path(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("64 hex"), "{err}");
 }
