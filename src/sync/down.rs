@@ -32,10 +32,10 @@ fn turn_json(c: &mut SpiClient<'_>, r: &TurnRow) -> Result<Value> {
 }
 
 /// The turns after `since_turn` with their chain hashes, so the device can verify them from
-/// the chain hash it holds for `since_turn` (`prev_chain` in the response; at the save's
-/// origin, the origin's chain hash). When the device is behind the origin (a device that holds
-/// nothing asks with the smallest bigint), the response starts with a `base` (the state of the
-/// latest base turn, in full) followed by the diffs after it. A device ahead of the save gets no turns
+/// the chain hash it holds for `since_turn` (`prev_chain` in the response; at a sealed save's
+/// origin, the origin's chain hash). When the device is behind the oldest kept turn (a device
+/// that holds nothing asks with the smallest bigint), the response starts with a `base` (the
+/// state of the latest base turn, in full) followed by the diffs after it. A device ahead of the save gets no turns
 /// and `"ahead": true` (it should sync up). `sealed` says whether the save is client-sealed
 /// (its turns carry `sealed_hex`); a save that holds no turn yet answers with no turns, and its
 /// head is the origin a first device starts from. Records the device's `last_turn_seen`.
@@ -94,7 +94,12 @@ fn answer(c: &mut SpiClient<'_>, save_id: Uuid, since_turn: i64) -> (Value, stor
         out["prev_chain"] = json!(s.head_chain);
     } else if since_turn < s.origin_turn && s.head_turn == s.origin_turn {
         // Nothing is kept after the origin: there is nothing to send.
-    } else if since_turn < s.origin_turn && s.head_turn > s.origin_turn {
+    } else if s.head_turn > s.origin_turn
+        && (since_turn < s.origin_turn || (since_turn == s.origin_turn && !s.sealed))
+    {
+        // (At the origin of a JSON save the first stored turn is a base anyway, so the answer
+        // starts there as it always has; a sealed save's device at its origin gets the turns,
+        // which it can verify link by link.)
         // Behind the oldest kept turn: a full base, then the diffs after it.
         let rows = store::turns(c, save_id, s.origin_turn + 1, s.head_turn);
         let start = rows.iter().rposition(|r| r.kind != Kind::Diff).unwrap_or(0);

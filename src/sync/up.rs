@@ -199,7 +199,7 @@ fn sealed_bytes(t: &Value, budget: &mut Budget) -> Result<Vec<u8>> {
         .ok_or_else(|| Error::invalid("\"sealed_hex\" must be a hex string"))?;
     budget.build(1, hex.len() as u64 / 2)?;
     let bytes = hex::decode(hex)
-        .map_err(|_| Error::invalid("\"sealed_hex\" must be an even number of hex digits"))?;
+        .map_err(|_| Error::invalid("\"sealed_hex\" must be hex digits, two per byte"))?;
     if bytes.is_empty() {
         return Err(Error::invalid("\"sealed_hex\" must not be empty"));
     }

@@ -156,7 +156,14 @@ impl Device {
         // which every later answer must then agree with.
         let v = device.fetch(None).await?;
         device.id.sealed = v["sealed"] == json!(true);
-        let pulled = match device.parse_pull(&v, None)? {
+        // A device given a seal key means to seal: a save the server says is not sealed would
+        // take its states in the clear, so it is refused rather than joined.
+        if seal_key.is_some() && !device.id.sealed {
+            return Err(Error::Sealed(format!(
+                "a seal key was given, but save {save_id} is not client-sealed: its states would be uploaded readable; register without the key, or use a sealed save"
+            )));
+        }
+        let pulled = match device.parse_pull(&v, None, true)? {
             Pull::Turns(t) => t,
             Pull::Diverged(why) => return Err(Error::Untrusted(why)),
         };
@@ -194,9 +201,17 @@ impl Device {
     }
 
     /// Gives the device the seal key of its client-sealed save (it is never stored: the game
-    /// passes it at every start, from wherever it keeps secrets).
-    pub fn set_seal_key(&mut self, key: Option<SealKey>) {
+    /// passes it at every start, from wherever it keeps secrets). A key for a save that is not
+    /// sealed is refused: the game meant to seal, and this save would take states in the clear.
+    pub fn set_seal_key(&mut self, key: Option<SealKey>) -> Result<()> {
+        if key.is_some() && !self.id.sealed {
+            return Err(Error::Sealed(format!(
+                "save {} is not client-sealed: a seal key would not be used, and its states go up readable",
+                self.id.save_id
+            )));
+        }
         self.seal = key;
+        Ok(())
     }
 
     /// The save this device plays.
@@ -261,8 +276,12 @@ impl Device {
         // upload must send the same ones.
         let (content_hash, sealed) = if self.id.sealed {
             let key = self.seal_key("record turns")?;
-            let bytes =
-                client_seal::seal(key, &self.id.save_id, turn_id, &state).map_err(not_hashed)?;
+            let at = client_seal::Place {
+                save_id: &self.id.save_id,
+                turn_id,
+                prev_chain: &prev_chain,
+            };
+            let bytes = client_seal::seal(key, at, &state).map_err(not_hashed)?;
             (canonical::sha256_hex(&bytes), Some(bytes))
         } else {
             (canonical::content_hash(&state).map_err(not_hashed)?, None)
@@ -396,14 +415,20 @@ impl Device {
         mine: &[Queued],
         more: bool,
     ) -> Result<Pushed> {
-        let turns: Vec<Value> = mine
+        let turns = mine
             .iter()
-            .map(|q| match &q.sealed {
-                Some(b) => json!({"turn_id": q.turn_id, "sealed_hex": hex::encode(b),
-                                  "chain_hash": q.chain_hash}),
-                None => json!({"turn_id": q.turn_id, "state": q.state, "chain_hash": q.chain_hash}),
+            .map(|q| match (&q.sealed, self.id.sealed) {
+                (Some(b), true) => Ok(json!({"turn_id": q.turn_id, "sealed_hex": hex::encode(b),
+                                             "chain_hash": q.chain_hash})),
+                (None, false) => Ok(json!({"turn_id": q.turn_id, "state": q.state,
+                                           "chain_hash": q.chain_hash})),
+                // Never a readable state on a sealed save (nor sealed bytes on another).
+                _ => Err(Error::Store(format!(
+                    "queued turn {} does not match the save's sealing",
+                    q.turn_id
+                ))),
             })
-            .collect();
+            .collect::<Result<Vec<Value>>>()?;
         let mut body = json!({"save_id": self.id.save_id, "base_turn": base.turn_id,
                               "base_chain": base.chain_hash, "turns": turns});
         if let Some(s) = &self.strategy {
@@ -540,13 +565,14 @@ impl Device {
 
     async fn pull_from(&self, from: Option<&Confirmed>) -> Result<Pull> {
         let v = self.fetch(from).await?;
-        if v["sealed"] != json!(self.id.sealed) {
+        // (A server that predates sealed saves sends no flag: not sealed.)
+        if v["sealed"].as_bool().unwrap_or(false) != self.id.sealed {
             return Err(Error::Untrusted(format!(
                 "the answer says the save's sealed flag is {}, but it was {} at registration",
                 v["sealed"], self.id.sealed
             )));
         }
-        self.parse_pull(&v, from)
+        self.parse_pull(&v, from, false)
     }
 
     /// One sync-down answer: the turns after `from` (from the newest base for `None`).
@@ -563,7 +589,10 @@ impl Device {
             .await
     }
 
-    fn parse_pull(&self, v: &Value, from: Option<&Confirmed>) -> Result<Pull> {
+    /// `registering`: the device holds nothing yet, so an empty sealed save is a start (later,
+    /// an answer with nothing in it would be the server replacing the device's history with
+    /// a state of its own making, and is refused).
+    fn parse_pull(&self, v: &Value, from: Option<&Confirmed>, registering: bool) -> Result<Pull> {
         let since = from.map_or(i64::MIN, |c| c.turn_id);
         if v["save_id"] != json!(self.id.save_id) {
             return Err(Error::Untrusted(format!(
@@ -589,7 +618,8 @@ impl Device {
                     .as_i64()
                     .ok_or_else(|| Error::Untrusted("a base without a turn id".into()))?;
                 let st = if self.id.sealed {
-                    self.open_sealed(b, turn_id)?
+                    // Nothing before it to check its previous chain hash against.
+                    self.open_sealed(b, turn_id, "")?
                 } else {
                     let st = b["state"].clone();
                     check_hash(&st, &b["content_hash"], turn_id)?;
@@ -613,7 +643,7 @@ impl Device {
                 }
                 (c.state.clone(), c.chain_hash.clone())
             }
-            (_, None) if self.id.sealed && v["turns"] == json!([]) => {
+            (_, None) if registering && self.id.sealed && v["turns"] == json!([]) => {
                 // A sealed save that holds no turn yet: its first device starts at the
                 // origin, with an empty state, and uploads the first turn itself.
                 let turn_id = v["head_turn"]
@@ -636,8 +666,8 @@ impl Device {
 
     /// Opens the sealed state of `t` (a turn or base of a sealed save): its content hash must
     /// be the SHA-256 of its bytes, and the bytes must open under the device's seal key as
-    /// this turn of this save.
-    fn open_sealed(&self, t: &Value, turn_id: i64) -> Result<Value> {
+    /// this turn of this save, after `prev_chain` (unchecked when empty).
+    fn open_sealed(&self, t: &Value, turn_id: i64, prev_chain: &str) -> Result<Value> {
         let bytes = t["sealed_hex"]
             .as_str()
             .and_then(|h| hex::decode(h).ok())
@@ -654,11 +684,14 @@ impl Device {
             )));
         }
         let key = self.seal_key("open its turns")?;
-        client_seal::open(key, &self.id.save_id, turn_id, &bytes, MAX_SEALED_STATE).map_err(|e| {
-            match e.kind {
-                ErrorKind::NotFound => Error::Sealed(e.message),
-                _ => Error::Untrusted(e.message),
-            }
+        let at = client_seal::Place {
+            save_id: &self.id.save_id,
+            turn_id,
+            prev_chain,
+        };
+        client_seal::open(key, at, &bytes, MAX_SEALED_STATE).map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error::Sealed(e.message),
+            _ => Error::Untrusted(e.message),
         })
     }
 
@@ -678,7 +711,7 @@ impl Device {
                 )));
             }
             if self.id.sealed {
-                state = self.open_sealed(t, turn_id)?;
+                state = self.open_sealed(t, turn_id, &prev)?;
                 let link = chain::link(&prev, turn_id, t["content_hash"].as_str().unwrap_or(""));
                 if t["chain_hash"] != json!(link) {
                     return Err(Error::Untrusted(format!(

@@ -237,6 +237,10 @@ struct Proxy {
     lose_uploads: Arc<AtomicUsize>,
     /// Sync-down answers to alter.
     tamper_downs: Arc<AtomicUsize>,
+    /// Sync-down answers to make up, signed with `forge_key` (a server that holds the keys
+    /// and lies), answered in this order instead of asking the server.
+    forge_downs: Arc<std::sync::Mutex<Vec<Value>>>,
+    forge_key: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
 async fn forward(
@@ -246,6 +250,41 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if uri.path().ends_with("/sync/down") {
+        let forged = {
+            let mut f = p.forge_downs.lock().unwrap();
+            (!f.is_empty()).then(|| f.remove(0))
+        };
+        if let Some(body) = forged {
+            let body = serde_json::to_vec(&body).unwrap();
+            let nonce = headers
+                .get("x-awf-signature")
+                .and_then(|h| awf_core::signing::Signature::parse(h.to_str().ok()?).ok())
+                .unwrap()
+                .nonce;
+            let key = p.forge_key.lock().unwrap().clone().unwrap();
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let message = awf_core::signing::response_string(
+                200,
+                &nonce,
+                t,
+                &awf_core::signing::body_hash(&body),
+            );
+            let sig = awf_core::signing::Signature {
+                t,
+                nonce,
+                mac: awf_core::signing::sign(&key, &message),
+            };
+            let h = [
+                ("content-type", "application/json".to_owned()),
+                ("x-awf-signature", sig.header()),
+            ];
+            return (StatusCode::OK, h, body).into_response();
+        }
+    }
     let url = format!(
         "{}{}",
         p.upstream,
@@ -289,6 +328,8 @@ async fn proxy(upstream: &str) -> (String, Proxy) {
         http: reqwest::Client::new(),
         lose_uploads: Arc::new(AtomicUsize::new(0)),
         tamper_downs: Arc::new(AtomicUsize::new(0)),
+        forge_downs: Arc::default(),
+        forge_key: Arc::default(),
     };
     let app = axum::Router::new().fallback(forward).with_state(p.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -575,7 +616,17 @@ async fn two_devices_sharing_a_seal_key_sync_a_sealed_save_the_server_cannot_rea
     ));
     assert!(!bytes.windows(SECRET.len()).any(|b| b == SECRET.as_bytes()));
     assert_eq!(
-        awf_core::client_seal::open(&key, &w.save, head, &bytes, 1 << 20).unwrap(),
+        awf_core::client_seal::open(
+            &key,
+            awf_core::client_seal::Place {
+                save_id: &w.save,
+                turn_id: head,
+                prev_chain: ""
+            },
+            &bytes,
+            1 << 20
+        )
+        .unwrap(),
         phone.state().unwrap()
     );
     let session_state: String = w.sql(
@@ -632,8 +683,61 @@ async fn a_device_without_the_seal_key_gets_a_clear_error_and_applies_nothing() 
     let e = phone.sync().await.unwrap_err();
     assert!(matches!(e, Error::Sealed(_)), "{e}");
     assert_eq!(phone.confirmed().unwrap(), before, "nothing applied");
-    phone.set_seal_key(Some(key.clone()));
+    phone.set_seal_key(Some(key.clone())).unwrap();
     let r = phone.sync().await.unwrap();
     assert_eq!(r.pulled, 1, "{r:?}");
     assert_eq!(phone.state().unwrap(), json!({"hp": 4}));
+}
+
+#[tokio::test]
+async fn a_sealed_device_takes_no_state_the_server_made_up() {
+    let w = world_with(true, true).await;
+    let (via, p) = proxy(&w.base).await;
+    let key = SealKey::from_hex(&SealKey::generate_hex()).unwrap();
+    let mut phone = w.sealed_device("phone-f", &via, Some(&key)).await.unwrap();
+    phone.record_turn(json!({"hp": 1})).unwrap();
+    phone.sync().await.unwrap();
+    phone.record_turn(json!({"hp": 2})).unwrap();
+    let before = phone.confirmed().unwrap();
+    // A server holding the signing secret says the save moved away from the device, then
+    // offers an empty save at a head of its choosing: a state it made up ({}), signed.
+    let secret = awf_core::signing::parse_secret(&"5a".repeat(32)).unwrap();
+    *p.forge_key.lock().unwrap() = Some(awf_core::signing::save_key(&secret, &w.save).to_vec());
+    let head = json!({"save_id": w.save, "sealed": true, "turns": [], "prev_chain": null});
+    let mut ahead = head.clone();
+    ahead["ahead"] = json!(true);
+    ahead["head_turn"] = json!(-5);
+    ahead["head_chain"] = json!("0".repeat(64));
+    let mut empty = head.clone();
+    empty["head_turn"] = json!(999);
+    empty["head_chain"] = json!("f".repeat(64));
+    p.forge_downs.lock().unwrap().extend([ahead, empty]);
+    let e = phone.sync().await.unwrap_err();
+    assert!(matches!(e, Error::NotReady(_) | Error::Untrusted(_)), "{e}");
+    assert_eq!(phone.confirmed().unwrap(), before, "nothing adopted");
+    assert_eq!(phone.queued().unwrap().len(), 1, "nothing orphaned");
+    assert!(phone.orphaned().unwrap().is_empty());
+    // The real server again: the queued turn goes up.
+    assert_eq!(phone.sync().await.unwrap().pushed, 1);
+}
+
+#[tokio::test]
+async fn a_seal_key_for_a_save_that_is_not_sealed_is_refused_not_ignored() {
+    let w = world(true).await;
+    let key = SealKey::from_hex(&SealKey::generate_hex()).unwrap();
+    let e = w
+        .sealed_device("plain", &w.base, Some(&key))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, Error::Sealed(m) if m.contains("not client-sealed")),
+        "{e}"
+    );
+    // Nothing was kept of the refused registration: the same store registers without a key.
+    let mut d = w.sealed_device("plain", &w.base, None).await.unwrap();
+    assert!(!d.sealed());
+    let e = d.set_seal_key(Some(key)).unwrap_err();
+    assert!(matches!(e, Error::Sealed(_)), "{e}");
+    d.set_seal_key(None).unwrap();
 }

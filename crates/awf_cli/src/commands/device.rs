@@ -68,7 +68,7 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
             // Recording needs no server; the URL is never used.
             let mut d = Device::open(Path::new(&store), "http://127.0.0.1:1", Backoff::default())
                 .map_err(client_error)?;
-            d.set_seal_key(seal_key(&seal)?);
+            d.set_seal_key(seal_key(&seal)?).map_err(client_error)?;
             let next = match (patch, state_file) {
                 (Some(p), None) => {
                     let ops = awf_core::json::parse_str(&p).map_err(|e| {
@@ -96,7 +96,7 @@ async fn run_async(out: Out, cmd: DeviceCmd) -> Result<(), CliError> {
         } => {
             let mut d = Device::open(Path::new(&at.store), &at.server, Backoff::default())
                 .map_err(client_error)?;
-            d.set_seal_key(seal_key(&seal)?);
+            d.set_seal_key(seal_key(&seal)?).map_err(client_error)?;
             d.strategy = strategy;
             let rounds = match every {
                 Some(_) => rounds.unwrap_or(u32::MAX).max(1),

@@ -223,7 +223,7 @@ async fn sync_down(
         .into_response())
 }
 
-/// `GET /api/awf-cloud-sync/sync/events?save_id=<uuid>&since_turn=<n>` with the device headers
+/// `GET /api/awf-cloud-sync/sync/events?save_id=<uuid>[&since_turn=<n>]` with the device headers
 /// → `text/event-stream`. The first `turns` event is the sync-down answer from `since_turn`;
 /// each later one carries the turns after the previous event's `head_turn`, sent when the
 /// save's head moves. An `error` event (the error body) ends the stream, for instance when the
