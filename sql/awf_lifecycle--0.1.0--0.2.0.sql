@@ -267,3 +267,8 @@ CREATE OR REPLACE FUNCTION awf."save_create_or_attach"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'save_create_or_attach_wrapper';
+
+-- A retried conflicting upload finds the conflict that archived its branch (instead of
+-- archiving and merging it again); both also serve per-save archive listing and pruning.
+CREATE INDEX save_archives_save_idx ON awf.save_archives (save_id, from_turn);
+CREATE INDEX save_conflicts_archive_idx ON awf.save_conflicts (archive_id);

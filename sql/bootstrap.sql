@@ -261,6 +261,9 @@ CREATE TABLE awf.save_archive_turns (
   FOREIGN KEY (blob_hash, key_id) REFERENCES awf.save_blobs
 );
 CREATE INDEX save_archive_turns_blob_idx ON awf.save_archive_turns (blob_hash, key_id);
+-- A save's archives by where they attach: a retried conflicting upload finds the archive of
+-- its branch (and the save's archives are listed and pruned per save).
+CREATE INDEX save_archives_save_idx ON awf.save_archives (save_id, from_turn);
 
 -- Per-user data keys, wrapped by the master key (never stored in clear). Rotating the master
 -- key rewraps these rows and rewrites no blob.
@@ -358,6 +361,8 @@ CREATE TABLE awf.save_conflicts (
   created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX save_conflicts_save_idx ON awf.save_conflicts (save_id, created_at);
+-- The conflict that archived a branch (and the ON DELETE SET NULL of a pruned archive).
+CREATE INDEX save_conflicts_archive_idx ON awf.save_conflicts (archive_id);
 
 -- What is left of a deleted save or an erased user: no content, only that it existed.
 CREATE TABLE awf.save_tombstones (

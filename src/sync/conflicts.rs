@@ -1,4 +1,5 @@
-//! Conflicts as an API: the resolver on its own, and statistics over resolved conflicts.
+//! Conflicts as an API: the resolver on its own, and statistics over resolved conflicts; and
+//! the recorded conflicts a retried upload is recognized by.
 
 use crate::audit;
 use crate::errors::{raise, OrRaise};
@@ -7,8 +8,49 @@ use crate::saves::store;
 use awf_core::conflict::{self, Branch, Strategy};
 use awf_core::Error;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use pgrx::Uuid;
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// The device branch of an upload, from its common ancestor with the save to its tip.
+pub struct ClientBranch<'a> {
+    pub ancestor_turn: i64,
+    pub ancestor_chain: &'a str,
+    pub tip_turn: i64,
+    pub tip_chain: &'a str,
+}
+
+/// The report of the recorded conflict that archived exactly this branch (the server's branch
+/// or a merge stayed): a retry of an upload whose answer was lost. Read as the owner, for the
+/// locked save of the caller.
+pub fn already_resolved(
+    c: &mut SpiClient<'_>,
+    save_id: Uuid,
+    b: &ClientBranch<'_>,
+) -> Option<Value> {
+    audit::as_owner(c, |c| {
+        let t = c
+            .update(
+                "SELECT c.report FROM awf.save_archives a
+                 JOIN awf.save_archive_turns t ON t.archive_id = a.archive_id AND t.turn_id = $3
+                 JOIN awf.save_conflicts c ON c.archive_id = a.archive_id
+                 WHERE a.save_id = $1 AND a.from_turn = $2 AND a.to_turn = $3
+                   AND a.reason = 'conflict' AND a.base_chain = $4 AND t.chain_hash = $5
+                   AND c.chosen <> 'client'
+                 ORDER BY c.created_at DESC LIMIT 1",
+                Some(1),
+                &[
+                    save_id.into(),
+                    (b.ancestor_turn + 1).into(),
+                    b.tip_turn.into(),
+                    b.ancestor_chain.into(),
+                    b.tip_chain.into(),
+                ],
+            )
+            .expect("select awf.save_conflicts");
+        (!t.is_empty()).then(|| crate::store::col::<JsonB>(&t.first(), 1).0)
+    })
+}
 
 /// The seed's ConflictResolver: decides between `branches` (a JSON array of `{branch_id,
 /// turn_id, chain_hash, device_id?, integrity_score?, length?, server?}`) by `strategy` and

@@ -344,6 +344,45 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_retried_conflicting_upload_gets_its_resolution_again_not_a_second_one() {
+        for strategy in ["server_wins", "three_way_merge"] {
+            let (save, tok) = setup(2);
+            let req = json!({"save_id": save, "base_turn": 1, "base_chain": chain_at(&save, 1),
+                             "turns": gold_turns(2, 3, 1), "strategy": strategy});
+            let first = up(&tok, req.clone());
+            assert_eq!(first["status"], json!("conflict"), "{first}");
+            let rows = || {
+                json(&format!(
+                    "SELECT jsonb_build_array(
+                       (SELECT count(*) FROM awf.save_conflicts WHERE save_id = '{save}'),
+                       (SELECT count(*) FROM awf.save_archives WHERE save_id = '{save}'),
+                       (SELECT head_turn FROM awf.saves WHERE save_id = '{save}'))"
+                ))
+            };
+            let before = rows();
+            // The answer was lost; the device sends the same upload again.
+            let again = up(&tok, req);
+            assert_eq!(again["status"], json!("conflict"), "{again}");
+            assert_eq!(again["already_resolved"], json!(true), "{again}");
+            assert_eq!(
+                again["conflict"]["conflict_id"],
+                first["conflict"]["conflict_id"]
+            );
+            assert_eq!(again["head_chain"], first["head_chain"]);
+            assert_eq!(
+                rows(),
+                before,
+                "{strategy}: nothing archived, merged or recorded twice"
+            );
+            run("DELETE FROM awf.devices");
+            run(&format!("DELETE FROM awf.saves WHERE save_id = '{save}'"));
+            run(&format!(
+                "DELETE FROM awf.sessions WHERE session_id = '{SID}'"
+            ));
+        }
+    }
+
+    #[pg_test]
     fn three_way_merge_merges_and_reports_overlaps() {
         let (save, tok) = setup(1);
         let base = (1, chain_at(&save, 1));

@@ -9,7 +9,7 @@ use crate::saves::restore;
 use crate::saves::store::{self, Save};
 use crate::saves::{blobs, keys};
 use crate::store::col;
-use crate::sync::devices;
+use crate::sync::{conflicts, devices};
 use awf_core::conflict::{self, Branch, Strategy};
 use awf_core::save::{self, Planned, Rebuilt};
 use awf_core::{merge, patch, Budget, Error, Result};
@@ -570,6 +570,22 @@ fn resolve_conflict(
         return finish_fast_forward(c, device, s.save_id, &turns, shared);
     }
     let client_tip = plans.last().expect("turns is non-empty");
+    // A retry of an upload whose conflict was resolved already (its answer was lost): the same
+    // branch, from the same ancestor, sits in the archive of a recorded conflict. Its report
+    // again, rather than a second archive of it (or a second merge of it).
+    let branch = conflicts::ClientBranch {
+        ancestor_turn,
+        ancestor_chain: &ancestor_chain,
+        tip_turn: ancestor_turn + plans.len() as i64,
+        tip_chain: &client_tip.chain_hash,
+    };
+    if let Some(report) = conflicts::already_resolved(c, s.save_id, &branch) {
+        return Ok(json!({
+            "status": "conflict", "save_id": s.save_id.to_string(),
+            "head_turn": s.head_turn, "head_chain": s.head_chain,
+            "conflict": report, "already_resolved": true,
+        }));
+    }
     let server_branch = Branch {
         branch_id: format!("server-{}", &s.head_chain[..16]),
         turn_id: s.head_turn,
