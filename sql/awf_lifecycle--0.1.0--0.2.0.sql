@@ -272,3 +272,8 @@ AS 'MODULE_PATHNAME', 'save_create_or_attach_wrapper';
 -- archiving and merging it again); both also serve per-save archive listing and pruning.
 CREATE INDEX save_archives_save_idx ON awf.save_archives (save_id, from_turn);
 CREATE INDEX save_conflicts_archive_idx ON awf.save_conflicts (archive_id);
+
+-- The states rewritten every turn are compressed with lz4 instead of pglz (the largest single
+-- cost of a turn); values already stored keep their compression until rewritten.
+ALTER TABLE awf.sessions ALTER COLUMN state SET COMPRESSION lz4;
+ALTER TABLE awf.saves ALTER COLUMN head_state SET COMPRESSION lz4;
