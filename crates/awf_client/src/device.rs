@@ -710,40 +710,28 @@ impl Device {
                     if self.id.sealed { "" } else { " not" }
                 )));
             }
-            if self.id.sealed {
+            // A sealed turn's content hash is that of its bytes (checked as it opens).
+            let content_hash = if self.id.sealed {
                 state = self.open_sealed(t, turn_id, &prev)?;
-                let link = chain::link(&prev, turn_id, t["content_hash"].as_str().unwrap_or(""));
-                if t["chain_hash"] != json!(link) {
-                    return Err(Error::Untrusted(format!(
-                        "turn {turn_id}'s chain hash {} is not the link {link} from the turn before",
-                        t["chain_hash"]
-                    )));
-                }
-                prev = link;
-                out.push(Pulled {
-                    turn_id,
-                    chain_hash: prev.clone(),
-                    state: state.clone(),
-                });
-                continue;
-            }
-            state = match kind {
-                Some("diff") => {
-                    patch::apply(&state, &t["patch"], &mut Budget::default()).map_err(|e| {
-                        Error::Untrusted(format!(
-                            "turn {turn_id}'s patch does not apply: {}",
-                            e.message
-                        ))
-                    })?
-                }
-                Some("base") => t["state"].clone(),
-                other => {
-                    return Err(Error::Untrusted(format!(
-                        "turn {turn_id} has kind {other:?}"
-                    )))
-                }
+                t["content_hash"].as_str().unwrap_or("").to_owned()
+            } else {
+                state = match kind {
+                    Some("diff") => patch::apply(&state, &t["patch"], &mut Budget::default())
+                        .map_err(|e| {
+                            Error::Untrusted(format!(
+                                "turn {turn_id}'s patch does not apply: {}",
+                                e.message
+                            ))
+                        })?,
+                    Some("base") => t["state"].clone(),
+                    other => {
+                        return Err(Error::Untrusted(format!(
+                            "turn {turn_id} has kind {other:?}"
+                        )))
+                    }
+                };
+                check_hash(&state, &t["content_hash"], turn_id)?
             };
-            let content_hash = check_hash(&state, &t["content_hash"], turn_id)?;
             let link = chain::link(&prev, turn_id, &content_hash);
             if t["chain_hash"] != json!(link) {
                 return Err(Error::Untrusted(format!(
