@@ -456,3 +456,11 @@ impl CrashWatch {
         }
     }
 }
+
+/// The `p` quantile (0..=1, nearest rank) of `xs` in milliseconds; sorts `xs`. For the
+/// benchmarks' latency tables.
+pub fn percentile_ms(xs: &mut [std::time::Duration], p: f64) -> f64 {
+    xs.sort();
+    let i = ((xs.len() as f64 * p).ceil() as usize).clamp(1, xs.len()) - 1;
+    xs[i].as_secs_f64() * 1e3
+}

@@ -85,6 +85,40 @@ fn session_with_save(db: &TestDb, user: &str, sealed: bool) -> (String, String) 
     (session, save)
 }
 
+/// Where a device registers: the `awf device register` arguments for it.
+struct Registering<'a> {
+    store: &'a str,
+    server: &'a str,
+    admin_key_file: &'a str,
+    device_id: &'a str,
+    user: &'a str,
+    session: &'a str,
+    save: &'a str,
+}
+
+impl<'a> Registering<'a> {
+    fn args(&self) -> Vec<&'a str> {
+        vec![
+            "device",
+            "register",
+            "--store",
+            self.store,
+            "--server",
+            self.server,
+            "--admin-key-file",
+            self.admin_key_file,
+            "--device-id",
+            self.device_id,
+            "--user",
+            self.user,
+            "--session",
+            self.session,
+            "--save-id",
+            self.save,
+        ]
+    }
+}
+
 #[test]
 fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_twice() {
     let db = TestDb::new();
@@ -93,24 +127,16 @@ fn a_device_killed_at_random_points_during_sync_loses_no_turn_and_applies_none_t
     let dir = TempDir::new();
     let store = dir.file("device.sqlite");
     let key_file = TempFile::with_contents(ADMIN);
-    let register = [
-        "device",
-        "register",
-        "--store",
-        &store,
-        "--server",
-        &server,
-        "--admin-key-file",
-        key_file.path(),
-        "--device-id",
-        "killed",
-        "--user",
-        "u-kill",
-        "--session",
-        &session,
-        "--save-id",
-        &save,
-    ];
+    let register = Registering {
+        store: &store,
+        server: &server,
+        admin_key_file: key_file.path(),
+        device_id: "killed",
+        user: "u-kill",
+        session: &session,
+        save: &save,
+    }
+    .args();
     let (code, out, err) = run(&register);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("registered"), "{out}");
@@ -228,24 +254,16 @@ fn devices_sharing_a_seal_key_play_a_sealed_save_and_one_without_it_is_told_so()
     let admin = TempFile::with_contents(ADMIN);
     let register = |name: &str, seal: Option<&str>| {
         let store = dir.file(name);
-        let mut args = vec![
-            "device",
-            "register",
-            "--store",
-            &store,
-            "--server",
-            &server,
-            "--admin-key-file",
-            admin.path(),
-            "--device-id",
-            name,
-            "--user",
-            "u-seal",
-            "--session",
-            &session,
-            "--save-id",
-            &save,
-        ];
+        let mut args = Registering {
+            store: &store,
+            server: &server,
+            admin_key_file: admin.path(),
+            device_id: name,
+            user: "u-seal",
+            session: &session,
+            save: &save,
+        }
+        .args();
         if let Some(k) = seal {
             args.extend(["--seal-key-file", k]);
         }

@@ -20,7 +20,7 @@
 //! `persist`) narrow a run, for a profiler; ratios need `plain` in the run.
 
 use awf_core::sample::game_state;
-use awf_tests::TestDb;
+use awf_tests::{percentile_ms, TestDb};
 use postgres::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -201,12 +201,6 @@ impl Player {
     }
 }
 
-fn percentile(xs: &mut [Duration], p: f64) -> f64 {
-    xs.sort();
-    let i = ((xs.len() as f64 * p).ceil() as usize).clamp(1, xs.len()) - 1;
-    xs[i].as_secs_f64() * 1e3
-}
-
 fn one_i64(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
@@ -312,8 +306,8 @@ fn run(mode: Mode, clients: usize, turns: i64, size: usize) -> Measured {
         tps: total as f64 / elapsed.as_secs_f64(),
         growth_per_turn: (size1 - size0) as f64 / total as f64,
         wal_per_turn: wal as f64 / total as f64,
-        read_p50_ms: percentile(&mut latencies, 0.50),
-        read_p95_ms: percentile(&mut latencies, 0.95),
+        read_p50_ms: percentile_ms(&mut latencies, 0.50),
+        read_p95_ms: percentile_ms(&mut latencies, 0.95),
     }
 }
 

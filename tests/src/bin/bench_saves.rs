@@ -9,21 +9,12 @@
 //! client-observed (one connection on 127.0.0.1), so they include the protocol round trip.
 
 use awf_core::sample::{game_state, next_turn, turn_of};
-use awf_tests::TestDb;
+use awf_tests::{percentile_ms, TestDb};
 use std::time::{Duration, Instant};
 
 fn percentiles(mut xs: Vec<Duration>) -> (f64, f64, f64, f64) {
-    xs.sort();
-    let at = |p: f64| {
-        let i = ((xs.len() as f64 * p).ceil() as usize).clamp(1, xs.len()) - 1;
-        xs[i].as_secs_f64() * 1e3
-    };
-    (
-        at(0.50),
-        at(0.95),
-        at(0.99),
-        xs.last().unwrap().as_secs_f64() * 1e3,
-    )
+    let mut at = |p: f64| percentile_ms(&mut xs, p);
+    (at(0.50), at(0.95), at(0.99), at(1.0))
 }
 
 fn main() {
