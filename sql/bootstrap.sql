@@ -188,7 +188,8 @@ SELECT pg_catalog.pg_extension_config_dump('awf.metric_counters', '');
 
 -- Phase 23: cloud saves. A save keeps every turn of a session as a base (the whole state) or
 -- a diff (an RFC 6902 patch from the previous turn), each in a content-addressed blob, with a
--- hash chain over the turns. The head state stays materialized so a turn never rebuilds.
+-- hash chain over the turns. The save keeps no copy of its head state: a session's state is its
+-- save's head (written once per turn, not twice); anything else rebuilds it from the blobs.
 CREATE TABLE awf.saves (
   save_id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   session_id        uuid UNIQUE REFERENCES awf.sessions ON DELETE SET NULL,
@@ -200,7 +201,6 @@ CREATE TABLE awf.saves (
   head_turn         bigint NOT NULL DEFAULT 0,
   head_chain        text NOT NULL DEFAULT repeat('0', 64),
   head_content_hash text,
-  head_state        jsonb COMPRESSION lz4,           -- materialized head (NULL when sealed or empty); lz4 as sessions.state
   bytes_stored      bigint NOT NULL DEFAULT 0 CHECK (bytes_stored >= 0), -- stored bytes of the blobs its turns use
   integrity_ok      boolean,
   last_verified_at  timestamptz,

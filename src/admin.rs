@@ -260,8 +260,8 @@ fn sync_stats() -> JsonB {
     JsonB(v)
 }
 
-/// One save for an operator: the save row without its materialized head state, its stored
-/// turns by kind, bytes (stored, plain, head state), the last verification, its archives, its
+/// One save for an operator: the save row, its stored
+/// turns by kind, bytes (stored, plain), the last verification, its archives, its
 /// conflict count, the devices attached to its session, the devices seen syncing it (from the
 /// audit log), and its audit row count. Unknown save: P0002 (saying so when it was deleted).
 #[pg_extern(stable)]
@@ -270,7 +270,7 @@ fn save_details(save_id: Uuid) -> JsonB {
     crate::identity::require_admin(F);
     let found = one_json(
         "SELECT jsonb_build_object(
-           'save', to_jsonb(s) - 'head_state',
+           'save', to_jsonb(s),
            'turns', (SELECT jsonb_build_object(
                'total', count(*),
                'base', count(*) FILTER (WHERE d.kind = 'base'),
@@ -285,8 +285,7 @@ fn save_details(save_id: Uuid) -> JsonB {
                                 WHERE d.save_id = s.save_id),
                'turns_plain', (SELECT coalesce(sum(b.plain_bytes), 0)
                                FROM awf.save_diffs d JOIN awf.save_blobs b USING (blob_hash, key_id)
-                               WHERE d.save_id = s.save_id),
-               'head_state', coalesce(pg_column_size(s.head_state), 0)),
+                               WHERE d.save_id = s.save_id)),
            'last_verify', jsonb_build_object('integrity_ok', s.integrity_ok,
                                              'at', s.last_verified_at),
            'archives', coalesce((SELECT jsonb_agg(jsonb_build_object(
@@ -797,7 +796,6 @@ mod tests {
             "{d}"
         );
         assert!(d["bytes"]["turns_plain"].as_i64().unwrap() > 0, "{d}");
-        assert!(d["bytes"]["head_state"].as_i64().unwrap() > 0, "{d}");
         assert_eq!(d["last_verify"]["integrity_ok"], json!(true), "{d}");
         assert!(d["last_verify"]["at"].is_string(), "{d}");
         assert_eq!(d["archives"].as_array().unwrap().len(), 1, "{d}");

@@ -174,9 +174,11 @@ fn reconcile_one(c: &mut SpiClient<'_>, sid: Uuid, turn_id: i64) -> Outcome {
                 let hash = computed_hash(&wal::persist(
                     c,
                     sid,
+                    &session,
                     turn_id,
                     computed,
                     &entry.payload_hash,
+                    wal::Logged::Pending,
                 ));
                 outcome("reapplied", format!("applied; state hash {hash}"))
             }

@@ -50,6 +50,10 @@ fn turn_submit(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
             }
         }
         check_next(session_id, &session, turn_id);
+        // Computed first, then logged as applied and applied: one transaction, so the entry
+        // and the turn commit together or not at all, and the entry is written once rather
+        // than inserted and then updated (a second copy of the payload in the table and WAL).
+        let computed = compute(c, &session, turn_id, &raw).or_raise("turn_submit");
         insert_wal(
             c,
             session_id,
@@ -57,8 +61,17 @@ fn turn_submit(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
             &raw,
             &payload_hash,
             &session.state_hash,
+            true,
         );
-        apply(c, session_id, &session, turn_id, &raw, &payload_hash)
+        persist(
+            c,
+            session_id,
+            &session,
+            turn_id,
+            computed,
+            &payload_hash,
+            Logged::Applied,
+        )
     })
 }
 
@@ -80,7 +93,7 @@ fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
         // Refuse now, not at apply time (or at every restart's reconciliation), a payload that
         // does not apply to the current state or costs more than the limits allow.
         let computed = compute(c, &session, turn_id, &raw).or_raise("wal_append");
-        crate::saves::persist::check_turn_would_save(c, session_id, &computed.state)
+        crate::saves::persist::check_turn_would_save(c, session_id, &session, &computed.state)
             .or_raise("wal_append");
         insert_wal(
             c,
@@ -89,6 +102,7 @@ fn wal_append(session_id: Uuid, turn_id: i64, awf_raw: JsonB) -> JsonB {
             &raw,
             &payload_hash,
             &session.state_hash,
+            false,
         );
         JsonB(json!({
             "session_id": session_id.to_string(), "turn_id": turn_id,
@@ -177,6 +191,7 @@ fn check_pre_state(id: Uuid, session: &Session, entry: &store::WalEntry) {
     }
 }
 
+/// Logs a turn; `applied` when it is applied in this same transaction (`awf.turn_submit`).
 fn insert_wal(
     c: &mut SpiClient<'_>,
     id: Uuid,
@@ -184,12 +199,15 @@ fn insert_wal(
     raw: &Value,
     payload_hash: &str,
     state_hash_before: &str,
+    applied: bool,
 ) {
     // As the owner, on the session the caller locked under row-level security.
     audit::as_owner(c, |c| {
         c.update(
-            "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before,
+                                       applied, attempts, applied_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6::int,
+                     CASE WHEN $6 THEN pg_catalog.now() END)",
             None,
             &[
                 id.into(),
@@ -197,6 +215,7 @@ fn insert_wal(
                 JsonB(raw.clone()).into(),
                 payload_hash.into(),
                 state_hash_before.into(),
+                applied.into(),
             ],
         )
         .expect("insert into awf.turn_wal")
@@ -345,13 +364,24 @@ pub fn compute(
     })
 }
 
-/// Writes a computed turn onto the locked session: new state, turn row, WAL entry applied.
+/// Whether a turn's WAL entry still has to be marked applied when the turn is written.
+pub enum Logged {
+    /// Appended earlier (`awf.wal_append`, or found by reconciliation): mark it.
+    Pending,
+    /// Inserted as applied in this transaction.
+    Applied,
+}
+
+/// Writes a computed turn onto the locked session (`before` is its state before the turn):
+/// new state, turn row, WAL entry applied.
 pub fn persist(
     c: &mut SpiClient<'_>,
     id: Uuid,
+    before: &Session,
     turn_id: i64,
     computed: Computed,
     payload_hash: &str,
+    logged: Logged,
 ) -> JsonB {
     let Computed {
         turn,
@@ -359,7 +389,7 @@ pub fn persist(
         state_hash,
     } = computed;
     // A session with a cloud save persists the turn there too, in this transaction.
-    crate::saves::persist::on_turn_applied(c, id, &state).or_raise("turn_submit");
+    crate::saves::persist::on_turn_applied(c, id, before, &state).or_raise("turn_submit");
     store::save_state(c, id, state, &state_hash, turn_id);
     audit::as_owner(c, |c| {
         c.update(
@@ -377,7 +407,9 @@ pub fn persist(
         )
         .expect("insert into awf.turns")
     });
-    store::mark_wal_applied(c, id, turn_id);
+    if let Logged::Pending = logged {
+        store::mark_wal_applied(c, id, turn_id);
+    }
     result(id, turn_id, &state_hash, false)
 }
 
@@ -391,7 +423,15 @@ fn apply(
     payload_hash: &str,
 ) -> JsonB {
     let computed = compute(c, session, turn_id, raw).or_raise("turn_submit");
-    persist(c, id, turn_id, computed, payload_hash)
+    persist(
+        c,
+        id,
+        session,
+        turn_id,
+        computed,
+        payload_hash,
+        Logged::Pending,
+    )
 }
 
 #[cfg(any(test, feature = "pg_test"))]

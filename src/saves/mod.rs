@@ -6,6 +6,8 @@
 
 /// Storing and loading blobs.
 pub mod blobs;
+/// This backend's copies of recent head states.
+pub mod head_cache;
 /// Master keyring (from `awf.master_key_file`) and per-user data keys.
 pub mod keys;
 /// `awf.save_export_link`, `awf.save_export_redeem`: one-use download links of exports.

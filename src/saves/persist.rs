@@ -5,8 +5,8 @@ use crate::errors::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::JsonB;
 use crate::saves::store::{self, Save};
-use crate::saves::{blobs, keys};
-use crate::store::col;
+use crate::saves::{blobs, head_cache, keys};
+use crate::store::{col, Session};
 use awf_core::save::{self, Kind, Planned, Rebuilt};
 use awf_core::{canonical, Error, Result};
 use pgrx::prelude::*;
@@ -99,7 +99,7 @@ fn save_create_or_attach(
         let head_turn = if sealed { turn_id - 1 } else { turn_id };
         if !sealed {
             let s = store::save(c, id, true);
-            persist(c, &s, turn_id, &state).or_raise(F);
+            persist(c, &s, None, turn_id, &state).or_raise(F);
         }
         audit::record(
             c,
@@ -157,7 +157,14 @@ fn save_persist_turn(save_id: Uuid, turn_id: i64, state: JsonB) -> JsonB {
                 F,
             );
         }
-        JsonB(persist(c, &s, turn_id, &state.0).or_raise(F))
+        let head = store::head_state(c, &s).or_raise(F);
+        let state = state.0;
+        let written = persist(c, &s, head.as_ref(), turn_id, &state).or_raise(F);
+        // The client sends the next state too: keep this one as the head it will diff from.
+        if let Some(chain) = written["chain_hash"].as_str() {
+            head_cache::put(save_id, chain, state);
+        }
+        JsonB(written)
     })
 }
 
@@ -196,7 +203,7 @@ pub fn persist_sealed_many(
         (head_chain, head_turn) = (planned.chain_hash.clone(), turn_id);
         plans.push((turn_id, planned));
     }
-    write(c, s, plans, None)
+    write(c, s, plans)
 }
 
 fn check_next(s: &Save, head_turn: i64, turn_id: i64) -> Result<()> {
@@ -210,10 +217,17 @@ fn check_next(s: &Save, head_turn: i64, turn_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Plans and writes one JSON turn of a locked save.
-pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> Result<Value> {
-    let planned = plan(s, turn_id, state)?;
-    let mut written = write(c, s, vec![(turn_id, planned)], Some(state))?;
+/// Plans and writes one JSON turn of a locked save whose head state is `head`
+/// ([`store::head_state`]).
+pub fn persist(
+    c: &mut SpiClient<'_>,
+    s: &Save,
+    head: Option<&Value>,
+    turn_id: i64,
+    state: &Value,
+) -> Result<Value> {
+    let planned = plan_on(s, head, &s.head_chain, s.head_turn, turn_id, state)?;
+    let mut written = write(c, s, vec![(turn_id, planned)])?;
     Ok(written.remove(0))
 }
 
@@ -221,36 +235,28 @@ pub fn persist(c: &mut SpiClient<'_>, s: &Save, turn_id: i64, state: &Value) -> 
 /// before, all or none. The save's row is updated once for the lot: a row updated once per
 /// turn in one transaction leaves a chain of versions that every later lookup walks, which
 /// made a long upload quadratic.
-pub fn persist_many(c: &mut SpiClient<'_>, s: &Save, states: &[(i64, &Value)]) -> Result<()> {
-    let Some(&(_, last)) = states.last() else {
-        return Ok(());
-    };
+/// `head` is the save's head state ([`store::head_state`]).
+pub fn persist_many(
+    c: &mut SpiClient<'_>,
+    s: &Save,
+    head: Option<&Value>,
+    states: &[(i64, &Value)],
+) -> Result<()> {
     let mut plans = Vec::with_capacity(states.len());
-    let (mut head_state, mut head_chain, mut head_turn) =
-        (s.head_state.as_ref(), s.head_chain.clone(), s.head_turn);
+    let (mut head_state, mut head_chain, mut head_turn) = (head, s.head_chain.clone(), s.head_turn);
     for &(turn_id, state) in states {
         let planned = plan_on(s, head_state, &head_chain, head_turn, turn_id, state)?;
         head_chain = planned.chain_hash.clone();
         (head_state, head_turn) = (Some(state), turn_id);
         plans.push((turn_id, planned));
     }
-    write(c, s, plans, Some(last)).map(|_| ())
+    write(c, s, plans).map(|_| ())
 }
 
-/// Plans turn `turn_id` of `s` (base or diff, hashes) and checks what does not depend on
-/// other saves: the turn order, the state's shape and depth, the diff size cap.
-fn plan(s: &Save, turn_id: i64, state: &Value) -> Result<Planned> {
-    plan_on(
-        s,
-        s.head_state.as_ref(),
-        &s.head_chain,
-        s.head_turn,
-        turn_id,
-        state,
-    )
-}
-
-/// [`plan`] on a head that may be ahead of the stored one (a batch being planned).
+/// Plans turn `turn_id` of `s` (base or diff, hashes) on the head `head_state` at
+/// `head_turn`/`head_chain` (ahead of the stored one while a batch is planned), and checks
+/// what does not depend on other saves: the turn order, the state's shape and depth, the diff
+/// size cap.
 fn plan_on(
     s: &Save,
     head_state: Option<&Value>,
@@ -279,13 +285,8 @@ fn plan_on(
 
 /// Encodes the blobs of planned turns (in order, each the next), checks the save and quota
 /// limits for all of them, then writes blobs and rows and moves the head once, to the last
-/// turn (whose state is `head_state`; None for a sealed save). Returns each turn's summary.
-fn write(
-    c: &mut SpiClient<'_>,
-    s: &Save,
-    plans: Vec<(i64, Planned)>,
-    head_state: Option<&Value>,
-) -> Result<Vec<Value>> {
+/// turn. Returns each turn's summary.
+fn write(c: &mut SpiClient<'_>, s: &Save, plans: Vec<(i64, Planned)>) -> Result<Vec<Value>> {
     let key = keys::data_key_for(c, &s.user_id_hash)?;
     let mut blobs = Vec::with_capacity(plans.len());
     let mut added = 0i64;
@@ -340,7 +341,7 @@ fn write(
     crate::audit::as_owner(c, |c| {
         c.update(
             "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
-                head_state = $5, bytes_stored = bytes_stored + $6, updated_at = now()
+                bytes_stored = bytes_stored + $5, updated_at = now()
              WHERE save_id = $1",
             None,
             &[
@@ -348,7 +349,6 @@ fn write(
                 (*last_turn).into(),
                 last.chain_hash.as_str().into(),
                 last.content_hash.as_str().into(),
-                head_state.map(|v| JsonB(v.clone())).into(),
                 added.into(),
             ],
         )
@@ -360,24 +360,57 @@ fn write(
 }
 
 /// Called for every applied session turn: when the session has a (JSON) save, the turn is
-/// persisted into it in the same transaction, as the save's next turn.
-pub fn on_turn_applied(c: &mut SpiClient<'_>, session_id: Uuid, state: &Value) -> Result<()> {
+/// persisted into it in the same transaction, as the save's next turn. `before` is the
+/// session's state before the turn: the save's head, unless the two have parted.
+pub fn on_turn_applied(
+    c: &mut SpiClient<'_>,
+    session_id: Uuid,
+    before: &Session,
+    state: &Value,
+) -> Result<()> {
     let Some(id) = store::session_save(c, session_id) else {
         return Ok(());
     };
     let s = store::save(c, id, true);
-    persist(c, &s, s.head_turn + 1, state).map(|_| ())
+    with_head(c, &s, before, |c, head| {
+        persist(c, &s, head, s.head_turn + 1, state).map(|_| ())
+    })
 }
 
 /// What `on_turn_applied` would refuse for good, checked without writing: `awf.wal_append`
 /// parks no turn its save could never take (a diff over the cap, say). The quota is not
 /// checked here; it can change before the turn is applied.
-pub fn check_turn_would_save(c: &mut SpiClient<'_>, session_id: Uuid, state: &Value) -> Result<()> {
+pub fn check_turn_would_save(
+    c: &mut SpiClient<'_>,
+    session_id: Uuid,
+    before: &Session,
+    state: &Value,
+) -> Result<()> {
     let Some(id) = store::session_save(c, session_id) else {
         return Ok(());
     };
     let s = store::save(c, id, false);
-    plan(&s, s.head_turn + 1, state).map(|_| ())
+    with_head(c, &s, before, |_, head| {
+        plan_on(&s, head, &s.head_chain, s.head_turn, s.head_turn + 1, state).map(|_| ())
+    })
+}
+
+/// Runs `f` with the head state of a session's save: the session's state before the turn when
+/// it is the head (same content hash), which costs nothing, else [`store::head_state`].
+fn with_head<R>(
+    c: &mut SpiClient<'_>,
+    s: &Save,
+    before: &Session,
+    f: impl FnOnce(&mut SpiClient<'_>, Option<&Value>) -> Result<R>,
+) -> Result<R> {
+    if !s.sealed
+        && s.head_turn > s.origin_turn
+        && s.head_content_hash.as_deref() == Some(before.state_hash.as_str())
+    {
+        return f(c, Some(&before.state));
+    }
+    let head = store::head_state(c, s)?;
+    f(c, head.as_ref())
 }
 
 /// Stores turn `turn_id` of a locked save as a base (its full state) when it is a diff, so the

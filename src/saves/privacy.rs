@@ -131,7 +131,7 @@ fn export_records(
     let id = s.save_id;
     let row = one_json(
         c,
-        "SELECT to_jsonb(s) - 'head_state' FROM awf.saves s WHERE save_id = $1",
+        "SELECT to_jsonb(s) FROM awf.saves s WHERE save_id = $1",
         &[id.into()],
     );
     b.push(&json!({

@@ -63,7 +63,7 @@ pub fn set_head_to_origin(c: &mut SpiClient<'_>, s: &Save) {
     crate::audit::as_owner(c, |c| {
         c.update(
             "UPDATE awf.saves SET head_turn = origin_turn, head_chain = origin_chain,
-                head_content_hash = NULL, head_state = NULL, updated_at = now()
+                head_content_hash = NULL, updated_at = now()
              WHERE save_id = $1",
             None,
             &[s.save_id.into()],
@@ -81,7 +81,7 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
     crate::audit::as_owner(c, |c| {
         c.update(
             "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
-                head_state = $5, updated_at = now()
+                updated_at = now()
          WHERE save_id = $1",
             None,
             &[
@@ -89,7 +89,6 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
                 head.turn_id().into(),
                 chain.into(),
                 head.content_hash().into(),
-                state.clone().map(JsonB).into(),
             ],
         )
         .expect("update awf.saves")

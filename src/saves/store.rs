@@ -2,7 +2,7 @@
 
 use crate::errors::raise;
 use crate::jsonb::JsonB;
-use crate::saves::blobs;
+use crate::saves::{blobs, head_cache};
 use crate::store::col;
 use awf_core::chain::Link;
 use awf_core::save::{self, Kind, Rebuilt, StoredTurn};
@@ -21,7 +21,9 @@ pub struct Save {
     pub origin_chain: String,
     pub head_turn: i64,
     pub head_chain: String,
-    pub head_state: Option<Value>,
+    /// The head's content hash (None at the origin): which state the head is, wherever a copy
+    /// of it is found ([`head_state`]).
+    pub head_content_hash: Option<String>,
     pub bytes_stored: i64,
 }
 
@@ -41,7 +43,7 @@ pub fn lock_save(c: &mut SpiClient<'_>, id: Uuid, share: bool) -> bool {
 /// Loads a save (P0002 when missing or hidden by row-level security); `lock` serializes turns.
 pub fn save(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Save {
     let sql = "SELECT session_id, user_id_hash, sealed, origin_turn, origin_chain, head_turn,
-                      head_chain, head_state, bytes_stored
+                      head_chain, head_content_hash, bytes_stored
                FROM awf.saves WHERE save_id = $1";
     let visible = !lock || lock_save(c, id, false);
     let t = c
@@ -63,8 +65,45 @@ pub fn save(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Save {
         origin_chain: col(&t, 5),
         head_turn: col(&t, 6),
         head_chain: col(&t, 7),
-        head_state: t.get::<JsonB>(8).expect("head_state").map(|j| j.0),
+        head_content_hash: t.get(8).expect("head_content_hash"),
         bytes_stored: col(&t, 9),
+    }
+}
+
+/// The head state of a JSON save (None when sealed or at its origin), from the cheapest place
+/// that holds it: this backend's copy of the head it last wrote (taken out of the copies), the session's state
+/// when that is the head (the usual case: every session turn is the save's next turn), else
+/// rebuilt from the blobs (at most `awf.sync_snapshot_every - 1` diffs after a base). The
+/// save keeps no copy of its own, so a turn writes the whole state once (the session's), not
+/// twice.
+pub fn head_state(c: &mut SpiClient<'_>, s: &Save) -> Result<Option<Value>> {
+    let Some(hash) = s.head_content_hash.as_deref() else {
+        return Ok(None);
+    };
+    if s.sealed || s.head_turn <= s.origin_turn {
+        return Ok(None);
+    }
+    if let Some(state) = head_cache::take(s.save_id, &s.head_chain) {
+        return Ok(Some(state));
+    }
+    if let Some(sid) = s.session_id {
+        let t = c
+            .update(
+                "SELECT state FROM awf.sessions WHERE session_id = $1 AND state_hash = $2",
+                Some(1),
+                &[sid.into(), hash.into()],
+            )
+            .expect("select awf.sessions");
+        if !t.is_empty() {
+            return Ok(Some(col::<JsonB>(&t.first(), 1).0));
+        }
+    }
+    match rebuild(c, s, s.head_turn)? {
+        Rebuilt::State { state, .. } => Ok(Some(state)),
+        Rebuilt::Sealed { .. } => Err(Error::integrity(format!(
+            "save {} is not sealed but its head turn {} is",
+            s.save_id, s.head_turn
+        ))),
     }
 }
 

@@ -328,8 +328,14 @@ fn archive_client_branch(
     Ok(archive_id)
 }
 
-/// Persists the turns one after the other on the save's head.
-fn append(c: &mut SpiClient<'_>, save_id: Uuid, turns: &[ClientTurn]) -> Result<Save> {
+/// Persists the turns one after the other on the save's head, whose state is `head` (None
+/// for a sealed save).
+fn append(
+    c: &mut SpiClient<'_>,
+    save_id: Uuid,
+    head: Option<&Value>,
+    turns: &[ClientTurn],
+) -> Result<Save> {
     let s = store::save(c, save_id, true);
     if s.sealed {
         let sealed: Vec<(i64, &[u8])> = turns
@@ -345,7 +351,7 @@ fn append(c: &mut SpiClient<'_>, save_id: Uuid, turns: &[ClientTurn]) -> Result<
             .iter()
             .filter_map(|t| t.state().map(|v| (t.turn_id, v)))
             .collect();
-        persist::persist_many(c, &s, &states)?;
+        persist::persist_many(c, &s, head, &states)?;
     }
     Ok(store::save(c, save_id, true))
 }
@@ -419,11 +425,11 @@ fn fast_forward(
     s: &Save,
     req: &Request,
 ) -> Result<Value> {
-    let head = match (&s.head_state, s.sealed) {
-        (_, true) => None,
-        (Some(h), false) => Some(h),
-        (None, false) => return Err(Error::invalid("the save holds no state to build on")),
-    };
+    let head = store::head_state(c, s)?;
+    if head.is_none() && !s.sealed {
+        return Err(Error::invalid("the save holds no state to build on"));
+    }
+    let head = head.as_ref();
     let mut budget = gucs::budget();
     let turns = client_turns(req, head, &mut budget)?;
     let plans = plan_branch(s, head, &s.head_chain, &turns, &mut budget)?;
@@ -442,20 +448,22 @@ fn fast_forward(
             ),
         ));
     }
-    finish_fast_forward(c, device, s.save_id, &turns, 0)
+    finish_fast_forward(c, device, s.save_id, head, &turns, 0)
 }
 
-/// Appends the device's turns on the save's head, hands the new head to the session, audits;
-/// `already_held` counts the turns of the upload the save had already (a retry).
+/// Appends the device's turns on the save's head (whose state is `head`), hands the new head
+/// to the session, audits; `already_held` counts the turns of the upload the save had already
+/// (a retry).
 fn finish_fast_forward(
     c: &mut SpiClient<'_>,
     device: Option<&str>,
     save_id: Uuid,
+    head: Option<&Value>,
     turns: &[ClientTurn],
     already_held: usize,
 ) -> Result<Value> {
-    let after = append(c, save_id, turns)?;
-    sync_session(c, &after)?;
+    let after = append(c, save_id, head, turns)?;
+    sync_session(c, &after, turns.last().and_then(ClientTurn::state))?;
     let mut details = json!({"save_id": save_id.to_string(), "device_id": device,
                              "outcome": "fast_forward", "turns": turns.len(),
                              "head_turn": after.head_turn});
@@ -474,26 +482,52 @@ fn finish_fast_forward(
     Ok(result)
 }
 
-/// Puts a save's head state into its session (turn counters stay as they are).
-fn sync_session(c: &mut SpiClient<'_>, s: &Save) -> Result<()> {
-    if let (Some(sid), Some(state)) = (s.session_id, &s.head_state) {
-        let hash = awf_core::canonical::content_hash(state)?;
-        // As the owner, for the session of the save's own user only.
-        audit::as_owner(c, |c| {
-            c.update(
-                "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
-                 WHERE session_id = $1 AND state_hash <> $3 AND user_id_hash = $4",
-                None,
-                &[
-                    sid.into(),
-                    JsonB(state.clone()).into(),
-                    hash.into(),
-                    s.user_id_hash.as_str().into(),
-                ],
-            )
-            .expect("update awf.sessions")
-        });
+/// Puts a save's head state into its session (turn counters stay as they are); `known` is the
+/// head's state when the caller has it (the last turn it appended), else it is looked up only
+/// if the session does not hold it already.
+fn sync_session(c: &mut SpiClient<'_>, s: &Save, known: Option<&Value>) -> Result<()> {
+    let (Some(sid), Some(hash)) = (s.session_id, s.head_content_hash.as_deref()) else {
+        return Ok(());
+    };
+    if s.sealed {
+        return Ok(());
     }
+    let held = c
+        .update(
+            "SELECT 1 FROM awf.sessions WHERE session_id = $1 AND state_hash = $2",
+            Some(1),
+            &[sid.into(), hash.into()],
+        )
+        .expect("select awf.sessions");
+    if !held.is_empty() {
+        return Ok(());
+    }
+    let looked_up;
+    let state = match known {
+        Some(state) => state,
+        None => match store::head_state(c, s)? {
+            Some(state) => {
+                looked_up = state;
+                &looked_up
+            }
+            None => return Ok(()),
+        },
+    };
+    // As the owner, for the session of the save's own user only.
+    audit::as_owner(c, |c| {
+        c.update(
+            "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
+             WHERE session_id = $1 AND user_id_hash = $4",
+            None,
+            &[
+                sid.into(),
+                JsonB(state.clone()).into(),
+                hash.into(),
+                s.user_id_hash.as_str().into(),
+            ],
+        )
+        .expect("update awf.sessions")
+    });
     Ok(())
 }
 
@@ -567,7 +601,14 @@ fn resolve_conflict(
         }));
     }
     if ancestor_turn == s.head_turn {
-        return finish_fast_forward(c, device, s.save_id, &turns, shared);
+        return finish_fast_forward(
+            c,
+            device,
+            s.save_id,
+            ancestor_state.as_ref(),
+            &turns,
+            shared,
+        );
     }
     let client_tip = plans.last().expect("turns is non-empty");
     // A retry of an upload whose conflict was resolved already (its answer was lost): the same
@@ -608,6 +649,8 @@ fn resolve_conflict(
     let resolution = conflict::resolve(&branches, req.strategy)?;
     let details = |side: &str| json!({"branch": side, "device_id": device, "strategy": req.strategy.as_str()});
     let mut merge_conflicts = Value::Null;
+    // The new head's state when this side knows it (None: the server's head stays).
+    let mut after_state: Option<Value> = None;
     let (chosen, archive_id, after) = if resolution.chosen_branch == server_branch.branch_id {
         let id = archive_client_branch(
             c,
@@ -626,13 +669,14 @@ fn resolve_conflict(
             let ancestor = store::rebuild(c, s, ancestor_turn)?;
             restore::set_head(c, s, &ancestor)?;
         }
-        let after = append(c, s.save_id, &turns)?;
+        let after = append(c, s.save_id, ancestor_state.as_ref(), &turns)?;
+        after_state = turns.last().and_then(ClientTurn::state).cloned();
         ("client", id, after)
     } else {
         // Three-way merge from the ancestor; the merged state is a new turn on the server branch.
         // (A sealed save never gets here: `upload` refuses the merge strategy for it.)
         let no_state = || Error::invalid("the save holds no state to merge");
-        let server_state = s.head_state.clone().ok_or_else(no_state)?;
+        let server_state = store::head_state(c, s)?.ok_or_else(no_state)?;
         let client_state = turns
             .last()
             .and_then(ClientTurn::state)
@@ -659,10 +703,16 @@ fn resolve_conflict(
             content: Content::State(outcome.merged),
             claimed_chain: None,
         };
-        let after = append(c, s.save_id, std::slice::from_ref(&merged))?;
+        let after = append(
+            c,
+            s.save_id,
+            Some(&server_state),
+            std::slice::from_ref(&merged),
+        )?;
+        after_state = merged.state().cloned();
         ("merge", id, after)
     };
-    sync_session(c, &after)?;
+    sync_session(c, &after, after_state.as_ref())?;
     let archived = if chosen == "client" {
         &server_branch
     } else {

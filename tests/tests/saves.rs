@@ -302,6 +302,12 @@ fn a_500_turn_save_materializes_every_turn_byte_exact() {
     assert_eq!(v["turns_checked"], json!(TURNS + 1), "{v}");
     assert_eq!(v["first_bad_turn"], Value::Null, "{v}");
 
+    // The head state as a stored jsonb (TOAST-compressed), to compare with.
+    r.execute(
+        "CREATE TEMP TABLE head AS SELECT awf.save_materialize($1::text::uuid) AS state",
+        &[&save],
+    )
+    .unwrap();
     let row = r
         .query_one(
             "SELECT (SELECT sum(stored_bytes) FROM awf.save_diffs d WHERE d.save_id = s.save_id)::bigint,
@@ -309,9 +315,9 @@ fn a_500_turn_save_materializes_every_turn_byte_exact() {
                       WHERE d.save_id = s.save_id AND d.turn_id > 0)::bigint,
                     (SELECT count(*) FROM awf.save_diffs d WHERE d.save_id = s.save_id AND kind = 'base'),
                     s.bytes_stored,
-                    pg_column_size(s.head_state::text::jsonb),
-                    pg_column_size(s.head_state)
-             FROM awf.saves s WHERE s.save_id = $1::text::uuid",
+                    pg_column_size(h.state::text::jsonb),
+                    pg_column_size(h.state)
+             FROM awf.saves s, head h WHERE s.save_id = $1::text::uuid",
             &[&save],
         )
         .unwrap();
@@ -348,6 +354,100 @@ fn a_500_turn_save_materializes_every_turn_byte_exact() {
 
 /// Every committed `turn_submit` of a session with a save lands in the save as the same turn,
 /// visible at once to another connection; a refused turn leaves no trace in session or save.
+/// The save keeps no copy of its head state: each persist finds it in the backend's own copy
+/// of the head it last wrote, in the session, or rebuilt from the blobs. Two connections take
+/// turns on one save (each one's copy goes stale when the other moves the head), one turn is
+/// rolled back after it was persisted (its copy must not be used), the session takes turns of
+/// its own in between (the head comes from the session) and is finally deleted (the head is
+/// rebuilt). Every turn must still read back byte-exact and the save verify.
+#[test]
+fn the_head_state_is_found_wherever_it_is_current() {
+    let db = TestDb::new();
+    let user = "u-heads";
+    let sid = random_uuid();
+    let mut a = db.client();
+    let mut b = db.client();
+    for c in [&mut a, &mut b] {
+        c.batch_execute("SET awf.sync_snapshot_every = 7").unwrap();
+    }
+    let seed = 77;
+    let mut state = game_state(8_000, seed);
+    upsert(&mut a, &sid, user, &state);
+    let save = attach(&mut a, &sid, user);
+    let start = turn_of(&state);
+    let mut kept = vec![canon(&state)];
+    let mut turn = 0;
+    let step = |c: &mut Client, state: &mut Value, kept: &mut Vec<Vec<u8>>, turn: &mut i64| {
+        *turn += 1;
+        next_turn(state, start + *turn, seed);
+        let r = persist(c, &save, *turn, state).unwrap_or_else(|e| panic!("turn {turn}: {e}"));
+        assert_eq!(
+            r["content_hash"],
+            json!(sha256_hex(&canon(state))),
+            "turn {turn}"
+        );
+        kept.push(canon(state));
+    };
+    // Alternating connections: each persist finds the other's head, not its own stale copy.
+    for i in 0..10 {
+        let c = if i % 3 == 0 { &mut b } else { &mut a };
+        step(c, &mut state, &mut kept, &mut turn);
+    }
+    // A persisted turn rolled back: connection a's copy of that head must not be used.
+    {
+        let mut tx = a.transaction().unwrap();
+        let mut other = state.clone();
+        next_turn(&mut other, start + turn + 1, seed + 1);
+        persist(&mut tx, &save, turn + 1, &other).unwrap();
+        tx.rollback().unwrap();
+    }
+    for _ in 0..3 {
+        step(&mut a, &mut state, &mut kept, &mut turn);
+    }
+    // The session's own turns flow into the save: the first from a head rebuilt (the session's
+    // state is not the head), the others from the session's state (it is).
+    for k in 1..=4 {
+        let r = submit(&mut b, &sid, k, &act_payload(k)).unwrap();
+        assert_eq!(r["duplicate"], json!(false), "{r}");
+        turn += 1;
+        state = b
+            .query_one(
+                "SELECT state FROM awf.sessions WHERE session_id = $1::text::uuid",
+                &[&sid],
+            )
+            .unwrap()
+            .get(0);
+        kept.push(canon(&state));
+    }
+    for _ in 0..3 {
+        step(&mut a, &mut state, &mut kept, &mut turn);
+    }
+    // Without its session the save rebuilds its head from the blobs.
+    a.execute(
+        "DELETE FROM awf.sessions WHERE session_id = $1::text::uuid",
+        &[&sid],
+    )
+    .unwrap();
+    for i in 0..9 {
+        let c = if i % 2 == 0 { &mut b } else { &mut a };
+        step(c, &mut state, &mut kept, &mut turn);
+    }
+
+    let mut r = db.client();
+    for (t, want) in kept.iter().enumerate() {
+        let got = materialize_bytes(&mut r, &save, t as i64).unwrap();
+        assert!(got == *want, "turn {t} reads back other bytes");
+    }
+    let v = verify(&mut r, &save);
+    assert_eq!(v["ok"], json!(true), "{v}");
+    assert_eq!(v["turns_checked"], json!(turn + 1), "{v}");
+    println!(
+        "head states: {} turns over two connections, a rollback, session turns and no session: \
+         all byte-exact, verify ok",
+        turn
+    );
+}
+
 #[test]
 fn session_turns_flow_into_the_save_and_a_failed_turn_persists_nothing() {
     const TURNS: i64 = 60;

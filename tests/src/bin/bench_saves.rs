@@ -75,14 +75,20 @@ fn main() {
         let (p50, p95, p99, max) = percentiles(times);
         println!("| materialize turn {target} | {p50:.2} | {p95:.2} | {p99:.2} | {max:.2} |");
     }
+    // The head state as a stored jsonb (TOAST-compressed), to compare with.
+    c.execute(
+        "CREATE TEMP TABLE head AS SELECT awf.save_materialize($1::text::uuid) AS state",
+        &[&save],
+    )
+    .unwrap();
     let row = c
         .query_one(
             "SELECT (SELECT sum(stored_bytes) FROM awf.save_diffs WHERE save_id = $1::text::uuid)::bigint,
                     (SELECT count(*) FROM awf.save_diffs WHERE save_id = $1::text::uuid),
                     (SELECT sum(stored_bytes) FROM awf.save_diffs WHERE save_id = $1::text::uuid AND kind = 'base')::bigint,
                     (SELECT count(*) FROM awf.save_diffs WHERE save_id = $1::text::uuid AND kind = 'base'),
-                    pg_column_size(head_state), octet_length(awf.canonical_json(head_state))
-             FROM awf.saves WHERE save_id = $1::text::uuid",
+                    pg_column_size(state), octet_length(awf.canonical_json(state))
+             FROM head",
             &[&save],
         )
         .unwrap();
