@@ -47,7 +47,8 @@ fn admin_key_create(name: &str, replace: default!(bool, false)) -> pgrx::JsonB {
     crate::locks::connect_mut(|c| {
         let created_by = crate::identity::actor();
         let t = audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "INSERT INTO awf.admin_keys AS k (name, key_hash, created_by)
                  VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO UPDATE
@@ -100,7 +101,8 @@ fn admin_key_list() -> TableIterator<
     crate::identity::require_admin("admin_key_list");
     let rows = crate::locks::connect_mut(|c| {
         audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "SELECT name, created_at, created_by, last_used_at, revoked_at
                  FROM awf.admin_keys ORDER BY name",
                 None,
@@ -131,7 +133,8 @@ fn admin_key_revoke(name: &str) -> bool {
     check_name(name, F);
     crate::locks::connect_mut(|c| {
         let t = audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "UPDATE awf.admin_keys SET revoked_at = pg_catalog.now()
                  WHERE name OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL RETURNING name",
                 Some(1),
@@ -168,14 +171,14 @@ fn act_as_admin(key: &str) -> String {
     };
     let name = crate::locks::connect_mut(|c| {
         audit::as_owner(c, |c| {
-            let t = c
-                .update(
-                    "SELECT name FROM awf.admin_keys
+            let t = crate::spi::run(
+                c,
+                "SELECT name FROM awf.admin_keys
                      WHERE key_hash OPERATOR(pg_catalog.=) $1 AND revoked_at IS NULL",
-                    Some(1),
-                    &[hash.as_str().into()],
-                )
-                .expect("select awf.admin_keys");
+                Some(1),
+                &[hash.as_str().into()],
+            )
+            .expect("select awf.admin_keys");
             let name: Option<String> = if t.is_empty() {
                 None
             } else {
@@ -184,7 +187,8 @@ fn act_as_admin(key: &str) -> String {
             if let Some(n) = &name {
                 // Last use to the minute, without ever waiting: concurrent requests with one
                 // key must not queue on its row until the slowest of them commits.
-                c.update(
+                crate::spi::run(
+                    c,
                     "UPDATE awf.admin_keys SET last_used_at = pg_catalog.now()
                      WHERE name = (SELECT name FROM awf.admin_keys
                                    WHERE name OPERATOR(pg_catalog.=) $1

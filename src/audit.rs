@@ -80,13 +80,13 @@ pub fn record_full(
     let _owner = AsOwner::enter(c);
     lock(c);
     let prev = chain_head(c, &Latest::take());
-    let t = c
-        .update(
-            "SELECT nextval('awf.audit_log_id_seq'::regclass), now()",
-            Some(1),
-            &[],
-        )
-        .expect("nextval for awf.audit_log");
+    let t = crate::spi::run(
+        c,
+        "SELECT nextval('awf.audit_log_id_seq'::regclass), now()",
+        Some(1),
+        &[],
+    )
+    .expect("nextval for awf.audit_log");
     let t = t.first();
     let id: i64 = t.get(1).expect("id").expect("id is not NULL");
     let at: TimestampWithTimeZone = t.get(2).expect("now()").expect("now() is not NULL");
@@ -103,7 +103,8 @@ pub fn record_full(
         details: &details,
     };
     let row_hash = audit_chain::row_hash(&prev, &entry);
-    c.update(
+    crate::spi::run(
+        c,
         "INSERT INTO awf.audit_log
            (id, at, actor, action, session_id, save_id, device_id, details, prev_hash, row_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -134,7 +135,7 @@ pub fn bump(c: &mut SpiClient<'_>, name: &str, by: i64) {
         return;
     }
     let _owner = AsOwner::enter(c);
-    c.update(
+    crate::spi::run(c,
         "INSERT INTO awf.metric_counters (name, shard, value)
          VALUES ($1, pg_backend_pid() % 16, $2)
          ON CONFLICT (name, shard) DO UPDATE SET value = awf.metric_counters.value + EXCLUDED.value",
@@ -174,21 +175,21 @@ pub fn redact_user_rows(
     sessions: &[Uuid],
     devices: &[String],
 ) -> usize {
-    let ids: Vec<i64> = c
-        .update(
-            "SELECT id FROM awf.audit_log
+    let ids: Vec<i64> = crate::spi::run(
+        c,
+        "SELECT id FROM awf.audit_log
              WHERE session_id = ANY($1) OR device_id = ANY($2) OR details->>'user_id_hash' = $3
              ORDER BY id",
-            None,
-            &[
-                sessions.to_vec().into(),
-                devices.to_vec().into(),
-                user_id_hash.into(),
-            ],
-        )
-        .expect("select the user's audit rows")
-        .map(|r| r.get::<i64>(1).expect("id").expect("id is not NULL"))
-        .collect();
+        None,
+        &[
+            sessions.to_vec().into(),
+            devices.to_vec().into(),
+            user_id_hash.into(),
+        ],
+    )
+    .expect("select the user's audit rows")
+    .map(|r| r.get::<i64>(1).expect("id").expect("id is not NULL"))
+    .collect();
     if ids.is_empty() {
         return 0;
     }
@@ -211,8 +212,7 @@ fn redact_where(c: &mut SpiClient<'_>, filter: &str, save_id: Option<Uuid>, scop
     {
         let _owner = AsOwner::enter(c);
         lock(c);
-        let salt: String = c
-            .update("SELECT gen_random_uuid()::text", Some(1), &[])
+        let salt: String = crate::spi::run(c, "SELECT gen_random_uuid()::text", Some(1), &[])
             .expect("gen_random_uuid")
             .first()
             .get(1)
@@ -294,19 +294,19 @@ fn redact_where(c: &mut SpiClient<'_>, filter: &str, save_id: Option<Uuid>, scop
                     hashes.push(hash);
                 }
                 let n = ids.len();
-                let updated = c
-                    .update(
-                        "UPDATE awf.audit_log a
+                let updated = crate::spi::run(
+                    c,
+                    "UPDATE awf.audit_log a
                          SET details = coalesce(u.details, a.details),
                              prev_hash = u.prev_hash, row_hash = u.row_hash
                          FROM unnest($1::int8[], $2::jsonb[], $3::text[], $4::text[])
                               AS u(id, details, prev_hash, row_hash)
                          WHERE a.id = u.id",
-                        None,
-                        &[ids.into(), details.into(), prevs.into(), hashes.into()],
-                    )
-                    .expect("re-chain awf.audit_log")
-                    .len();
+                    None,
+                    &[ids.into(), details.into(), prevs.into(), hashes.into()],
+                )
+                .expect("re-chain awf.audit_log")
+                .len();
                 if updated != n {
                     ErrorReport::new(
                         PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,

@@ -81,13 +81,13 @@ pub extern "C-unwind" fn awf_reconcile_database(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     let summary = BackgroundWorker::transaction(|| {
         crate::locks::connect_mut(|c| {
-            let installed = c
-                .update(
-                    "SELECT 1 FROM pg_extension WHERE extname = 'awf_lifecycle'",
-                    Some(1),
-                    &[],
-                )
-                .expect("check pg_extension");
+            let installed = crate::spi::run(
+                c,
+                "SELECT 1 FROM pg_extension WHERE extname = 'awf_lifecycle'",
+                Some(1),
+                &[],
+            )
+            .expect("check pg_extension");
             if installed.is_empty() {
                 return None;
             }

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 /// One jsonb value from a one-row query.
 fn json_of(c: &mut SpiClient<'_>, sql: &str, sid: Uuid) -> Option<Value> {
-    let t = c.update(sql, Some(1), &[sid.into()]).expect(sql);
+    let t = crate::spi::run(c, sql, Some(1), &[sid.into()]).expect(sql);
     if t.is_empty() {
         return None;
     }
@@ -203,26 +203,26 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
         // As the owner: only admins get here (checked above), and the gateway's login has no
         // INSERT on the tables, whatever key it presented.
         let owner = crate::audit::AsOwner::enter(c);
-        let t = c
-            .update(
-                "INSERT INTO awf.sessions (session_id, user_id_hash, turn_id, state, state_hash,
+        let t = crate::spi::run(
+            c,
+            "INSERT INTO awf.sessions (session_id, user_id_hash, turn_id, state, state_hash,
                                            contract_ref, sandbox_of, source)
                  VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6::uuid, $7)
                  RETURNING session_id",
-                Some(1),
-                &[
-                    user_id_hash.as_str().into(),
-                    (source_turn + offset).into(),
-                    JsonB(state).into(),
-                    state_hash.as_str().into(),
-                    text("contract_ref").into(),
-                    source_id.clone().into(),
-                    JsonB(source).into(),
-                ],
-            )
-            .expect("insert imported session");
+            Some(1),
+            &[
+                user_id_hash.as_str().into(),
+                (source_turn + offset).into(),
+                JsonB(state).into(),
+                state_hash.as_str().into(),
+                text("contract_ref").into(),
+                source_id.clone().into(),
+                JsonB(source).into(),
+            ],
+        )
+        .expect("insert imported session");
         let new_id: Uuid = col(&t.first(), 1);
-        c.update(
+        crate::spi::run(c,
             "INSERT INTO awf.turns (session_id, turn_id, lines, acts, payload_hash, state_hash, applied_at)
              SELECT $1, (t->>'turn_id')::bigint + $2,
                     ARRAY(SELECT jsonb_array_elements_text(coalesce(t->'lines', '[]'))),
@@ -233,7 +233,7 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
             &[new_id.into(), offset.into(), JsonB(turns).into()],
         )
         .expect("insert imported turns");
-        c.update(
+        crate::spi::run(c,
             // Applied entries come over as history. Unapplied ones stay behind: they belong to
             // the source's state, and a sandbox must not replay them. The payload hash is
             // recomputed, since a redacted export rewrote the payloads.
@@ -248,7 +248,7 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
             &[new_id.into(), offset.into(), JsonB(wal).into()],
         )
         .expect("insert imported WAL");
-        c.update(
+        crate::spi::run(c,
             "INSERT INTO awf.snapshots (session_id, turn_id, created_at, label, content_hash, payload)
              SELECT $1, (s->>'turn_id')::bigint + $2, (s->>'created_at')::timestamptz,
                     s->>'label', s->>'content_hash', s->'payload'

@@ -24,6 +24,8 @@ mod jsonb;
 mod key_files;
 /// Row locks no other role can take, and the bound on every wait (`awf.lock_timeout_ms`).
 mod locks;
+/// Running SQL: every statement prepared once per backend.
+mod spi;
 /// Row access to sessions, turns and WAL entries.
 mod store;
 

@@ -19,13 +19,15 @@ use std::ffi::CString;
 /// [`connect_mut`].
 pub fn named(c: &mut SpiClient<'_>, name: &str) {
     let _owner = AsOwner::enter(c);
-    c.update(
+    crate::spi::run(
+        c,
         "INSERT INTO awf.locks (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
         None,
         &[name.into()],
     )
     .expect("insert into awf.locks");
-    c.update(
+    crate::spi::run(
+        c,
         "SELECT 1 FROM awf.locks WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
         None,
         &[name.into()],
@@ -62,16 +64,14 @@ pub fn lock_visible<T: pgrx::IntoDatum + Copy>(
     mode: &'static str,
 ) -> bool {
     let visible = format!("SELECT 1 FROM awf.{table} WHERE {key} = $1");
-    let seen = c
-        .update(&visible, Some(1), &[id.into()])
+    let seen = crate::spi::run(c, &visible, Some(1), &[id.into()])
         .unwrap_or_else(|e| panic!("{visible}: {e}"));
     if seen.is_empty() {
         return false;
     }
     let lock = format!("SELECT 1 FROM awf.{table} WHERE {key} OPERATOR(pg_catalog.=) $1 {mode}");
     crate::audit::as_owner(c, |c| {
-        c.update(&lock, None, &[id.into()])
-            .unwrap_or_else(|e| panic!("{lock}: {e}"))
+        crate::spi::run(c, &lock, None, &[id.into()]).unwrap_or_else(|e| panic!("{lock}: {e}"))
     });
     true
 }

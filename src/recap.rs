@@ -35,24 +35,24 @@ fn recap(session_id: Uuid, last_turns: default!(i32, 3)) -> JsonB {
     crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, false);
         let max_sentences = gucs::recap_max_sentences();
-        let mut lines: Vec<String> = c
-            .update(
-                "SELECT left(line, $3) FROM (
+        let mut lines: Vec<String> = crate::spi::run(
+            c,
+            "SELECT left(line, $3) FROM (
                    SELECT turn_id, lines FROM awf.turns WHERE session_id = $1
                    ORDER BY turn_id DESC LIMIT $2) t,
                  unnest(t.lines) WITH ORDINALITY AS l(line, n)
                  ORDER BY t.turn_id DESC, l.n DESC LIMIT $4",
-                None,
-                &[
-                    session_id.into(),
-                    i64::from(last_turns).into(),
-                    LINE_CHARS.into(),
-                    (LINES_PER_SENTENCE * max_sentences as i64).into(),
-                ],
-            )
-            .expect("select recent turn lines")
-            .filter_map(|row| row.get::<String>(1).ok().flatten())
-            .collect();
+            None,
+            &[
+                session_id.into(),
+                i64::from(last_turns).into(),
+                LINE_CHARS.into(),
+                (LINES_PER_SENTENCE * max_sentences as i64).into(),
+            ],
+        )
+        .expect("select recent turn lines")
+        .filter_map(|row| row.get::<String>(1).ok().flatten())
+        .collect();
         lines.reverse(); // story order
         let input = RecapInput::from_state(&session.state, lines).or_raise(F);
         let limits = RecapLimits {

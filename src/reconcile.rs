@@ -54,15 +54,15 @@ fn wal_reconcile(
 /// The reconciliation itself, shared with the background worker.
 pub fn reconcile(c: &mut SpiClient<'_>, only: Option<Uuid>) -> Vec<Outcome> {
     let pending: Vec<(Uuid, i64)> = {
-        let t = c
-            .update(
-                "SELECT session_id, turn_id FROM awf.turn_wal
+        let t = crate::spi::run(
+            c,
+            "SELECT session_id, turn_id FROM awf.turn_wal
                  WHERE NOT applied AND ($1::uuid IS NULL OR session_id = $1)
                  ORDER BY session_id, turn_id",
-                None,
-                &[only.into()],
-            )
-            .expect("select unapplied WAL entries");
+            None,
+            &[only.into()],
+        )
+        .expect("select unapplied WAL entries");
         t.map(|row| {
             (
                 row.get::<Uuid>(1).unwrap().unwrap(),
@@ -213,7 +213,8 @@ fn skip(
     outcome: impl Fn(&'static str, String) -> Outcome,
     why: String,
 ) -> Outcome {
-    c.update(
+    crate::spi::run(
+        c,
         "UPDATE awf.turn_wal SET attempts = attempts + 1, last_error = $3
          WHERE session_id = $1 AND turn_id = $2",
         None,
@@ -232,14 +233,14 @@ fn skip(
 fn wal_discard(session_id: Uuid, turn_id: i64) -> bool {
     crate::locks::connect_mut(|c| {
         store::session(c, session_id, true);
-        let t = c
-            .update(
-                "DELETE FROM awf.turn_wal WHERE session_id = $1 AND turn_id = $2 AND NOT applied
+        let t = crate::spi::run(
+            c,
+            "DELETE FROM awf.turn_wal WHERE session_id = $1 AND turn_id = $2 AND NOT applied
                  RETURNING payload_hash, last_error",
-                Some(1),
-                &[session_id.into(), turn_id.into()],
-            )
-            .expect("delete from awf.turn_wal");
+            Some(1),
+            &[session_id.into(), turn_id.into()],
+        )
+        .expect("delete from awf.turn_wal");
         if t.is_empty() {
             crate::errors::raise(
                 awf_core::Error::not_found(format!(
@@ -266,18 +267,18 @@ fn wal_discard(session_id: Uuid, turn_id: i64) -> bool {
 #[pg_extern(volatile, parallel_unsafe)]
 fn wal_cleanup(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
     crate::locks::connect_mut(|c| {
-        let t = c
-            .update(
-                "WITH gone AS (
+        let t = crate::spi::run(
+            c,
+            "WITH gone AS (
                    DELETE FROM awf.turn_wal
                    WHERE applied AND coalesce(applied_at, created_at)
                          < now() - coalesce($1, make_interval(days => $2))
                    RETURNING 1)
                  SELECT count(*) FROM gone",
-                Some(1),
-                &[older_than.into(), gucs::wal_max_age_days().into()],
-            )
-            .expect("delete from awf.turn_wal");
+            Some(1),
+            &[older_than.into(), gucs::wal_max_age_days().into()],
+        )
+        .expect("delete from awf.turn_wal");
         let n: i64 = col(&t.first(), 1);
         audit::record(
             c,

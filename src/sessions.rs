@@ -38,7 +38,7 @@ fn session_upsert(
         // As the owner: a session of another user under this id must be seen (and refused),
         // not hidden by row-level security and then overwritten.
         let existing = crate::audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(c,
                 "SELECT user_id_hash FROM awf.sessions WHERE session_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
                 Some(1),
                 &[session_id.into()],
@@ -55,9 +55,9 @@ fn session_upsert(
             }
         }
         let owner = crate::audit::AsOwner::enter(c);
-        let t = c
-            .update(
-                "INSERT INTO awf.sessions (session_id, user_id_hash, state, state_hash, contract_ref)
+        let t = crate::spi::run(
+            c,
+            "INSERT INTO awf.sessions (session_id, user_id_hash, state, state_hash, contract_ref)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (session_id) DO UPDATE
                    SET state = EXCLUDED.state, state_hash = EXCLUDED.state_hash,
@@ -65,16 +65,16 @@ fn session_upsert(
                    -- a concurrent create by another user must not be overwritten
                    WHERE awf.sessions.user_id_hash = EXCLUDED.user_id_hash
                  RETURNING turn_id, (xmax = 0) AS created",
-                Some(1),
-                &[
-                    session_id.into(),
-                    user_id_hash.into(),
-                    state.into(),
-                    state_hash.as_str().into(),
-                    contract_ref.into(),
-                ],
-            )
-            .expect("upsert awf.sessions");
+            Some(1),
+            &[
+                session_id.into(),
+                user_id_hash.into(),
+                state.into(),
+                state_hash.as_str().into(),
+                contract_ref.into(),
+            ],
+        )
+        .expect("upsert awf.sessions");
         drop(owner);
         if t.is_empty() {
             raise(

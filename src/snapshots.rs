@@ -67,14 +67,14 @@ fn snapshot_create(
 /// turn, deduplicated).
 fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, String, i64, bool) {
     store::lock_session(c, sid);
-    let t = c
-        .update(
-            "SELECT user_id_hash, turn_id, state, state_hash, contract_ref
+    let t = crate::spi::run(
+        c,
+        "SELECT user_id_hash, turn_id, state, state_hash, contract_ref
              FROM awf.sessions WHERE session_id = $1",
-            Some(1),
-            &[sid.into()],
-        )
-        .expect("select awf.sessions");
+        Some(1),
+        &[sid.into()],
+    )
+    .expect("select awf.sessions");
     if t.is_empty() {
         raise(
             Error::not_found(format!("session {sid} does not exist")),
@@ -97,35 +97,35 @@ fn capture(c: &mut SpiClient<'_>, sid: Uuid, label: Option<&str>) -> (i64, Strin
     let hash = content_hash(&payload).or_raise("snapshot_create");
     // As the owner, on the session locked above under row-level security.
     let owner = audit::AsOwner::enter(c);
-    let inserted = c
-        .update(
-            "INSERT INTO awf.snapshots (session_id, turn_id, label, content_hash, payload)
+    let inserted = crate::spi::run(
+        c,
+        "INSERT INTO awf.snapshots (session_id, turn_id, label, content_hash, payload)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (session_id, content_hash) DO NOTHING
              RETURNING id",
-            Some(1),
-            &[
-                sid.into(),
-                turn_id.into(),
-                label.into(),
-                hash.as_str().into(),
-                JsonB(payload).into(),
-            ],
-        )
-        .expect("insert into awf.snapshots");
+        Some(1),
+        &[
+            sid.into(),
+            turn_id.into(),
+            label.into(),
+            hash.as_str().into(),
+            JsonB(payload).into(),
+        ],
+    )
+    .expect("insert into awf.snapshots");
     drop(owner);
     if !inserted.is_empty() {
         let id: i64 = col(&inserted.first(), 1);
         audit::bump(c, "awf.snapshots.created", 1);
         return (id, hash, turn_id, false);
     }
-    let t = c
-        .update(
-            "SELECT id FROM awf.snapshots WHERE session_id = $1 AND content_hash = $2",
-            Some(1),
-            &[sid.into(), hash.as_str().into()],
-        )
-        .expect("select awf.snapshots");
+    let t = crate::spi::run(
+        c,
+        "SELECT id FROM awf.snapshots WHERE session_id = $1 AND content_hash = $2",
+        Some(1),
+        &[sid.into(), hash.as_str().into()],
+    )
+    .expect("select awf.snapshots");
     (col(&t.first(), 1), hash, turn_id, true)
 }
 
@@ -138,13 +138,13 @@ fn snapshot_restore(session_id: Uuid, snapshot_id: i64) -> JsonB {
     const F: &str = "snapshot_restore";
     crate::locks::connect_mut(|c| {
         let session = store::session(c, session_id, true);
-        let t = c
-            .update(
-                "SELECT content_hash, payload FROM awf.snapshots WHERE id = $1 AND session_id = $2",
-                Some(1),
-                &[snapshot_id.into(), session_id.into()],
-            )
-            .expect("select awf.snapshots");
+        let t = crate::spi::run(
+            c,
+            "SELECT content_hash, payload FROM awf.snapshots WHERE id = $1 AND session_id = $2",
+            Some(1),
+            &[snapshot_id.into(), session_id.into()],
+        )
+        .expect("select awf.snapshots");
         if t.is_empty() {
             raise(
                 Error::not_found(format!(
@@ -179,7 +179,8 @@ fn snapshot_restore(session_id: Uuid, snapshot_id: i64) -> JsonB {
         let (pre_id, _, _, _) = capture(c, session_id, Some("pre-restore"));
         store::save_state(c, session_id, state, &state_hash, session.turn_id);
         audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "UPDATE awf.sessions SET contract_ref = $2 WHERE session_id = $1",
                 None,
                 &[session_id.into(), payload["contract_ref"].as_str().into()],
@@ -211,7 +212,7 @@ fn snapshot_delete(session_id: Uuid, snapshot_id: i64) -> bool {
         // The session must be the caller's (row-level security); then delete as the owner.
         store::session(c, session_id, true);
         let t = audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(c,
                 "DELETE FROM awf.snapshots WHERE id = $1 AND session_id = $2 RETURNING content_hash",
                 Some(1),
                 &[snapshot_id.into(), session_id.into()],
@@ -243,8 +244,8 @@ fn snapshot_delete(session_id: Uuid, snapshot_id: i64) -> bool {
 fn snapshot_prune(session_id: default!(Option<Uuid>, "NULL")) -> i64 {
     let (days, keep) = (gucs::snapshot_max_age_days(), gucs::snapshot_max_count());
     crate::locks::connect_mut(|c| {
-        let t = c
-            .update(
+        let t = crate::spi::run(c,
+
                 "WITH ranked AS (
                    SELECT id, created_at,
                           row_number() OVER (PARTITION BY session_id ORDER BY created_at DESC, id DESC) AS rn

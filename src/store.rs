@@ -52,7 +52,7 @@ pub fn lock_session(c: &mut SpiClient<'_>, id: Uuid) -> bool {
 pub fn session(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Session {
     if !lock || lock_session(c, id) {
         let sql = "SELECT turn_id, state, state_hash FROM awf.sessions WHERE session_id = $1";
-        let t = c.update(sql, Some(1), &[id.into()]).expect(sql);
+        let t = crate::spi::run(c, sql, Some(1), &[id.into()]).expect(sql);
         if !t.is_empty() {
             let t = t.first();
             return Session {
@@ -72,7 +72,8 @@ pub fn session(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Session {
 /// session under row-level security ([`session`]), which proves its right to it.
 pub fn save_state(c: &mut SpiClient<'_>, id: Uuid, state: Value, state_hash: &str, turn_id: i64) {
     let _owner = crate::audit::AsOwner::enter(c);
-    c.update(
+    crate::spi::run(
+        c,
         "UPDATE awf.sessions SET state = $2, state_hash = $3, turn_id = $4, updated_at = now()
          WHERE session_id = $1",
         None,
@@ -88,14 +89,14 @@ pub fn save_state(c: &mut SpiClient<'_>, id: Uuid, state: Value, state_hash: &st
 
 /// The WAL entry of one turn, if any.
 pub fn wal_entry(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<WalEntry> {
-    let t = c
-        .update(
-            "SELECT turn_id, awf_raw, payload_hash, state_hash_before, applied
+    let t = crate::spi::run(
+        c,
+        "SELECT turn_id, awf_raw, payload_hash, state_hash_before, applied
              FROM awf.turn_wal WHERE session_id = $1 AND turn_id = $2",
-            Some(1),
-            &[id.into(), turn_id.into()],
-        )
-        .expect("select awf.turn_wal");
+        Some(1),
+        &[id.into(), turn_id.into()],
+    )
+    .expect("select awf.turn_wal");
     if t.is_empty() {
         return None;
     }
@@ -111,13 +112,13 @@ pub fn wal_entry(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<WalEnt
 
 /// The state hash recorded after an applied turn, if the turn is recorded.
 pub fn turn_state_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<String> {
-    let t = c
-        .update(
-            "SELECT state_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
-            Some(1),
-            &[id.into(), turn_id.into()],
-        )
-        .expect("select awf.turns");
+    let t = crate::spi::run(
+        c,
+        "SELECT state_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
+        Some(1),
+        &[id.into(), turn_id.into()],
+    )
+    .expect("select awf.turns");
     if t.is_empty() {
         None
     } else {
@@ -128,7 +129,8 @@ pub fn turn_state_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<
 /// Marks a WAL entry applied (by this call or, for reconciliation, by the state it finds).
 pub fn mark_wal_applied(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) {
     let _owner = crate::audit::AsOwner::enter(c);
-    c.update(
+    crate::spi::run(
+        c,
         "UPDATE awf.turn_wal SET applied = true, applied_at = now(), attempts = attempts + 1,
                 last_error = NULL
          WHERE session_id = $1 AND turn_id = $2",
@@ -140,12 +142,12 @@ pub fn mark_wal_applied(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) {
 
 /// The payload hash recorded for an applied turn, if the turn is recorded.
 pub fn turn_payload_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<String> {
-    let t = c
-        .update(
-            "SELECT payload_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
-            Some(1),
-            &[id.into(), turn_id.into()],
-        )
-        .expect("select awf.turns");
+    let t = crate::spi::run(
+        c,
+        "SELECT payload_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
+        Some(1),
+        &[id.into(), turn_id.into()],
+    )
+    .expect("select awf.turns");
     (!t.is_empty()).then(|| col(&t.first(), 1))
 }

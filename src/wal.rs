@@ -203,7 +203,7 @@ fn insert_wal(
 ) {
     // As the owner, on the session the caller locked under row-level security.
     audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(c,
             "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before,
                                        applied, attempts, applied_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6::int,
@@ -291,8 +291,8 @@ fn custom_apply(
     turn_id: i64,
 ) -> Result<Value, Error> {
     // Resolve through the catalog so the name is quoted by PostgreSQL, never by us.
-    let t = c
-        .update(
+    let t = crate::spi::run(c,
+
             // Schema-qualified, and its schema quoted for the pinned search_path.
             "SELECT pg_catalog.format('%I.%I', n.nspname, p.proname), p.proowner,
                     pg_catalog.format('pg_catalog, %I, pg_temp', n.nspname)
@@ -319,17 +319,17 @@ fn custom_apply(
     // or operators in front of the ones the applier means, and run them with the owner's rights.
     let _as_owner = crate::audit::AsOwner::enter_role(owner, &path);
     let sql = format!("SELECT {proc}($1, $2, $3)");
-    let t = c
-        .update(
-            sql.as_str(),
-            Some(1),
-            &[
-                JsonB(state.clone()).into(),
-                JsonB(acts.clone()).into(),
-                turn_id.into(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("act applier {proc} failed: {e}"));
+    let t = crate::spi::run(
+        c,
+        sql.as_str(),
+        Some(1),
+        &[
+            JsonB(state.clone()).into(),
+            JsonB(acts.clone()).into(),
+            turn_id.into(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("act applier {proc} failed: {e}"));
     drop(_as_owner);
     match t.first().get::<JsonB>(1).expect("read applier result") {
         Some(JsonB(v)) if v.is_object() => Ok(v),
@@ -392,7 +392,8 @@ pub fn persist(
     crate::saves::persist::on_turn_applied(c, id, before, &state).or_raise("turn_submit");
     store::save_state(c, id, state, &state_hash, turn_id);
     audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "INSERT INTO awf.turns (session_id, turn_id, lines, acts, payload_hash, state_hash)
              VALUES ($1, $2, $3, $4, $5, $6)",
             None,

@@ -26,13 +26,13 @@ pub fn encode(
     level: i32,
 ) -> Result<Encoded> {
     let key_id = key.map(|k| k.id().to_owned()).unwrap_or_default();
-    let t = c
-        .update(
-            "SELECT stored_bytes FROM awf.save_blobs WHERE blob_hash = $1 AND key_id = $2",
-            Some(1),
-            &[blob_hash.into(), key_id.as_str().into()],
-        )
-        .expect("select awf.save_blobs");
+    let t = crate::spi::run(
+        c,
+        "SELECT stored_bytes FROM awf.save_blobs WHERE blob_hash = $1 AND key_id = $2",
+        Some(1),
+        &[blob_hash.into(), key_id.as_str().into()],
+    )
+    .expect("select awf.save_blobs");
     let plain_bytes =
         i32::try_from(plain.len()).map_err(|_| Error::limit("a blob cannot exceed 2 GB"))?;
     if !t.is_empty() {
@@ -65,7 +65,8 @@ pub fn write(c: &mut SpiClient<'_>, blob: &Encoded) {
         // tables' owner): a caller could otherwise plant bytes under a hash another user's
         // state will have, and ON CONFLICT would keep them.
         let _owner = crate::audit::AsOwner::enter(c);
-        c.update(
+        crate::spi::run(
+            c,
             "INSERT INTO awf.save_blobs (blob_hash, key_id, data, plain_bytes, stored_bytes)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             None,
@@ -83,30 +84,18 @@ pub fn write(c: &mut SpiClient<'_>, blob: &Encoded) {
 
 /// Loads and decodes a blob, checking its tag (encrypted) or checksum and its SHA-256.
 pub fn load(c: &mut SpiClient<'_>, blob_hash: &str, key_id: &str) -> Result<Vec<u8>> {
-    let t = c
-        .update(
-            "SELECT data FROM awf.save_blobs WHERE blob_hash = $1 AND key_id = $2",
-            Some(1),
-            &[blob_hash.into(), key_id.into()],
-        )
-        .expect("select awf.save_blobs");
+    let t = crate::spi::run(
+        c,
+        "SELECT data FROM awf.save_blobs WHERE blob_hash = $1 AND key_id = $2",
+        Some(1),
+        &[blob_hash.into(), key_id.into()],
+    )
+    .expect("select awf.save_blobs");
     if t.is_empty() {
         return Err(Error::integrity(format!("blob {blob_hash} is missing")));
     }
     let data: Vec<u8> = col(&t.first(), 1);
-    let decoded = if key_id.is_empty() {
-        codec::decode(&data, &codec::NoKeys)
-    } else {
-        let key = keys::data_key_by_id(c, key_id)?;
-        codec::decode(&data, &key)
-    };
-    // These bytes were written by this extension: a header it cannot parse or a length over
-    // its limit means they changed since, which is corruption (XX001), not bad input. A
-    // missing key stays what it is.
-    let plain = decoded.map_err(|e| match e.kind {
-        ErrorKind::NotFound | ErrorKind::Integrity => e,
-        _ => Error::integrity(format!("stored blob {blob_hash} is corrupt: {}", e.message)),
-    })?;
+    let plain = decode(c, &data, blob_hash, key_id, &mut None)?;
     let got = canonical::sha256_hex(&plain);
     if got != blob_hash {
         return Err(Error::integrity(format!(
@@ -114,4 +103,31 @@ pub fn load(c: &mut SpiClient<'_>, blob_hash: &str, key_id: &str) -> Result<Vec<
         )));
     }
     Ok(plain)
+}
+
+/// Decodes stored blob bytes, checking their tag (encrypted) or checksum but not the SHA-256
+/// of the plaintext (the caller does: awf_core's rebuild checks every blob it replays).
+/// `key` keeps the data key between calls, since a save's blobs share one.
+pub fn decode(
+    c: &mut SpiClient<'_>,
+    data: &[u8],
+    blob_hash: &str,
+    key_id: &str,
+    key: &mut Option<DataKey>,
+) -> Result<Vec<u8>> {
+    let decoded = if key_id.is_empty() {
+        codec::decode(data, &codec::NoKeys)
+    } else {
+        if key.as_ref().is_none_or(|k| k.id() != key_id) {
+            *key = Some(keys::data_key_by_id(c, key_id)?);
+        }
+        codec::decode(data, key.as_ref().expect("set above"))
+    };
+    // These bytes were written by this extension: a header it cannot parse or a length over
+    // its limit means they changed since, which is corruption (XX001), not bad input. A
+    // missing key stays what it is.
+    decoded.map_err(|e| match e.kind {
+        ErrorKind::NotFound | ErrorKind::Integrity => e,
+        _ => Error::integrity(format!("stored blob {blob_hash} is corrupt: {}", e.message)),
+    })
 }

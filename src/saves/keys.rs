@@ -39,7 +39,7 @@ pub fn data_key_for(c: &mut SpiClient<'_>, user_id_hash: &str) -> Result<Option<
     // Two saves of one user may create the key at once: the loser uses the winner's. As the
     // owner: a caller able to insert data keys could plant one that breaks key rotation.
     let owner = crate::audit::AsOwner::enter(c);
-    let inserted = c.update(
+    let inserted = crate::spi::run(c,
         "INSERT INTO awf.data_keys (user_id_hash, key_id, wrapped, master_key_id) VALUES ($1, $2, $3, $4)
          ON CONFLICT (user_id_hash) DO NOTHING RETURNING 1",
         None,
@@ -72,13 +72,13 @@ fn stored_key(
     ring: &Keyring,
     user_id_hash: &str,
 ) -> Result<Option<DataKey>> {
-    let t = c
-        .update(
-            "SELECT wrapped FROM awf.data_keys WHERE user_id_hash = $1",
-            Some(1),
-            &[user_id_hash.into()],
-        )
-        .expect("select awf.data_keys");
+    let t = crate::spi::run(
+        c,
+        "SELECT wrapped FROM awf.data_keys WHERE user_id_hash = $1",
+        Some(1),
+        &[user_id_hash.into()],
+    )
+    .expect("select awf.data_keys");
     if t.is_empty() {
         return Ok(None);
     }
@@ -93,13 +93,13 @@ pub fn data_key_by_id(c: &mut SpiClient<'_>, key_id: &str) -> Result<DataKey> {
             "blob is encrypted under data key {key_id}, but awf.master_key_file is not set"
         )));
     };
-    let t = c
-        .update(
-            "SELECT wrapped FROM awf.data_keys WHERE key_id = $1",
-            Some(1),
-            &[key_id.into()],
-        )
-        .expect("select awf.data_keys");
+    let t = crate::spi::run(
+        c,
+        "SELECT wrapped FROM awf.data_keys WHERE key_id = $1",
+        Some(1),
+        &[key_id.into()],
+    )
+    .expect("select awf.data_keys");
     if t.is_empty() {
         return Err(Error::integrity(format!(
             "data key {key_id} no longer exists: the blobs it encrypted cannot be decrypted"
@@ -110,13 +110,13 @@ pub fn data_key_by_id(c: &mut SpiClient<'_>, key_id: &str) -> Result<DataKey> {
 }
 
 fn uuid_hex(c: &mut SpiClient<'_>) -> String {
-    let t = c
-        .update(
-            "SELECT replace(gen_random_uuid()::text, '-', '')",
-            Some(1),
-            &[],
-        )
-        .expect("gen_random_uuid");
+    let t = crate::spi::run(
+        c,
+        "SELECT replace(gen_random_uuid()::text, '-', '')",
+        Some(1),
+        &[],
+    )
+    .expect("gen_random_uuid");
     col(&t.first(), 1)
 }
 
@@ -133,25 +133,26 @@ fn rotate_master_key() -> JsonB {
         )
     });
     crate::locks::connect_mut(|c| {
-        let rows: Vec<(String, Vec<u8>)> = c
-            .update(
-                "SELECT user_id_hash, wrapped FROM awf.data_keys ORDER BY user_id_hash FOR UPDATE",
-                None,
-                &[],
+        let rows: Vec<(String, Vec<u8>)> = crate::spi::run(
+            c,
+            "SELECT user_id_hash, wrapped FROM awf.data_keys ORDER BY user_id_hash FOR UPDATE",
+            None,
+            &[],
+        )
+        .expect("select awf.data_keys")
+        .map(|r| {
+            (
+                r.get::<String>(1).unwrap().unwrap(),
+                r.get::<Vec<u8>>(2).unwrap().unwrap(),
             )
-            .expect("select awf.data_keys")
-            .map(|r| {
-                (
-                    r.get::<String>(1).unwrap().unwrap(),
-                    r.get::<Vec<u8>>(2).unwrap().unwrap(),
-                )
-            })
-            .collect();
+        })
+        .collect();
         let mut rewrapped = 0i64;
         for (user, bytes) in &rows {
             let wrapped = WrappedKey::from_bytes(bytes).or_raise(F);
             if let Some(new) = ring.rewrap_to_current(&wrapped).or_raise(F) {
-                c.update(
+                crate::spi::run(
+                    c,
                     "UPDATE awf.data_keys SET wrapped = $2, master_key_id = $3, rotated_at = now()
                      WHERE user_id_hash = $1",
                     None,

@@ -53,7 +53,8 @@ fn save_export_link(
         let expires = crate::audit::as_owner(c, |c| {
             // Forget up to 64 spent or expired links (kept an hour, for operators to see),
             // skipping rows another call is deleting; then count the save's live ones.
-            c.update(
+            crate::spi::run(
+                c,
                 "DELETE FROM awf.export_links WHERE ctid = ANY (ARRAY(
                    SELECT ctid FROM awf.export_links
                    WHERE coalesce(used_at, expires_at) < now() - interval '1 hour'
@@ -62,14 +63,14 @@ fn save_export_link(
                 &[],
             )
             .expect("forget old links");
-            let live = c
-                .update(
-                    "SELECT count(*) FROM awf.export_links
+            let live = crate::spi::run(
+                c,
+                "SELECT count(*) FROM awf.export_links
                      WHERE save_id = $1 AND used_at IS NULL AND expires_at > now()",
-                    Some(1),
-                    &[save_id.into()],
-                )
-                .expect("count live links");
+                Some(1),
+                &[save_id.into()],
+            )
+            .expect("count live links");
             if col::<i64>(&live.first(), 1) >= MAX_LIVE_PER_SAVE {
                 raise(
                     Error::limit(format!(
@@ -78,8 +79,8 @@ fn save_export_link(
                     F,
                 );
             }
-            let t = c
-                .update(
+            let t = crate::spi::run(c,
+
                     "INSERT INTO awf.export_links (token_hash, save_id, format, include_audit, created_by, expires_at)
                      VALUES ($1, $2, $3, $4, $5, now() + make_interval(mins => $6))
                      RETURNING to_jsonb(expires_at)",
@@ -133,15 +134,15 @@ fn save_export_redeem(
     };
     let row = crate::locks::connect_mut(|c| {
         let link = crate::audit::as_owner(c, |c| {
-            let t = c
-                .update(
-                    "UPDATE awf.export_links SET used_at = now()
+            let t = crate::spi::run(
+                c,
+                "UPDATE awf.export_links SET used_at = now()
                      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
                      RETURNING save_id, format, include_audit, created_by",
-                    Some(1),
-                    &[hash.into()],
-                )
-                .expect("update awf.export_links");
+                Some(1),
+                &[hash.into()],
+            )
+            .expect("update awf.export_links");
             (!t.is_empty()).then(|| {
                 let r = t.first();
                 (

@@ -20,8 +20,9 @@ fn rebuilt(c: &mut SpiClient<'_>, id: Uuid, target: Option<i64>, f: &'static str
 }
 
 /// The state of a save at `target_turn` (default: the head), rebuilt from its last base and
-/// the diffs after it, every blob hash, state hash and chain link checked on the way (XX001
-/// rather than a wrong state). A client-sealed save is refused here (22023): its turns are
+/// the diffs after it: every replayed blob's hash, the chain links from the base and the
+/// target's state hash checked on the way (XX001 rather than a wrong state; see
+/// `store::rebuild`). A client-sealed save is refused here (22023): its turns are
 /// bytes only the client can read, see `awf.save_materialize_bytes`.
 #[pg_extern(stable)]
 fn save_materialize(save_id: Option<Uuid>, target_turn: default!(Option<i64>, "NULL")) -> JsonB {
@@ -90,7 +91,8 @@ fn check(c: &mut SpiClient<'_>, s: &Save) -> VerifyReport {
 /// Records a verification's outcome on the save; failures are audited and counted.
 fn record(c: &mut SpiClient<'_>, s: &Save, report: &VerifyReport, action: &str) {
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "UPDATE awf.saves SET integrity_ok = $2, last_verified_at = now() WHERE save_id = $1",
             None,
             &[s.save_id.into(), report.ok.into()],
@@ -147,8 +149,8 @@ fn save_verify_sample(
         );
     }
     let rows = crate::locks::connect_mut(|c| {
-        let ids: Vec<Uuid> = c
-            .update(
+        let ids: Vec<Uuid> = crate::spi::run(c,
+
                 "WITH n AS (SELECT greatest(1, ceil(count(*) * $1 / 100.0))::bigint AS k FROM awf.saves)
                  SELECT save_id FROM awf.saves ORDER BY random() LIMIT (SELECT k FROM n)",
                 None,

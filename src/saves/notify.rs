@@ -10,7 +10,8 @@ use pgrx::Uuid;
 /// Queues the head notification of `save_id`.
 pub fn head_moved(c: &mut SpiClient<'_>, save_id: Uuid) {
     let key = signal::head_key(&save_id.to_string());
-    c.update(
+    crate::spi::run(
+        c,
         "SELECT pg_catalog.pg_notify($1, $2)",
         None,
         &[signal::HEAD_CHANNEL.into(), key.into()],

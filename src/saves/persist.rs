@@ -56,13 +56,13 @@ fn save_create_or_attach(
             );
         };
         crate::store::lock_session(c, sid);
-        let t = c
-            .update(
-                "SELECT user_id_hash, turn_id, state FROM awf.sessions WHERE session_id = $1",
-                Some(1),
-                &[sid.into()],
-            )
-            .expect("select awf.sessions");
+        let t = crate::spi::run(
+            c,
+            "SELECT user_id_hash, turn_id, state FROM awf.sessions WHERE session_id = $1",
+            Some(1),
+            &[sid.into()],
+        )
+        .expect("select awf.sessions");
         if t.is_empty() {
             raise(Error::not_found(format!("session {sid} does not exist")), F);
         }
@@ -76,13 +76,13 @@ fn save_create_or_attach(
                 F,
             );
         }
-        let existing = c
-            .update(
-                "SELECT save_id, head_turn, sealed FROM awf.saves WHERE session_id = $1",
-                Some(1),
-                &[sid.into()],
-            )
-            .expect("select awf.saves");
+        let existing = crate::spi::run(
+            c,
+            "SELECT save_id, head_turn, sealed FROM awf.saves WHERE session_id = $1",
+            Some(1),
+            &[sid.into()],
+        )
+        .expect("select awf.saves");
         if !existing.is_empty() {
             let e = existing.first();
             let id: Uuid = col(&e, 1);
@@ -123,8 +123,8 @@ fn insert_save(
     origin_turn: i64,
 ) -> Uuid {
     let t = crate::audit::as_owner(c, |c| {
-        c
-        .update(
+        crate::spi::run(c,
+
             "INSERT INTO awf.saves (session_id, user_id_hash, version, sealed, origin_turn, head_turn)
              VALUES ($1, $2, $3, $4, $5, $5) RETURNING save_id",
             Some(1),
@@ -307,7 +307,8 @@ fn write(c: &mut SpiClient<'_>, s: &Save, plans: Vec<(i64, Planned)>) -> Result<
     for ((turn_id, planned), blob) in plans.iter().zip(&blobs) {
         blobs::write(c, blob);
         crate::audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id,
                                              content_hash, chain_hash, stored_bytes)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -339,7 +340,8 @@ fn write(c: &mut SpiClient<'_>, s: &Save, plans: Vec<(i64, Planned)>) -> Result<
         return Ok(out);
     };
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
                 bytes_stored = bytes_stored + $5, updated_at = now()
              WHERE save_id = $1",
@@ -435,7 +437,7 @@ pub fn rebase(c: &mut SpiClient<'_>, s: &Save, turn_id: i64) -> Result<bool> {
     let blob = blobs::encode(c, &bytes, &blob_hash, key.as_ref(), gucs::sync_zstd_level())?;
     blobs::write(c, &blob);
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(c,
         "UPDATE awf.save_diffs SET kind = 'base', blob_hash = $3, key_id = $4, stored_bytes = $5
          WHERE save_id = $1 AND turn_id = $2",
         None,
@@ -497,7 +499,8 @@ pub fn check_limits(c: &mut SpiClient<'_>, s: &Save, added: i64) -> Result<()> {
     }
     crate::locks::named(c, &format!("quota:{}", s.user_id_hash));
     let used: i64 = col(
-        &c.update(
+        &crate::spi::run(
+            c,
             "SELECT coalesce(sum(bytes_stored), 0)::bigint FROM awf.saves WHERE user_id_hash = $1",
             Some(1),
             &[s.user_id_hash.as_str().into()],

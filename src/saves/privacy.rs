@@ -110,13 +110,13 @@ pub fn may_read_audit(c: &mut SpiClient<'_>) -> bool {
     if crate::identity::is_admin() {
         return true;
     }
-    let t = c
-        .update(
-            "SELECT has_table_privilege('awf.audit_log', 'SELECT')",
-            Some(1),
-            &[],
-        )
-        .expect("has_table_privilege");
+    let t = crate::spi::run(
+        c,
+        "SELECT has_table_privilege('awf.audit_log', 'SELECT')",
+        Some(1),
+        &[],
+    )
+    .expect("has_table_privilege");
     col(&t.first(), 1)
 }
 
@@ -146,16 +146,16 @@ fn export_records(
         r.insert("type".into(), json!("turn"));
         b.push(&Value::Object(r))?;
     }
-    let archives: Vec<(i64, Value)> = c
-        .update(
-            "SELECT archive_id, to_jsonb(a) FROM awf.save_archives a WHERE save_id = $1
+    let archives: Vec<(i64, Value)> = crate::spi::run(
+        c,
+        "SELECT archive_id, to_jsonb(a) FROM awf.save_archives a WHERE save_id = $1
              ORDER BY archive_id",
-            None,
-            &[id.into()],
-        )
-        .expect("select awf.save_archives")
-        .map(|r| (get(&r, 1), get::<JsonB>(&r, 2).0))
-        .collect();
+        None,
+        &[id.into()],
+    )
+    .expect("select awf.save_archives")
+    .map(|r| (get(&r, 1), get::<JsonB>(&r, 2).0))
+    .collect();
     for (archive_id, row) in archives {
         b.push(&json!({"type": "archive", "archive": row}))?;
         for t in archive_turns(c, archive_id) {
@@ -169,16 +169,16 @@ fn export_records(
         // Checked by the caller (may_read_audit); an admin key's transaction has no SELECT on
         // the table itself, so read it as the owner.
         let _owner = crate::audit::AsOwner::enter(c);
-        let rows: Vec<Value> = c
-            .update(
-                "SELECT to_jsonb(l) FROM awf.audit_log l
+        let rows: Vec<Value> = crate::spi::run(
+            c,
+            "SELECT to_jsonb(l) FROM awf.audit_log l
                  WHERE l.save_id = $1 OR l.details->>'save_id' = $2 ORDER BY l.id",
-                None,
-                &[id.into(), id.to_string().into()],
-            )
-            .expect("select awf.audit_log")
-            .map(|r| get::<JsonB>(&r, 1).0)
-            .collect();
+            None,
+            &[id.into(), id.to_string().into()],
+        )
+        .expect("select awf.audit_log")
+        .map(|r| get::<JsonB>(&r, 1).0)
+        .collect();
         for row in rows {
             b.push(&json!({"type": "audit", "entry": row}))?;
         }
@@ -188,7 +188,8 @@ fn export_records(
 
 /// The turns of an archive, in order.
 fn archive_turns(c: &mut SpiClient<'_>, archive_id: i64) -> Vec<TurnRow> {
-    c.update(
+    crate::spi::run(
+        c,
         "SELECT turn_id, kind, blob_hash, key_id, content_hash, chain_hash
          FROM awf.save_archive_turns WHERE archive_id = $1 ORDER BY turn_id",
         None,
@@ -277,17 +278,17 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
         id,
     );
     let (archives, archived_turns, archive_bytes) = {
-        let t = c
-            .update(
-                "SELECT count(DISTINCT a.archive_id), count(t.turn_id),
+        let t = crate::spi::run(
+            c,
+            "SELECT count(DISTINCT a.archive_id), count(t.turn_id),
                         coalesce(sum(t.stored_bytes), 0)::bigint
                  FROM awf.save_archives a LEFT JOIN awf.save_archive_turns t USING (archive_id)
                  WHERE a.save_id = $1",
-                Some(1),
-                &[id.into()],
-            )
-            .expect("count archives")
-            .first();
+            Some(1),
+            &[id.into()],
+        )
+        .expect("count archives")
+        .first();
         (col::<i64>(&t, 1), col::<i64>(&t, 2), col::<i64>(&t, 3))
     };
     let (conflicts, _) = counts2(
@@ -295,19 +296,20 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
         "SELECT count(*), 0::bigint FROM awf.save_conflicts WHERE save_id = $1",
         id,
     );
-    let (hashes, key_ids): (Vec<String>, Vec<String>) = c
-        .update(
-            "SELECT blob_hash, key_id FROM awf.save_diffs WHERE save_id = $1
+    let (hashes, key_ids): (Vec<String>, Vec<String>) = crate::spi::run(
+        c,
+        "SELECT blob_hash, key_id FROM awf.save_diffs WHERE save_id = $1
              UNION
              SELECT t.blob_hash, t.key_id FROM awf.save_archive_turns t
              JOIN awf.save_archives a USING (archive_id) WHERE a.save_id = $1",
-            None,
-            &[id.into()],
-        )
-        .expect("select the blobs of a save")
-        .map(|r| (get::<String>(&r, 1), get::<String>(&r, 2)))
-        .unzip();
-    c.update(
+        None,
+        &[id.into()],
+    )
+    .expect("select the blobs of a save")
+    .map(|r| (get::<String>(&r, 1), get::<String>(&r, 2)))
+    .unzip();
+    crate::spi::run(
+        c,
         "DELETE FROM awf.saves WHERE save_id = $1",
         None,
         &[id.into()],
@@ -317,9 +319,9 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
     super::notify::head_moved(c, id);
     let blobs_used = hashes.len() as i64;
     let (blobs_purged, bytes_freed) = {
-        let t = c
-            .update(
-                "WITH gone AS (
+        let t = crate::spi::run(
+            c,
+            "WITH gone AS (
                    DELETE FROM awf.save_blobs b
                    USING unnest($1::text[], $2::text[]) AS u(blob_hash, key_id)
                    WHERE b.blob_hash = u.blob_hash AND b.key_id = u.key_id
@@ -329,17 +331,18 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
                                      WHERE a.blob_hash = b.blob_hash AND a.key_id = b.key_id)
                    RETURNING b.stored_bytes)
                  SELECT count(*), coalesce(sum(stored_bytes), 0)::bigint FROM gone",
-                Some(1),
-                &[hashes.into(), key_ids.into()],
-            )
-            .expect("purge blobs")
-            .first();
+            Some(1),
+            &[hashes.into(), key_ids.into()],
+        )
+        .expect("purge blobs")
+        .first();
         (col::<i64>(&t, 1), col::<i64>(&t, 2))
     };
     // Last, after the row locks: rewriting audit rows takes the audit chain's lock.
     let redacted = audit::redact_details(c, id) as i64;
     let bytes = turn_bytes + archive_bytes;
-    c.update(
+    crate::spi::run(
+        c,
         "INSERT INTO awf.save_tombstones (save_id, user_id_hash, session_id, reason, turns, bytes,
                                           deleted_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -467,7 +470,8 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
         {
             // The quota lock row carries the user id: an erased user leaves no trace there.
             let _owner = audit::AsOwner::enter(c);
-            c.update(
+            crate::spi::run(
+                c,
                 "DELETE FROM awf.locks WHERE name OPERATOR(pg_catalog.=) $1",
                 None,
                 &[format!("quota:{user}").into()],
@@ -508,9 +512,9 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
 fn user_quota(user_id_hash: &str) -> JsonB {
     crate::identity::require_acting_for(user_id_hash, "user_quota");
     crate::locks::connect_mut(|c| {
-        let t = c
-            .update(
-                "WITH mine AS (
+        let t = crate::spi::run(
+            c,
+            "WITH mine AS (
                    SELECT d.blob_hash, d.key_id FROM awf.save_diffs d
                    JOIN awf.saves s USING (save_id) WHERE s.user_id_hash = $1
                    UNION
@@ -535,11 +539,11 @@ fn user_quota(user_id_hash: &str) -> JsonB {
                         count(*) FILTER (WHERE users > 1),
                         coalesce(round(sum(stored_bytes::numeric / greatest(users, 1))), 0)::bigint
                  FROM shared",
-                Some(1),
-                &[user_id_hash.into()],
-            )
-            .expect("compute user quota")
-            .first();
+            Some(1),
+            &[user_id_hash.into()],
+        )
+        .expect("compute user quota")
+        .first();
         JsonB(json!({
             "user_id_hash": user_id_hash,
             "bytes_used": col::<i64>(&t, 4),
@@ -566,8 +570,7 @@ fn redacted_text(c: &mut SpiClient<'_>, text: &str) -> String {
 }
 
 fn random_salt(c: &mut SpiClient<'_>) -> String {
-    let t = c
-        .update("SELECT gen_random_uuid()::text", Some(1), &[])
+    let t = crate::spi::run(c, "SELECT gen_random_uuid()::text", Some(1), &[])
         .expect("gen_random_uuid");
     col(&t.first(), 1)
 }
@@ -580,22 +583,26 @@ fn get<T: IntoDatum + FromDatum>(r: &pgrx::spi::SpiHeapTupleData<'_>, i: usize) 
 }
 
 fn one_json(c: &mut SpiClient<'_>, sql: &str, args: &[DatumWithOid<'_>]) -> Value {
-    let t = c.update(sql, Some(1), args).expect(sql);
+    let t = crate::spi::run(c, sql, Some(1), args).expect(sql);
     col::<JsonB>(&t.first(), 1).0
 }
 
 fn counts2(c: &mut SpiClient<'_>, sql: &str, id: Uuid) -> (i64, i64) {
-    let t = c.update(sql, Some(1), &[id.into()]).expect(sql).first();
+    let t = crate::spi::run(c, sql, Some(1), &[id.into()])
+        .expect(sql)
+        .first();
     (col(&t, 1), col(&t, 2))
 }
 
 fn count(c: &mut SpiClient<'_>, sql: &str, arg: &str) -> i64 {
-    let t = c.update(sql, Some(1), &[arg.into()]).expect(sql).first();
+    let t = crate::spi::run(c, sql, Some(1), &[arg.into()])
+        .expect(sql)
+        .first();
     col(&t, 1)
 }
 
 fn ids<T: IntoDatum + FromDatum>(c: &mut SpiClient<'_>, sql: &str, arg: &str) -> Vec<T> {
-    c.update(sql, None, &[arg.into()])
+    crate::spi::run(c, sql, None, &[arg.into()])
         .expect(sql)
         .map(|r| get::<T>(&r, 1))
         .collect()

@@ -24,8 +24,8 @@ pub fn archive_tail(
     let base_chain =
         store::chain_at(c, s, from - 1).expect("the turn before an archived tail is held");
     let t = crate::audit::as_owner(c, |c| {
-        c
-        .update(
+        crate::spi::run(c,
+
             "INSERT INTO awf.save_archives (save_id, reason, from_turn, to_turn, base_chain, details)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING archive_id",
             Some(1),
@@ -42,7 +42,7 @@ pub fn archive_tail(
     });
     let archive_id: i64 = col(&t.first(), 1);
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(c,
         "WITH moved AS (
            DELETE FROM awf.save_diffs WHERE save_id = $1 AND turn_id >= $2
            RETURNING turn_id, kind, blob_hash, key_id, content_hash, chain_hash, stored_bytes)
@@ -61,7 +61,8 @@ pub fn archive_tail(
 /// uploaded branch lost a conflict to another that also starts at the origin.
 pub fn set_head_to_origin(c: &mut SpiClient<'_>, s: &Save) {
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "UPDATE awf.saves SET head_turn = origin_turn, head_chain = origin_chain,
                 head_content_hash = NULL, updated_at = now()
              WHERE save_id = $1",
@@ -79,7 +80,8 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
     let chain = store::chain_at(c, s, head.turn_id()).expect("a rebuilt turn is held");
     let state = head.state().cloned();
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "UPDATE awf.saves SET head_turn = $2, head_chain = $3, head_content_hash = $4,
                 updated_at = now()
          WHERE save_id = $1",
@@ -95,7 +97,8 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
     });
     super::notify::head_moved(c, s.save_id);
     if let (Some(sid), Some(state)) = (s.session_id, state) {
-        c.update(
+        crate::spi::run(
+            c,
             "SELECT awf.snapshot_create($1, 'pre-save-restore')",
             None,
             &[sid.into()],
@@ -105,7 +108,8 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
         // As the owner; the save's user must own the session too, as row-level security
         // required when the caller wrote it.
         crate::audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
                  WHERE session_id = $1 AND user_id_hash = $4",
                 None,
@@ -167,14 +171,14 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
     const F: &str = "save_archive_restore";
     crate::locks::connect_mut(|c| {
         crate::locks::lock_visible(c, "save_archives", "archive_id", archive_id, "FOR UPDATE");
-        let t = c
-            .update(
-                "SELECT save_id, from_turn, to_turn, base_chain, restored_at IS NOT NULL
+        let t = crate::spi::run(
+            c,
+            "SELECT save_id, from_turn, to_turn, base_chain, restored_at IS NOT NULL
                  FROM awf.save_archives WHERE archive_id = $1",
-                Some(1),
-                &[archive_id.into()],
-            )
-            .expect("select awf.save_archives");
+            Some(1),
+            &[archive_id.into()],
+        )
+        .expect("select awf.save_archives");
         if t.is_empty() {
             raise(
                 Error::not_found(format!("archive {archive_id} does not exist")),
@@ -223,7 +227,7 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
             );
         }
         crate::audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(c,
             "INSERT INTO awf.save_diffs (save_id, turn_id, kind, blob_hash, key_id, content_hash,
                                          chain_hash, stored_bytes)
              SELECT $1, turn_id, kind, blob_hash, key_id, content_hash, chain_hash, stored_bytes
@@ -234,7 +238,8 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
         .expect("restore archived turns")
         });
         crate::audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "DELETE FROM awf.save_archive_turns WHERE archive_id = $1",
                 None,
                 &[archive_id.into()],
@@ -242,7 +247,8 @@ fn save_archive_restore(archive_id: i64) -> JsonB {
             .expect("delete archived turns")
         });
         crate::audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "UPDATE awf.save_archives SET restored_at = now() WHERE archive_id = $1",
                 None,
                 &[archive_id.into()],

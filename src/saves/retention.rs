@@ -39,34 +39,35 @@ fn retention_enforce() -> JsonB {
         // DML on the tables, whatever key it presented.
         let _owner = crate::audit::AsOwner::enter(c);
         // Whole saves first, so none of them is re-based only to be deleted.
-        let stale: Vec<Uuid> = c
-            .update(
-                "SELECT save_id FROM awf.saves
+        let stale: Vec<Uuid> = crate::spi::run(
+            c,
+            "SELECT save_id FROM awf.saves
                  WHERE updated_at < now() - make_interval(days => $1) ORDER BY 1",
-                None,
-                &[days.into()],
-            )
-            .expect("select stale saves")
-            .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
-            .collect();
-        let saves: Vec<Uuid> = c
-            .update(
-                "SELECT DISTINCT d.save_id FROM awf.save_diffs d JOIN awf.saves s USING (save_id)
+            None,
+            &[days.into()],
+        )
+        .expect("select stale saves")
+        .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
+        .collect();
+        let saves: Vec<Uuid> = crate::spi::run(
+            c,
+            "SELECT DISTINCT d.save_id FROM awf.save_diffs d JOIN awf.saves s USING (save_id)
                  WHERE d.created_at < now() - make_interval(days => $1) AND d.turn_id < s.head_turn
                  ORDER BY 1",
-                None,
-                &[days.into()],
-            )
-            .expect("select prunable saves")
-            .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
-            .collect();
+            None,
+            &[days.into()],
+        )
+        .expect("select prunable saves")
+        .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
+        .collect();
         // Every row lock first (sessions, then saves: turn_submit's order), and only then any
         // audit row: its chain lock is held to commit, so nothing may be waited on after it.
         let mut all: Vec<Uuid> = stale.iter().chain(&saves).copied().collect();
         all.sort_unstable_by_key(|u| u.as_bytes().to_owned());
         all.dedup();
         let candidates = stale;
-        c.update(
+        crate::spi::run(
+            c,
             "SELECT 1 FROM awf.sessions WHERE session_id IN
                (SELECT session_id FROM awf.saves WHERE save_id = ANY($1))
              ORDER BY session_id FOR UPDATE",
@@ -74,7 +75,8 @@ fn retention_enforce() -> JsonB {
             &[all.clone().into()],
         )
         .expect("lock sessions");
-        c.update(
+        crate::spi::run(
+            c,
             "SELECT 1 FROM awf.saves WHERE save_id = ANY($1) ORDER BY save_id FOR UPDATE",
             None,
             &[all.into()],
@@ -82,17 +84,17 @@ fn retention_enforce() -> JsonB {
         .expect("lock saves");
         // Staleness again, under the locks: a save a player touched while this waited is
         // not stale any more (a fresh statement sees the committed touch).
-        let stale: Vec<Uuid> = c
-            .update(
-                "SELECT save_id FROM awf.saves
+        let stale: Vec<Uuid> = crate::spi::run(
+            c,
+            "SELECT save_id FROM awf.saves
                  WHERE save_id = ANY($1) AND updated_at < now() - make_interval(days => $2)
                  ORDER BY 1",
-                None,
-                &[candidates.into(), days.into()],
-            )
-            .expect("re-check stale saves")
-            .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
-            .collect();
+            None,
+            &[candidates.into(), days.into()],
+        )
+        .expect("re-check stale saves")
+        .map(|r| r.get::<Uuid>(1).unwrap().unwrap())
+        .collect();
         for id in &stale {
             let s = store::save(c, *id, true);
             privacy::delete_save(c, &s, "retention");
@@ -144,7 +146,7 @@ fn retention_enforce() -> JsonB {
 }
 
 fn count(c: &mut SpiClient<'_>, sql: &str, days: i32) -> i64 {
-    let t = c.update(sql, Some(1), &[days.into()]).expect(sql);
+    let t = crate::spi::run(c, sql, Some(1), &[days.into()]).expect(sql);
     if t.is_empty() {
         0
     } else {
@@ -154,8 +156,8 @@ fn count(c: &mut SpiClient<'_>, sql: &str, days: i32) -> i64 {
 
 /// Prunes one save's old turns; returns (turns pruned, whether the first kept turn was re-based).
 fn prune_save(c: &mut SpiClient<'_>, s: &Save, days: i32) -> Result<(i64, bool)> {
-    let last: Option<i64> = c
-        .update(
+    let last: Option<i64> = crate::spi::run(c,
+
             "SELECT max(turn_id) FROM awf.save_diffs
              WHERE save_id = $1 AND turn_id < $2 AND created_at < now() - make_interval(days => $3)",
             Some(1),
@@ -167,16 +169,16 @@ fn prune_save(c: &mut SpiClient<'_>, s: &Save, days: i32) -> Result<(i64, bool)>
         .expect("max turn");
     // An archive that is still restorable attaches after turn from_turn - 1, whose state
     // must stay rebuildable: keep it stored (the origin holds no state).
-    let attach: Option<i64> = c
-        .update(
-            "SELECT min(from_turn) FROM awf.save_archives WHERE save_id = $1 AND restored_at IS NULL",
-            Some(1),
-            &[s.save_id.into()],
-        )
-        .expect("select awf.save_archives")
-        .first()
-        .get(1)
-        .expect("min from_turn");
+    let attach: Option<i64> = crate::spi::run(
+        c,
+        "SELECT min(from_turn) FROM awf.save_archives WHERE save_id = $1 AND restored_at IS NULL",
+        Some(1),
+        &[s.save_id.into()],
+    )
+    .expect("select awf.save_archives")
+    .first()
+    .get(1)
+    .expect("min from_turn");
     let last = match (last, attach) {
         (Some(l), Some(a)) => Some(l.min(a - 2)),
         (l, _) => l,
@@ -187,7 +189,8 @@ fn prune_save(c: &mut SpiClient<'_>, s: &Save, days: i32) -> Result<(i64, bool)>
     // Re-base the first kept turn while its history is still there to rebuild it from.
     let rebased = persist::rebase(c, s, last + 1)?;
     let origin_chain: String = col(
-        &c.update(
+        &crate::spi::run(
+            c,
             "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
             Some(1),
             &[s.save_id.into(), last.into()],
@@ -196,17 +199,17 @@ fn prune_save(c: &mut SpiClient<'_>, s: &Save, days: i32) -> Result<(i64, bool)>
         .first(),
         1,
     );
-    let t = c
-        .update(
-            "WITH gone AS (DELETE FROM awf.save_diffs WHERE save_id = $1 AND turn_id <= $2
+    let t = crate::spi::run(
+        c,
+        "WITH gone AS (DELETE FROM awf.save_diffs WHERE save_id = $1 AND turn_id <= $2
                            RETURNING 1)
              SELECT count(*) FROM gone",
-            Some(1),
-            &[s.save_id.into(), last.into()],
-        )
-        .expect("prune awf.save_diffs");
+        Some(1),
+        &[s.save_id.into(), last.into()],
+    )
+    .expect("prune awf.save_diffs");
     let n: i64 = col(&t.first(), 1);
-    c.update(
+    crate::spi::run(c,
         "UPDATE awf.saves SET origin_turn = $2, origin_chain = $3,
                 bytes_stored = (SELECT coalesce(sum(stored_bytes), 0) FROM awf.save_diffs WHERE save_id = $1)
                              + (SELECT coalesce(sum(t.stored_bytes), 0) FROM awf.save_archive_turns t

@@ -4,7 +4,6 @@ use crate::errors::raise;
 use crate::jsonb::JsonB;
 use crate::saves::{blobs, head_cache};
 use crate::store::col;
-use awf_core::chain::Link;
 use awf_core::save::{self, Kind, Rebuilt, StoredTurn};
 use awf_core::{Error, Result};
 use pgrx::spi::SpiClient;
@@ -46,9 +45,7 @@ pub fn save(c: &mut SpiClient<'_>, id: Uuid, lock: bool) -> Save {
                       head_chain, head_content_hash, bytes_stored
                FROM awf.saves WHERE save_id = $1";
     let visible = !lock || lock_save(c, id, false);
-    let t = c
-        .update(sql, Some(1), &[id.into()])
-        .expect("select awf.saves");
+    let t = crate::spi::run(c, sql, Some(1), &[id.into()]).expect("select awf.saves");
     if !visible || t.is_empty() {
         raise(
             Error::not_found(format!("save {id} does not exist")),
@@ -87,13 +84,13 @@ pub fn head_state(c: &mut SpiClient<'_>, s: &Save) -> Result<Option<Value>> {
         return Ok(Some(state));
     }
     if let Some(sid) = s.session_id {
-        let t = c
-            .update(
-                "SELECT state FROM awf.sessions WHERE session_id = $1 AND state_hash = $2",
-                Some(1),
-                &[sid.into(), hash.into()],
-            )
-            .expect("select awf.sessions");
+        let t = crate::spi::run(
+            c,
+            "SELECT state FROM awf.sessions WHERE session_id = $1 AND state_hash = $2",
+            Some(1),
+            &[sid.into(), hash.into()],
+        )
+        .expect("select awf.sessions");
         if !t.is_empty() {
             return Ok(Some(col::<JsonB>(&t.first(), 1).0));
         }
@@ -111,13 +108,13 @@ pub fn head_state(c: &mut SpiClient<'_>, s: &Save) -> Result<Option<Value>> {
 /// restore): the session first, then the save, the order `awf.turn_submit` takes them in, so
 /// the two never deadlock.
 pub fn save_with_session_locked(c: &mut SpiClient<'_>, id: Uuid) -> Save {
-    let t = c
-        .update(
-            "SELECT session_id FROM awf.saves WHERE save_id = $1",
-            Some(1),
-            &[id.into()],
-        )
-        .expect("select awf.saves");
+    let t = crate::spi::run(
+        c,
+        "SELECT session_id FROM awf.saves WHERE save_id = $1",
+        Some(1),
+        &[id.into()],
+    )
+    .expect("select awf.saves");
     if let Some(Some(sid)) = (!t.is_empty()).then(|| t.first().get::<Uuid>(1).expect("session_id"))
     {
         crate::store::lock_session(c, sid);
@@ -128,7 +125,8 @@ pub fn save_with_session_locked(c: &mut SpiClient<'_>, id: Uuid) -> Save {
 /// Whether a save belongs to a user, seen past row-level security, so a device of another
 /// user is refused (42501) rather than told the save does not exist; `None` when it does not.
 pub fn save_belongs_to(c: &mut SpiClient<'_>, id: Uuid, user: &str) -> Option<bool> {
-    c.update(
+    crate::spi::run(
+        c,
         "SELECT awf.save_belongs_to($1, $2)",
         Some(1),
         &[id.into(), user.into()],
@@ -149,26 +147,23 @@ pub struct TurnRow {
     pub chain_hash: String,
 }
 
-impl TurnRow {
-    pub fn link(&self) -> Link {
-        Link {
-            turn_id: self.turn_id,
-            content_hash: self.content_hash.clone(),
-            chain_hash: self.chain_hash.clone(),
-        }
-    }
-}
-
 /// The stored turns of a save from `from` to `to`, in order.
 pub fn turns(c: &mut SpiClient<'_>, id: Uuid, from: i64, to: i64) -> Vec<TurnRow> {
-    c.update(
+    crate::spi::run(
+        c,
         "SELECT turn_id, kind, blob_hash, key_id, content_hash, chain_hash FROM awf.save_diffs
          WHERE save_id = $1 AND turn_id BETWEEN $2 AND $3 ORDER BY turn_id",
         None,
         &[id.into(), from.into(), to.into()],
     )
     .expect("select awf.save_diffs")
-    .map(|r| TurnRow {
+    .map(|r| turn_row(&r))
+    .collect()
+}
+
+/// A turn row from columns 1..=6: turn_id, kind, blob_hash, key_id, content_hash, chain_hash.
+fn turn_row(r: &pgrx::spi::SpiHeapTupleData<'_>) -> TurnRow {
+    TurnRow {
         turn_id: r.get(1).unwrap().unwrap(),
         kind: r
             .get::<String>(2)
@@ -180,13 +175,15 @@ pub fn turns(c: &mut SpiClient<'_>, id: Uuid, from: i64, to: i64) -> Vec<TurnRow
         key_id: r.get(4).unwrap().unwrap(),
         content_hash: r.get(5).unwrap().unwrap(),
         chain_hash: r.get(6).unwrap().unwrap(),
-    })
-    .collect()
+    }
 }
 
-/// Rebuilds turn `target` of a save from its last base at or before it, checking every blob's
-/// hash, every state's content hash and the chain from the save's origin (XX001 on a mismatch,
-/// P0002 for a turn the save does not hold).
+/// Rebuilds turn `target` of a save from its last base at or before it, in one statement: the
+/// turns from that base to the target with their blobs, and the chain hash of the turn before
+/// the base. Every blob is checked against its content address, the chain links from the base
+/// to the target, and the target's state against its content hash (XX001 on a mismatch, P0002
+/// for a turn the save does not hold); the chain before the base is `awf.save_verify`'s to
+/// check, so a read costs the same at turn 10 and turn 10,000.
 pub fn rebuild(c: &mut SpiClient<'_>, s: &Save, target: i64) -> Result<Rebuilt> {
     if target <= s.origin_turn || target > s.head_turn {
         return Err(Error::not_found(format!(
@@ -196,20 +193,76 @@ pub fn rebuild(c: &mut SpiClient<'_>, s: &Save, target: i64) -> Result<Rebuilt> 
             s.head_turn
         )));
     }
-    let rows = turns(c, s.save_id, s.origin_turn + 1, target);
-    let start = rows.iter().rposition(|r| r.kind != Kind::Diff).unwrap_or(0);
-    let earlier: Vec<Link> = rows[..start].iter().map(TurnRow::link).collect();
-    let mut plain = Vec::with_capacity(rows.len() - start);
-    for r in &rows[start..] {
-        plain.push(blobs::load(c, &r.blob_hash, &r.key_id).map_err(|e| {
-            Error::new(
-                e.kind,
-                format!("turn {} of save {}: {}", r.turn_id, s.save_id, e.message),
-            )
-        })?);
+    let t = crate::spi::run(
+        c,
+        // The last base at or before the target: a backward index scan that stops there.
+        // LATERAL, so the range below is an index condition on it, not a filter.
+        "SELECT d.turn_id, d.kind, d.blob_hash, d.key_id, d.content_hash, d.chain_hash,
+                    bl.data, d.turn_id >= b.start
+             FROM (SELECT coalesce((SELECT turn_id FROM awf.save_diffs
+                      WHERE save_id = $1 AND turn_id BETWEEN $2 AND $3 AND kind <> 'diff'
+                      ORDER BY turn_id DESC LIMIT 1), $2) AS start) b
+             CROSS JOIN LATERAL (SELECT * FROM awf.save_diffs x
+                    WHERE x.save_id = $1 AND x.turn_id BETWEEN b.start - 1 AND $3) d
+             LEFT JOIN awf.save_blobs bl
+                    ON d.turn_id >= b.start AND bl.blob_hash = d.blob_hash AND bl.key_id = d.key_id
+             ORDER BY d.turn_id",
+        None,
+        &[s.save_id.into(), (s.origin_turn + 1).into(), target.into()],
+    )
+    .expect("select awf.save_diffs");
+    let mut prev: Option<(i64, String)> = None;
+    let mut rows = Vec::new();
+    let mut data = Vec::new();
+    for r in t {
+        let row = turn_row(&r);
+        let replayed: bool = r.get(8).expect("replayed").unwrap_or(false);
+        if !replayed {
+            prev = Some((row.turn_id, row.chain_hash));
+            continue;
+        }
+        data.push(r.get::<Vec<u8>>(7).expect("data"));
+        rows.push(row);
     }
-    let stored = stored_turns(&rows[start..], &plain);
-    save::rebuild(&s.origin_chain, s.origin_turn, &earlier, &stored, target)
+    let Some(first) = rows.first() else {
+        return Err(Error::integrity(format!(
+            "save {} holds no stored turns up to turn {target}",
+            s.save_id
+        )));
+    };
+    // Where the replayed turns attach: the origin's chain, or the turn before the base.
+    let (start_prev_turn, start_prev_chain) = match prev {
+        _ if first.turn_id == s.origin_turn + 1 => (s.origin_turn, s.origin_chain.clone()),
+        Some(p) if p.0 == first.turn_id - 1 => p,
+        _ => {
+            return Err(Error::integrity(format!(
+                "turn {} of save {} is missing: turn {} is stored after it",
+                first.turn_id - 1,
+                s.save_id,
+                first.turn_id
+            )))
+        }
+    };
+    let mut key = None;
+    let mut plain = Vec::with_capacity(rows.len());
+    for (r, d) in rows.iter().zip(data) {
+        let Some(d) = d else {
+            return Err(Error::integrity(format!(
+                "turn {} of save {}: blob {} is missing",
+                r.turn_id, s.save_id, r.blob_hash
+            )));
+        };
+        plain.push(
+            blobs::decode(c, &d, &r.blob_hash, &r.key_id, &mut key).map_err(|e| {
+                Error::new(
+                    e.kind,
+                    format!("turn {} of save {}: {}", r.turn_id, s.save_id, e.message),
+                )
+            })?,
+        );
+    }
+    let stored = stored_turns(&rows, &plain);
+    save::rebuild(&start_prev_chain, start_prev_turn, &[], &stored, target)
 }
 
 /// Pairs turn rows with their decoded blobs, for awf_core's rebuild and verify.
@@ -232,24 +285,24 @@ pub fn chain_at(c: &mut SpiClient<'_>, s: &Save, turn: i64) -> Option<String> {
     if turn == s.origin_turn {
         return Some(s.origin_chain.clone());
     }
-    let t = c
-        .update(
-            "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
-            Some(1),
-            &[s.save_id.into(), turn.into()],
-        )
-        .expect("select awf.save_diffs");
+    let t = crate::spi::run(
+        c,
+        "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
+        Some(1),
+        &[s.save_id.into(), turn.into()],
+    )
+    .expect("select awf.save_diffs");
     (!t.is_empty()).then(|| col(&t.first(), 1))
 }
 
 /// The (JSON, not sealed) save of a session, if it has one.
 pub fn session_save(c: &mut SpiClient<'_>, session_id: Uuid) -> Option<Uuid> {
-    let t = c
-        .update(
-            "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
-            Some(1),
-            &[session_id.into()],
-        )
-        .expect("select awf.saves");
+    let t = crate::spi::run(
+        c,
+        "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
+        Some(1),
+        &[session_id.into()],
+    )
+    .expect("select awf.saves");
     (!t.is_empty()).then(|| col(&t.first(), 1))
 }

@@ -29,25 +29,25 @@ pub fn already_resolved(
     b: &ClientBranch<'_>,
 ) -> Option<Value> {
     audit::as_owner(c, |c| {
-        let t = c
-            .update(
-                "SELECT c.report FROM awf.save_archives a
+        let t = crate::spi::run(
+            c,
+            "SELECT c.report FROM awf.save_archives a
                  JOIN awf.save_archive_turns t ON t.archive_id = a.archive_id AND t.turn_id = $3
                  JOIN awf.save_conflicts c ON c.archive_id = a.archive_id
                  WHERE a.save_id = $1 AND a.from_turn = $2 AND a.to_turn = $3
                    AND a.reason = 'conflict' AND a.base_chain = $4 AND t.chain_hash = $5
                    AND c.chosen <> 'client'
                  ORDER BY c.created_at DESC LIMIT 1",
-                Some(1),
-                &[
-                    save_id.into(),
-                    (b.ancestor_turn + 1).into(),
-                    b.tip_turn.into(),
-                    b.ancestor_chain.into(),
-                    b.tip_chain.into(),
-                ],
-            )
-            .expect("select awf.save_conflicts");
+            Some(1),
+            &[
+                save_id.into(),
+                (b.ancestor_turn + 1).into(),
+                b.tip_turn.into(),
+                b.ancestor_chain.into(),
+                b.tip_chain.into(),
+            ],
+        )
+        .expect("select awf.save_conflicts");
         (!t.is_empty()).then(|| crate::store::col::<JsonB>(&t.first(), 1).0)
     })
 }

@@ -75,14 +75,14 @@ fn verify(c: &mut SpiClient<'_>, device_id: &str, sync_token: &str, f: &'static 
         Err(_) => refuse("the sync token is malformed"),
     };
     let owner = crate::audit::AsOwner::enter(c);
-    let t = c
-        .update(
-            "SELECT user_id_hash, token_hash, token_expires_at < now() FROM awf.devices
+    let t = crate::spi::run(
+        c,
+        "SELECT user_id_hash, token_hash, token_expires_at < now() FROM awf.devices
              WHERE device_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-            Some(1),
-            &[device_id.into()],
-        )
-        .expect("select awf.devices");
+        Some(1),
+        &[device_id.into()],
+    )
+    .expect("select awf.devices");
     if t.is_empty() {
         refuse("unknown device");
     }
@@ -96,7 +96,8 @@ fn verify(c: &mut SpiClient<'_>, device_id: &str, sync_token: &str, f: &'static 
     if expired {
         refuse("the sync token expired; rotate it or register the device again");
     }
-    c.update(
+    crate::spi::run(
+        c,
         "UPDATE awf.devices SET last_seen_at = pg_catalog.now()
          WHERE device_id OPERATOR(pg_catalog.=) $1",
         None,
@@ -140,7 +141,8 @@ pub fn check_owner(c: &mut SpiClient<'_>, device: &Device, save_id: Uuid, f: &'s
 /// Records the newest turn a device has seen (as the owner: callers cannot write devices).
 pub fn saw_turn(c: &mut SpiClient<'_>, device_id: &str, turn: Option<i64>) {
     let _owner = crate::audit::AsOwner::enter(c);
-    c.update(
+    crate::spi::run(
+        c,
         "UPDATE awf.devices SET last_turn_seen = $2 WHERE device_id OPERATOR(pg_catalog.=) $1",
         None,
         &[device_id.into(), turn.into()],
@@ -156,8 +158,8 @@ fn issue(c: &mut SpiClient<'_>, device_id: &str) -> (String, String, i64) {
     let _owner = crate::audit::AsOwner::enter(c);
     let tok = token::new_token();
     let hash = token::token_hash(&tok).expect("a new token is well formed");
-    let t = c
-        .update(
+    let t = crate::spi::run(c,
+
             "UPDATE awf.devices SET token_hash = $2,
                     token_expires_at = now() + make_interval(days => $3), rotated_at = now()
              WHERE device_id = $1
@@ -200,13 +202,13 @@ fn device_register(
     crate::locks::connect_mut(|c| {
         if let Some(sid) = session_id {
             // Read as the caller: a session it cannot see does not exist for it.
-            let t = c
-                .update(
-                    "SELECT user_id_hash FROM awf.sessions WHERE session_id = $1",
-                    Some(1),
-                    &[sid.into()],
-                )
-                .expect("select awf.sessions");
+            let t = crate::spi::run(
+                c,
+                "SELECT user_id_hash FROM awf.sessions WHERE session_id = $1",
+                Some(1),
+                &[sid.into()],
+            )
+            .expect("select awf.sessions");
             if t.is_empty() {
                 raise(Error::not_found(format!("session {sid} does not exist")), F);
             }
@@ -218,8 +220,8 @@ fn device_register(
             }
         }
         let owner = crate::audit::AsOwner::enter(c);
-        let t = c
-            .update(
+        let t = crate::spi::run(c,
+
                 "INSERT INTO awf.devices (device_id, user_id_hash, session_id, token_hash, token_expires_at)
                  VALUES ($1, $2, $3, '', pg_catalog.now())
                  ON CONFLICT (device_id) DO UPDATE SET session_id = coalesce(EXCLUDED.session_id, awf.devices.session_id)

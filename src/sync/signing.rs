@@ -53,13 +53,13 @@ fn sync_signing_key(save_id: Uuid) -> JsonB {
 pub fn session_key(c: &mut SpiClient<'_>, session_id: Uuid) -> Option<serde_json::Value> {
     gucs::signing_secret_file()?;
     let save: Option<Uuid> = crate::audit::as_owner(c, |c| {
-        let t = c
-            .update(
-                "SELECT save_id FROM awf.saves WHERE session_id = $1",
-                Some(1),
-                &[session_id.into()],
-            )
-            .expect("select awf.saves");
+        let t = crate::spi::run(
+            c,
+            "SELECT save_id FROM awf.saves WHERE session_id = $1",
+            Some(1),
+            &[session_id.into()],
+        )
+        .expect("select awf.saves");
         (!t.is_empty()).then(|| crate::store::col(&t.first(), 1))
     });
     Some(key_json(save?, "device_register"))
@@ -169,7 +169,8 @@ fn remember_nonce(
     forget_before: i64,
 ) -> bool {
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "DELETE FROM awf.sync_nonces WHERE ctid = ANY (ARRAY(
                SELECT ctid FROM awf.sync_nonces WHERE t < $1
                LIMIT 64 FOR UPDATE SKIP LOCKED))",
@@ -177,14 +178,14 @@ fn remember_nonce(
             &[forget_before.into()],
         )
         .expect("forget old nonces");
-        let t = c
-            .update(
-                "INSERT INTO awf.sync_nonces (save_id, nonce, t) VALUES ($1, $2, $3)
+        let t = crate::spi::run(
+            c,
+            "INSERT INTO awf.sync_nonces (save_id, nonce, t) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING RETURNING 1",
-                None,
-                &[save_id.into(), nonce.into(), t.into()],
-            )
-            .expect("insert into awf.sync_nonces");
+            None,
+            &[save_id.into(), nonce.into(), t.into()],
+        )
+        .expect("insert into awf.sync_nonces");
         t.len() == 1
     })
 }

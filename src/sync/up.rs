@@ -260,8 +260,8 @@ fn archive_client_branch(
 ) -> Result<i64> {
     let last = ancestor_turn + plans.len() as i64;
     let t = crate::audit::as_owner(c, |c| {
-        c
-        .update(
+        crate::spi::run(c,
+
             "INSERT INTO awf.save_archives (save_id, reason, from_turn, to_turn, base_chain, details)
              VALUES ($1, 'conflict', $2, $3, $4, $5) RETURNING archive_id",
             Some(1),
@@ -296,7 +296,8 @@ fn archive_client_branch(
     let added: i64 = encoded.iter().map(|b| i64::from(b.stored_bytes)).sum();
     persist::check_limits(c, s, added)?;
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "UPDATE awf.saves SET bytes_stored = bytes_stored + $2 WHERE save_id = $1",
             None,
             &[s.save_id.into(), added.into()],
@@ -306,7 +307,8 @@ fn archive_client_branch(
     for ((i, p), blob) in plans.iter().enumerate().zip(&encoded) {
         blobs::write(c, blob);
         crate::audit::as_owner(c, |c| {
-            c.update(
+            crate::spi::run(
+                c,
                 "INSERT INTO awf.save_archive_turns (archive_id, turn_id, kind, blob_hash, key_id,
                                                 content_hash, chain_hash, stored_bytes)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -492,13 +494,13 @@ fn sync_session(c: &mut SpiClient<'_>, s: &Save, known: Option<&Value>) -> Resul
     if s.sealed {
         return Ok(());
     }
-    let held = c
-        .update(
-            "SELECT 1 FROM awf.sessions WHERE session_id = $1 AND state_hash = $2",
-            Some(1),
-            &[sid.into(), hash.into()],
-        )
-        .expect("select awf.sessions");
+    let held = crate::spi::run(
+        c,
+        "SELECT 1 FROM awf.sessions WHERE session_id = $1 AND state_hash = $2",
+        Some(1),
+        &[sid.into(), hash.into()],
+    )
+    .expect("select awf.sessions");
     if !held.is_empty() {
         return Ok(());
     }
@@ -515,7 +517,8 @@ fn sync_session(c: &mut SpiClient<'_>, s: &Save, known: Option<&Value>) -> Resul
     };
     // As the owner, for the session of the save's own user only.
     audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "UPDATE awf.sessions SET state = $2, state_hash = $3, updated_at = now()
              WHERE session_id = $1 AND user_id_hash = $4",
             None,
@@ -734,8 +737,8 @@ fn resolve_conflict(
         report["merge_conflicts"] = merge_conflicts;
     }
     let t = crate::audit::as_owner(c, |c| {
-        c
-        .update(
+        crate::spi::run(c,
+
             "INSERT INTO awf.save_conflicts (save_id, device_id, strategy, chosen, archive_id, report)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING conflict_id",
             Some(1),
@@ -753,7 +756,8 @@ fn resolve_conflict(
     let conflict_id: Uuid = col(&t.first(), 1);
     report["conflict_id"] = json!(conflict_id.to_string());
     crate::audit::as_owner(c, |c| {
-        c.update(
+        crate::spi::run(
+            c,
             "UPDATE awf.save_conflicts SET report = $2 WHERE conflict_id = $1",
             None,
             &[conflict_id.into(), JsonB(report.clone()).into()],
@@ -781,7 +785,7 @@ fn resolve_conflict(
 /// Parses a UUID the way PostgreSQL does (22P02 for bad text).
 pub fn parse_uuid(c: &mut SpiClient<'_>, text: &str) -> Uuid {
     col(
-        &c.update("SELECT $1::uuid", Some(1), &[text.into()])
+        &crate::spi::run(c, "SELECT $1::uuid", Some(1), &[text.into()])
             .expect("uuid cast")
             .first(),
         1,

@@ -291,9 +291,15 @@ impl Rebuilt {
 /// Checks, each failure an `Error::integrity` naming the turn, in this order: the first stored
 /// turn is `origin_turn + 1`; the chain (turn ids consecutive, chain hashes) verifies from
 /// `origin_prev_chain` through `target`; then for each replayed turn, the blob matches its blob
-/// hash, a base blob is exactly the state's canonical bytes, a diff parses and applies to the
-/// previous state, and the resulting state matches the recorded content hash. Turns after
-/// `target` are not looked at.
+/// hash, a base blob is exactly the state's canonical bytes, and a diff parses and applies to
+/// the previous state; the state reached at `target` matches its recorded content hash (one
+/// canonicalization per rebuild: intermediate states are not canonicalized, since intact blobs
+/// replay deterministically; [`verify`] checks every turn's). Turns after `target` are not
+/// looked at.
+///
+/// To rebuild without reading the chain from the origin, pass the turns from the last base
+/// with `origin_turn` = that base's turn - 1 and `origin_prev_chain` = that turn's chain hash
+/// (what `chain_at` gives), and `earlier` empty: the chain is then checked from the base.
 ///
 /// Returns [`Rebuilt::Sealed`] when `target` is sealed; a diff right after a sealed turn has no
 /// readable state to apply to, which is an integrity error. A `target` outside the stored range
@@ -368,7 +374,12 @@ pub fn rebuild(
     let mut cursor = Cursor::Empty;
     let mut bytes = Vec::new();
     for t in &turns[start..=target_at] {
-        step(&mut cursor, t, &mut bytes, origin_turn)?;
+        // Every blob is checked against its content address on the way; the replayed state
+        // only at the target (one canonicalization, not one per diff): intact blobs replay
+        // deterministically, so a state that differs at the target is the only one that can
+        // be returned wrong. `verify` checks every turn's state.
+        let last = t.turn_id == target;
+        step(&mut cursor, t, &mut bytes, origin_turn, last)?;
     }
     let t = &turns[target_at];
     Ok(match cursor {
@@ -463,7 +474,7 @@ pub fn verify(
         if let Some(b) = chain_break.as_ref().filter(|b| b.index == i) {
             return bad(i, t.turn_id, b.to_string());
         }
-        if let Err(e) = step(&mut cursor, t, &mut buf, origin_turn) {
+        if let Err(e) = step(&mut cursor, t, &mut buf, origin_turn, true) {
             return bad(i, t.turn_id, e.message);
         }
         prev_id = t.turn_id;
@@ -547,13 +558,16 @@ fn no_state_before(t: &StoredTurn<'_>, cursor: &Cursor, origin_turn: i64) -> Err
     }
 }
 
-/// Replays one stored turn onto `cursor`, leaving the turn's canonical (or sealed) bytes in
-/// `bytes`. Any mismatch is an integrity error naming the turn.
+/// Replays one stored turn onto `cursor`. With `check_state`, leaves the turn's canonical (or
+/// sealed) bytes in `bytes` and checks a diff's resulting state against the turn's content
+/// hash; without it (a turn a rebuild passes through), a diff only has its blob checked and
+/// `bytes` is left stale. Any mismatch is an integrity error naming the turn.
 fn step(
     cursor: &mut Cursor,
     t: &StoredTurn<'_>,
     bytes: &mut Vec<u8>,
     origin_turn: i64,
+    check_state: bool,
 ) -> Result<()> {
     let id = t.turn_id;
     let blob_sha = sha256_hex(t.blob);
@@ -602,9 +616,12 @@ fn step(
                     id.saturating_sub(1)
                 ))
             })?;
+            if !check_state {
+                return Ok(());
+            }
             // A corrupt diff can still apply; only the content hash shows it produced another
-            // state. This costs one canonicalization per replayed turn (measured in
-            // docs/performance.md); the buffer is reused so it allocates once per rebuild.
+            // state. This costs one canonicalization (measured in docs/performance.md); the
+            // buffer is reused so it allocates once per verify.
             bytes.clear();
             write_canonical(state, bytes).map_err(|e| {
                 Error::integrity(format!(
@@ -615,7 +632,7 @@ fn step(
             if got != t.content_hash {
                 return Err(Error::integrity(format!(
                     "turn {id}: the diff yields a state with content hash {got}, but the turn \
-                     records {}; the diff is corrupt",
+                     records {}; the diff (or one since the last base) is corrupt",
                     t.content_hash
                 )));
             }

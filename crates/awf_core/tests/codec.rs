@@ -463,3 +463,36 @@ proptest! {
         let _ = WrappedKey::from_bytes(&blob);
     }
 }
+
+/// The codec keeps one zstd context per thread: a frame that fails half way (a bomb stopped at
+/// its declared length, a corrupt frame) must leave nothing behind for the next blob, and
+/// switching levels must not leak the previous level into later frames.
+#[test]
+fn a_failed_frame_leaves_the_reused_context_clean() {
+    let state = json_like(20_000);
+    let good = encode(&state, &EncodeOptions::level(3)).unwrap();
+    let bomb = zstd::bulk::compress(&vec![0u8; 8 << 20], 19).unwrap();
+    let stopped = forge_unencrypted(1, 1000, &bomb);
+    let mut broken = zstd::bulk::compress(&state, 3).unwrap();
+    let mid = broken.len() / 2;
+    broken[mid] ^= 0x55;
+    let broken = forge_unencrypted(1, state.len() as u64, &broken);
+    for round in 0..3 {
+        assert!(decode(&stopped, &NoKeys).is_err(), "round {round}");
+        assert_eq!(decode(&good, &NoKeys).unwrap(), state, "round {round}");
+        assert!(decode(&broken, &NoKeys).is_err(), "round {round}");
+        assert_eq!(decode(&good, &NoKeys).unwrap(), state, "round {round}");
+    }
+    // Alternating levels give each level's own frame, the same bytes as a fresh context's.
+    for level in [3, 19, 1, 3, 19] {
+        let reused = encode(&state, &EncodeOptions::level(level)).unwrap();
+        let h = header(&reused).unwrap();
+        let frame = &reused[h.header_len..reused.len() - codec::CHECK_LEN];
+        let mut fresh = zstd::bulk::Compressor::new(level).unwrap();
+        fresh
+            .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .unwrap();
+        assert_eq!(frame, fresh.compress(&state).unwrap(), "level {level}");
+        assert_eq!(decode(&reused, &NoKeys).unwrap(), state, "level {level}");
+    }
+}

@@ -28,6 +28,7 @@
 pub mod aead;
 pub mod keys;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -405,23 +406,63 @@ fn unencrypted_check(header_and_data: &[u8]) -> [u8; CHECK_LEN] {
     digest[..CHECK_LEN].try_into().expect("CHECK_LEN bytes")
 }
 
+thread_local! {
+    // One zstd context per thread, each reused from call to call: creating a context costs
+    // about as much as compressing a whole turn's patch (its tables are allocated and zeroed),
+    // and a rebuild decodes up to one blob per diff since its base.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { RefCell::new(None) };
+}
+
 fn zstd_compress(plain: &[u8], level: i32) -> Result<Vec<u8>> {
     let fail = |e: std::io::Error| Error::invalid(format!("zstd compression failed: {e}"));
-    let mut c = zstd::bulk::Compressor::new(level).map_err(fail)?;
-    // The frame checksum is a second corruption check under the blob's own, and it also catches a
-    // decompressor that misbehaves.
-    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-        .map_err(fail)?;
-    c.compress(plain).map_err(fail)
+    COMPRESSOR.with_borrow_mut(|slot| {
+        match slot {
+            Some((at, c)) if *at != level => {
+                c.set_compression_level(level).map_err(fail)?;
+                *at = level;
+            }
+            Some(_) => {}
+            None => {
+                let mut c = zstd::bulk::Compressor::new(level).map_err(fail)?;
+                // The frame checksum is a second corruption check under the blob's own, and it
+                // also catches a decompressor that misbehaves.
+                c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                    .map_err(fail)?;
+                *slot = Some((level, c));
+            }
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        // Each call starts a new frame (ZSTD_compress2 resets the session, keeping parameters).
+        c.compress(plain).map_err(fail)
+    })
 }
 
 /// Inflates one zstd frame, never producing more than `plain_len` + 1 bytes, so a frame that
 /// lies about its size cannot exhaust memory; the caller compares the exact length.
 fn zstd_decompress(frame: &[u8], plain_len: u64) -> Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let ctx = slot.get_or_insert_with(zstd::zstd_safe::DCtx::create);
+        // A frame that failed half way leaves the context mid-frame: start clean every time.
+        ctx.reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+            .map_err(|code| {
+                Error::integrity(format!(
+                    "zstd context reset failed: {}",
+                    zstd::zstd_safe::get_error_name(code)
+                ))
+            })?;
+        inflate(
+            zstd::stream::read::Decoder::with_context(frame, ctx).single_frame(),
+            plain_len,
+        )
+    })
+}
+
+/// Reads the one frame `decoder` holds, never more than `plain_len` + 1 bytes.
+fn inflate(decoder: zstd::stream::read::Decoder<'_, &[u8]>, plain_len: u64) -> Result<Vec<u8>> {
     let corrupt = |e: std::io::Error| Error::integrity(format!("blob zstd frame is corrupt: {e}"));
-    let decoder = zstd::stream::read::Decoder::with_buffer(frame)
-        .map_err(corrupt)?
-        .single_frame();
     // Grow as data arrives rather than trusting the declared length with one allocation.
     let mut out = Vec::with_capacity(plain_len.min(1 << 20) as usize);
     let mut limited = decoder.take(plain_len + 1);
