@@ -540,20 +540,8 @@ pub(crate) struct AsOwner {
 
 impl AsOwner {
     /// Runs as the owner of the extension's tables.
-    pub(crate) fn enter(c: &SpiClient<'_>) -> AsOwner {
-        let owner: pg_sys::Oid = c
-            .select(
-                "SELECT c.relowner FROM pg_catalog.pg_class c
-                 WHERE c.oid OPERATOR(pg_catalog.=) 'awf.audit_log'::pg_catalog.regclass",
-                Some(1),
-                &[],
-            )
-            .expect("owner of awf.audit_log")
-            .first()
-            .get(1)
-            .expect("relowner")
-            .expect("relowner is not NULL");
-        Self::enter_role(owner, c"pg_catalog, pg_temp")
+    pub(crate) fn enter(_c: &SpiClient<'_>) -> AsOwner {
+        Self::enter_role(tables_owner(), c"pg_catalog, pg_temp")
     }
 
     /// Runs as `role` (a security-restricted operation) with `search_path` pinned to `path`,
@@ -580,6 +568,26 @@ impl AsOwner {
                 path: Some(path),
             }
         }
+    }
+}
+
+/// The owner of `awf.audit_log` (and of every table of the extension), read from the catalog
+/// caches: this runs several times per turn, so it must not be an SQL statement.
+fn tables_owner() -> pg_sys::Oid {
+    // SAFETY: catalog cache lookups inside a transaction; the tuple is released before return.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"awf".as_ptr(), false);
+        let rel = pg_sys::get_relname_relid(c"audit_log".as_ptr(), nsp);
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(rel),
+        );
+        if tuple.is_null() {
+            panic!("awf.audit_log is missing: the extension is not installed properly");
+        }
+        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        owner
     }
 }
 

@@ -9,7 +9,8 @@
 //! - **save_persist_turn**: the client sends the new state to `awf.save_persist_turn`.
 //!
 //! For each, at 1 and 8 clients: turns per second, database growth per turn (after VACUUM,
-//! marginal: measured after a warm-up), WAL written per turn, and the latency of reading a
+//! marginal: measured after a warm-up; and its live part, without the space VACUUM freed for
+//! reuse), WAL written per turn, and the latency of reading a
 //! random past turn (a history lookup, `awf.save_materialize`). Numbers only, never pass/fail.
 //!
 //!   AWF_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:54818/postgres \
@@ -55,6 +56,7 @@ impl Mode {
 struct Measured {
     tps: f64,
     growth_per_turn: f64,
+    live_per_turn: f64,
     wal_per_turn: f64,
     read_p50_ms: f64,
     read_p95_ms: f64,
@@ -205,6 +207,19 @@ fn one_i64(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
 
+/// The database's size minus the free space VACUUM recorded in its relations' free space maps:
+/// the bytes later turns cannot reuse. Dead row versions of a row updated every turn (the live
+/// state, in both plain and the cloud save) are freed by VACUUM and their space is reused, so
+/// in steady state (autovacuum running) only these bytes grow the database.
+fn live_bytes(c: &mut Client) -> i64 {
+    one_i64(
+        c,
+        "SELECT pg_database_size(current_database())
+                - coalesce((SELECT sum(f.avail) FROM pg_class r, LATERAL pg_freespace(r.oid) f
+                            WHERE r.relkind IN ('r', 't', 'm', 'i')), 0)::bigint",
+    )
+}
+
 fn run(mode: Mode, clients: usize, turns: i64, size: usize) -> Measured {
     let db = TestDb::new();
     let mut admin = db.client();
@@ -213,7 +228,8 @@ fn run(mode: Mode, clients: usize, turns: i64, size: usize) -> Measured {
             "CREATE TABLE plain_state (session_id uuid PRIMARY KEY, turn_id bigint NOT NULL,
                                        state jsonb NOT NULL);
              CREATE TABLE plain_history (session_id uuid, turn_id bigint, state jsonb NOT NULL,
-                                         PRIMARY KEY (session_id, turn_id));",
+                                         PRIMARY KEY (session_id, turn_id));
+             CREATE EXTENSION pg_freespacemap;",
         )
         .unwrap();
     let mut players: Vec<Player> = (0..clients)
@@ -242,6 +258,7 @@ fn run(mode: Mode, clients: usize, turns: i64, size: usize) -> Measured {
     admin.batch_execute("VACUUM").unwrap();
     admin.batch_execute("CHECKPOINT").unwrap();
     let size0 = one_i64(&mut admin, "SELECT pg_database_size(current_database())");
+    let live0 = live_bytes(&mut admin);
     let lsn0: String = admin
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .unwrap()
@@ -271,6 +288,7 @@ fn run(mode: Mode, clients: usize, turns: i64, size: usize) -> Measured {
         .get(0);
     admin.batch_execute("VACUUM").unwrap();
     let size1 = one_i64(&mut admin, "SELECT pg_database_size(current_database())");
+    let live1 = live_bytes(&mut admin);
     let total = turns * clients as i64;
     // Reads: each client reads random turns of its own session's measured range.
     let reads = 100;
@@ -305,6 +323,7 @@ fn run(mode: Mode, clients: usize, turns: i64, size: usize) -> Measured {
     Measured {
         tps: total as f64 / elapsed.as_secs_f64(),
         growth_per_turn: (size1 - size0) as f64 / total as f64,
+        live_per_turn: (live1 - live0) as f64 / total as f64,
         wal_per_turn: wal as f64 / total as f64,
         read_p50_ms: percentile_ms(&mut latencies, 0.50),
         read_p95_ms: percentile_ms(&mut latencies, 0.95),
@@ -349,16 +368,20 @@ fn main() {
         println!();
         println!("{clients} client(s):");
         println!();
-        println!("| per turn | turns/s | growth KB | WAL KB | read p50 ms | read p95 ms |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| per turn | turns/s | growth KB | live growth KB | WAL KB | read p50 ms | read p95 ms |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for (mode, x) in modes.iter().zip(&m) {
             println!(
-                "| {} | {:.0} ({:.2}×) | {:.2} ({:.2}×) | {:.2} ({:.2}×) | {:.2} | {:.2} ({:.1}×) |",
+                "| {} | {:.0} ({:.2}×) | {:.2} ({:.2}×) | {:.2} ({:.2}×) | {:.2} ({:.2}×) | {:.2} | {:.2} ({:.1}×) |",
                 mode.name(),
                 x.tps,
                 x.tps / plain.tps,
                 x.growth_per_turn / 1024.0,
                 x.growth_per_turn / plain.growth_per_turn,
+                x.live_per_turn / 1024.0,
+                x.live_per_turn / plain.live_per_turn,
                 x.wal_per_turn / 1024.0,
                 x.wal_per_turn / plain.wal_per_turn,
                 x.read_p50_ms,
