@@ -158,3 +158,56 @@ fn a_device_call_acts_for_the_devices_user_and_for_that_call_only() {
     let unknown = msg("nobodys-phone", &token);
     assert_eq!(wrong, unknown);
 }
+
+/// The extension keeps its statements prepared per backend; PostgreSQL must still apply each
+/// call's own identity to them. One pooled connection alternates between the victim and an
+/// intruder many times (past the point where PostgreSQL switches a kept statement to a generic
+/// plan): the victim's calls see and change the victim's rows, the intruder's never do.
+#[test]
+fn kept_statements_apply_each_calls_identity() {
+    let db = TestDb::new();
+    let (save, _) = victim(&db);
+    let backend = TestRole::new(&db, "awf_app");
+    let mut c = db.client_as(backend.name());
+    let mut turn = 0i64;
+    for round in 0..8 {
+        let mut t = c.transaction().unwrap();
+        t.query_one("SELECT awf.act_as('victim')", &[]).unwrap();
+        turn += 1;
+        t.query_one(
+            "SELECT awf.turn_submit($1::text::uuid, $2, '{\"acts\": [{\"op\": \"increment\", \"path\": \"/gold\"}]}')",
+            &[&VICTIM_SID, &turn],
+        )
+        .unwrap_or_else(|e| panic!("round {round}: the victim's turn: {e}"));
+        let gold: serde_json::Value = t
+            .query_one("SELECT awf.save_materialize($1::text::uuid)", &[&save])
+            .unwrap()
+            .get(0);
+        assert_eq!(gold["gold"], json!(1 + turn), "round {round}");
+        t.commit().unwrap();
+
+        let mut t = c.transaction().unwrap();
+        t.query_one("SELECT awf.act_as('intruder')", &[]).unwrap();
+        let e = t
+            .query_one("SELECT awf.save_materialize($1::text::uuid)", &[&save])
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "P0002", "round {round}: {e}");
+        t.rollback().unwrap();
+        let mut t = c.transaction().unwrap();
+        t.query_one("SELECT awf.act_as('intruder')", &[]).unwrap();
+        let e = t
+            .query_one(
+                "SELECT awf.turn_submit($1::text::uuid, $2, '{\"acts\": []}')",
+                &[&VICTIM_SID, &(turn + 1)],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "P0002", "round {round}: {e}");
+        t.rollback().unwrap();
+    }
+    let mut admin = db.client();
+    let v: serde_json::Value = admin
+        .query_one("SELECT awf.save_verify($1::text::uuid)", &[&save])
+        .unwrap()
+        .get(0);
+    assert_eq!(v["ok"], json!(true), "{v}");
+}
