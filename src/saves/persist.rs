@@ -189,7 +189,7 @@ fn save_persist_sealed(save_id: Uuid, turn_id: i64, sealed: &[u8]) -> JsonB {
 }
 
 /// Plans and writes the sealed turns `sealed` of a locked, sealed save, each the next after
-/// the one before, all or none (as [`persist_many`] does for JSON turns).
+/// the one before, all or none (as [`persist_planned`] does for planned turns).
 pub fn persist_sealed_many(
     c: &mut SpiClient<'_>,
     s: &Save,
@@ -231,24 +231,23 @@ pub fn persist(
     Ok(written.remove(0))
 }
 
-/// Plans and writes the JSON turns `states` of a locked save, each the next after the one
-/// before, all or none. The save's row is updated once for the lot: a row updated once per
-/// turn in one transaction leaves a chain of versions that every later lookup walks, which
-/// made a long upload quadratic.
-/// `head` is the save's head state ([`store::head_state`]).
-pub fn persist_many(
-    c: &mut SpiClient<'_>,
-    s: &Save,
-    head: Option<&Value>,
-    states: &[(i64, &Value)],
-) -> Result<()> {
-    let mut plans = Vec::with_capacity(states.len());
-    let (mut head_state, mut head_chain, mut head_turn) = (head, s.head_chain.clone(), s.head_turn);
-    for &(turn_id, state) in states {
-        let planned = plan_on(s, head_state, &head_chain, head_turn, turn_id, state)?;
-        head_chain = planned.chain_hash.clone();
-        (head_state, head_turn) = (Some(state), turn_id);
-        plans.push((turn_id, planned));
+/// Writes turns the caller planned on the head of a locked save (the sync path plans a
+/// device's branch once, to compare chain hashes, and writes those plans), all or none. Each
+/// must be the next turn, link to the one before (the first to the save's head), and keep
+/// within the diff size cap.
+pub fn persist_planned(c: &mut SpiClient<'_>, s: &Save, plans: Vec<(i64, Planned)>) -> Result<()> {
+    let (mut head_turn, mut head_chain) = (s.head_turn, s.head_chain.as_str());
+    for (turn_id, planned) in &plans {
+        check_next(s, head_turn, *turn_id)?;
+        if awf_core::chain::link(head_chain, *turn_id, &planned.content_hash) != planned.chain_hash
+        {
+            return Err(Error::integrity(format!(
+                "turn {turn_id} was planned on another head than save {}'s",
+                s.save_id
+            )));
+        }
+        check_diff_size(planned, *turn_id)?;
+        (head_turn, head_chain) = (*turn_id, planned.chain_hash.as_str());
     }
     write(c, s, plans).map(|_| ())
 }

@@ -295,6 +295,28 @@ pub fn chain_at(c: &mut SpiClient<'_>, s: &Save, turn: i64) -> Option<String> {
     (!t.is_empty()).then(|| col(&t.first(), 1))
 }
 
+/// The chain hashes of the save's turns `after + 1`, `after + 2`, ... (at most `count`, and
+/// only while they follow each other), in one statement.
+pub fn chains_after(c: &mut SpiClient<'_>, s: &Save, after: i64, count: usize) -> Vec<String> {
+    let last = after.saturating_add(i64::try_from(count).unwrap_or(i64::MAX));
+    let t = crate::spi::run(
+        c,
+        "SELECT turn_id, chain_hash FROM awf.save_diffs
+         WHERE save_id = $1 AND turn_id > $2 AND turn_id <= $3 ORDER BY turn_id",
+        None,
+        &[s.save_id.into(), after.into(), last.into()],
+    )
+    .expect("select awf.save_diffs");
+    let mut out = Vec::new();
+    for (row, expected) in t.into_iter().zip(after.saturating_add(1)..) {
+        if row.get::<i64>(1).ok().flatten() != Some(expected) {
+            break;
+        }
+        out.push(row.get(2).ok().flatten().expect("chain_hash is NOT NULL"));
+    }
+    out
+}
+
 /// The (JSON, not sealed) save of a session, if it has one.
 pub fn session_save(c: &mut SpiClient<'_>, session_id: Uuid) -> Option<Uuid> {
     let t = crate::spi::run(

@@ -46,6 +46,9 @@ pub mod save;
 pub mod signal;
 /// Signed sync payloads: per-save HMAC keys, request and answer signatures.
 pub mod signing;
+/// The sync protocol's pure logic: request parsing, patch-chain replay, branch planning, the
+/// shared-prefix walk and the conflict decision.
+pub mod sync;
 
 /// Device sync tokens: generation and hashing.
 pub mod token;
