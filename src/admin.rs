@@ -162,11 +162,7 @@ fn audit_query(
 fn one_json(sql: &str, args: &[DatumWithOid<'_>]) -> Option<Value> {
     crate::locks::connect_mut(|c| {
         let _owner = audit::AsOwner::enter(c);
-        let t = c.select(sql, Some(1), args).expect(sql);
-        if t.is_empty() {
-            return None;
-        }
-        t.first().get::<JsonB>(1).expect(sql).map(|j| j.0)
+        crate::spi::one_json(c, sql, args)
     })
 }
 

@@ -8,7 +8,7 @@
 
 use crate::audit;
 use crate::errors::raise;
-use crate::store::col;
+use crate::spi::col;
 use awf_core::{token, Error};
 use pgrx::prelude::*;
 use serde_json::json;

@@ -6,7 +6,7 @@ use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::JsonB;
-use crate::store::col;
+use crate::spi::col;
 use awf_core::bundle::{self, BundleInput, ExportOptions};
 use awf_core::{canonical, Error};
 use pgrx::prelude::*;
@@ -14,17 +14,8 @@ use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 use serde_json::{json, Value};
 
-/// One jsonb value from a one-row query.
-fn json_of(c: &mut SpiClient<'_>, sql: &str, sid: Uuid) -> Option<Value> {
-    let t = crate::spi::run(c, sql, Some(1), &[sid.into()]).expect(sql);
-    if t.is_empty() {
-        return None;
-    }
-    t.first().get::<JsonB>(1).expect(sql).map(|j| j.0)
-}
-
 fn json_array(c: &mut SpiClient<'_>, sql: &str, sid: Uuid) -> Vec<Value> {
-    match json_of(c, sql, sid) {
+    match crate::spi::one_json(c, sql, &[sid.into()]) {
         Some(Value::Array(a)) => a,
         _ => Vec::new(),
     }
@@ -51,10 +42,10 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
         let visible = crate::store::lock_session(c, session_id);
         let session = visible
             .then(|| {
-                json_of(
+                crate::spi::one_json(
                     c,
                     "SELECT to_jsonb(s) - 'state' FROM awf.sessions s WHERE session_id = $1",
-                    session_id,
+                    &[session_id.into()],
                 )
             })
             .flatten();
@@ -64,10 +55,10 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
                 F,
             )
         };
-        let state = json_of(
+        let state = crate::spi::one_json(
             c,
             "SELECT state FROM awf.sessions WHERE session_id = $1",
-            session_id,
+            &[session_id.into()],
         )
         .unwrap_or(Value::Null);
         let turns = json_array(
@@ -88,19 +79,15 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
              FROM awf.snapshots s WHERE session_id = $1",
             session_id,
         );
-        let metadata = json_of(
-            c,
-            "SELECT jsonb_build_object('exported_at', now(), 'source_database', current_database(),
+        let metadata = crate::spi::one_json(c, "SELECT jsonb_build_object('exported_at', now(), 'source_database', current_database(),
                     'extension_version', (SELECT extversion FROM pg_extension WHERE extname = 'awf_lifecycle'),
-                    'session_id', $1::text)",
-            session_id,
-        )
+                    'session_id', $1::text)", &[session_id.into()])
         .unwrap_or(Value::Null);
         // A fresh salt per export: tags correlate within one bundle, not across bundles.
-        let salt = json_of(
+        let salt = crate::spi::one_json(
             c,
             "SELECT to_jsonb(gen_random_uuid()::text) WHERE $1 IS NOT NULL",
-            session_id,
+            &[session_id.into()],
         )
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
@@ -195,7 +182,15 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
         snapshots.push(row);
     }
     let turns = Value::Array(verified.turns().to_vec());
-    let wal = Value::Array(verified.wal().to_vec());
+    // The payload hash is recomputed here, since a redacted export rewrote the payloads.
+    let mut wal = verified.wal().to_vec();
+    for w in &mut wal {
+        if let Some(raw) = w.get("awf_raw") {
+            let hash = awf_core::canonical::content_hash(raw).or_raise(F);
+            w["payload_hash"] = Value::String(hash);
+        }
+    }
+    let wal = Value::Array(wal);
     let snapshots = Value::Array(snapshots);
     let (n_turns, n_snapshots) = (verified.turns().len(), verified.snapshots().len());
     let bundle_checksum = verified.bundle_checksum.clone();
@@ -235,11 +230,10 @@ fn session_import(bundle: JsonB, preserve_turn_id: default!(bool, false)) -> Jso
         .expect("insert imported turns");
         crate::spi::run(c,
             // Applied entries come over as history. Unapplied ones stay behind: they belong to
-            // the source's state, and a sandbox must not replay them. The payload hash is
-            // recomputed, since a redacted export rewrote the payloads.
+            // the source's state, and a sandbox must not replay them.
             "INSERT INTO awf.turn_wal (session_id, turn_id, awf_raw, payload_hash, state_hash_before,
                                        applied, attempts, last_error, created_at, applied_at)
-             SELECT $1, (w->>'turn_id')::bigint + $2, w->'awf_raw', awf.canonical_hash(w->'awf_raw'),
+             SELECT $1, (w->>'turn_id')::bigint + $2, w->'awf_raw', w->>'payload_hash',
                     w->>'state_hash_before', true, (w->>'attempts')::int,
                     w->>'last_error', (w->>'created_at')::timestamptz, (w->>'applied_at')::timestamptz
              FROM jsonb_array_elements($3) w

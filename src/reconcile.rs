@@ -3,7 +3,8 @@
 
 use crate::audit;
 use crate::gucs;
-use crate::store::{self, col};
+use crate::spi::col;
+use crate::store;
 use crate::wal;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -266,28 +267,31 @@ fn wal_discard(session_id: Uuid, turn_id: i64) -> bool {
 /// Unapplied entries are never deleted. Returns how many were removed.
 #[pg_extern(volatile, parallel_unsafe)]
 fn wal_cleanup(older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> i64 {
-    crate::locks::connect_mut(|c| {
-        let t = crate::spi::run(
-            c,
-            "WITH gone AS (
-                   DELETE FROM awf.turn_wal
-                   WHERE applied AND coalesce(applied_at, created_at)
-                         < now() - coalesce($1, make_interval(days => $2))
-                   RETURNING 1)
-                 SELECT count(*) FROM gone",
-            Some(1),
-            &[older_than.into(), gucs::wal_max_age_days().into()],
-        )
-        .expect("delete from awf.turn_wal");
-        let n: i64 = col(&t.first(), 1);
-        audit::record(
-            c,
-            "wal_cleanup",
-            None,
-            json!({"deleted": n, "older_than_days_default": gucs::wal_max_age_days()}),
-        );
-        n
-    })
+    crate::locks::connect_mut(|c| cleanup(c, older_than))
+}
+
+/// `awf.wal_cleanup` for the extension's own callers (retention), audited the same way.
+pub fn cleanup(c: &mut SpiClient<'_>, older_than: Option<pgrx::datum::Interval>) -> i64 {
+    let t = crate::spi::run(
+        c,
+        "WITH gone AS (
+               DELETE FROM awf.turn_wal
+               WHERE applied AND coalesce(applied_at, created_at)
+                     < now() - coalesce($1, make_interval(days => $2))
+               RETURNING 1)
+             SELECT count(*) FROM gone",
+        Some(1),
+        &[older_than.into(), gucs::wal_max_age_days().into()],
+    )
+    .expect("delete from awf.turn_wal");
+    let n: i64 = col(&t.first(), 1);
+    audit::record(
+        c,
+        "wal_cleanup",
+        None,
+        json!({"deleted": n, "older_than_days_default": gucs::wal_max_age_days()}),
+    );
+    n
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -2,7 +2,7 @@
 
 use crate::errors::{raise, OrRaise};
 use crate::jsonb::JsonB;
-use crate::store::col;
+use crate::spi::col;
 use awf_core::{canonical, Error};
 use pgrx::prelude::*;
 use pgrx::Uuid;

@@ -10,7 +10,8 @@ use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::JsonB;
-use crate::store::{self, col};
+use crate::spi::col;
+use crate::store;
 use awf_core::{canonical, Error};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -40,24 +41,33 @@ fn snapshot_create(
 ) -> JsonB {
     let session_id = crate::errors::required(session_id, "session_id", "snapshot_create");
     let as_base = as_base.unwrap_or(false);
-    crate::locks::connect_mut(|c| {
-        let (id, hash, turn_id, dedup) = capture(c, session_id, label);
-        let base = if as_base {
-            crate::saves::persist::mark_session_base(c, session_id).or_raise("snapshot_create")
-        } else {
-            None
-        };
-        audit::record(
-            c,
-            "snapshot_create",
-            Some(session_id),
-            json!({"snapshot_id": id, "label": label, "content_hash": hash, "deduplicated": dedup,
-                   "save_base_turn": base}),
-        );
-        JsonB(json!({
-            "snapshot_id": id, "content_hash": hash, "turn_id": turn_id, "deduplicated": dedup,
-            "save_base_turn": base,
-        }))
+    crate::locks::connect_mut(|c| JsonB(create(c, session_id, label, as_base)))
+}
+
+/// `awf.snapshot_create` for the extension's own callers (a save restore snapshots the
+/// session first), audited the same way.
+pub fn create(
+    c: &mut SpiClient<'_>,
+    session_id: Uuid,
+    label: Option<&str>,
+    as_base: bool,
+) -> Value {
+    let (id, hash, turn_id, dedup) = capture(c, session_id, label);
+    let base = if as_base {
+        crate::saves::persist::mark_session_base(c, session_id).or_raise("snapshot_create")
+    } else {
+        None
+    };
+    audit::record(
+        c,
+        "snapshot_create",
+        Some(session_id),
+        json!({"snapshot_id": id, "label": label, "content_hash": hash, "deduplicated": dedup,
+               "save_base_turn": base}),
+    );
+    json!({
+        "snapshot_id": id, "content_hash": hash, "turn_id": turn_id, "deduplicated": dedup,
+        "save_base_turn": base,
     })
 }
 
@@ -242,34 +252,37 @@ fn snapshot_delete(session_id: Uuid, snapshot_id: i64) -> bool {
 /// `awf.snapshot_max_count` of each session (of one session, or all). Returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
 fn snapshot_prune(session_id: default!(Option<Uuid>, "NULL")) -> i64 {
-    let (days, keep) = (gucs::snapshot_max_age_days(), gucs::snapshot_max_count());
-    crate::locks::connect_mut(|c| {
-        let t = crate::spi::run(c,
+    crate::locks::connect_mut(|c| prune(c, session_id))
+}
 
-                "WITH ranked AS (
-                   SELECT id, created_at,
-                          row_number() OVER (PARTITION BY session_id ORDER BY created_at DESC, id DESC) AS rn
-                   FROM awf.snapshots
-                   WHERE $1::uuid IS NULL OR session_id = $1),
-                 gone AS (
-                   DELETE FROM awf.snapshots s USING ranked r
-                   WHERE s.id = r.id
-                     AND (r.rn > $3 OR r.created_at < now() - make_interval(days => $2))
-                   RETURNING 1)
-                 SELECT count(*) FROM gone",
-                Some(1),
-                &[session_id.into(), days.into(), (keep as i64).into()],
-            )
-            .expect("prune awf.snapshots");
-        let n: i64 = col(&t.first(), 1);
-        audit::record(
-            c,
-            "snapshot_prune",
-            session_id,
-            json!({"deleted": n, "max_age_days": days, "max_count": keep}),
-        );
-        n
-    })
+/// `awf.snapshot_prune` for the extension's own callers (retention), audited the same way.
+pub fn prune(c: &mut SpiClient<'_>, session_id: Option<Uuid>) -> i64 {
+    let (days, keep) = (gucs::snapshot_max_age_days(), gucs::snapshot_max_count());
+    let t = crate::spi::run(c,
+
+            "WITH ranked AS (
+               SELECT id, created_at,
+                      row_number() OVER (PARTITION BY session_id ORDER BY created_at DESC, id DESC) AS rn
+               FROM awf.snapshots
+               WHERE $1::uuid IS NULL OR session_id = $1),
+             gone AS (
+               DELETE FROM awf.snapshots s USING ranked r
+               WHERE s.id = r.id
+                 AND (r.rn > $3 OR r.created_at < now() - make_interval(days => $2))
+               RETURNING 1)
+             SELECT count(*) FROM gone",
+            Some(1),
+            &[session_id.into(), days.into(), (keep as i64).into()],
+        )
+        .expect("prune awf.snapshots");
+    let n: i64 = col(&t.first(), 1);
+    audit::record(
+        c,
+        "snapshot_prune",
+        session_id,
+        json!({"deleted": n, "max_age_days": days, "max_count": keep}),
+    );
+    n
 }
 
 #[cfg(any(test, feature = "pg_test"))]

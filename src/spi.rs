@@ -1,4 +1,4 @@
-//! Running the extension's SQL: every statement is prepared once per backend and kept, so a
+//! Running the extension's SQL, and reading what it returns: every statement is prepared once per backend and kept, so a
 //! turn does not parse, analyze and plan a dozen statements on every call (about half the time
 //! of a read, profiled with perf).
 //!
@@ -9,9 +9,11 @@
 //! the number kept is bounded by the code; past [`MAX_KEPT`] a statement simply runs
 //! unprepared.
 
-use pgrx::datum::DatumWithOid;
+use crate::jsonb::JsonB;
+use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
 use pgrx::pg_sys::PgOid;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiResult, SpiTupleTable};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -52,4 +54,48 @@ pub fn run<'conn>(
         }
     };
     c.update(&*stmt, limit, args)
+}
+
+/// Column `i` (1-based) of the current row of `t`; NULL is a bug for the columns read this way.
+pub fn col<T: IntoDatum + FromDatum>(t: &SpiTupleTable<'_>, i: usize) -> T {
+    t.get::<T>(i)
+        .expect("read column")
+        .unwrap_or_else(|| panic!("column {i} is NULL"))
+}
+
+/// Column `i` (1-based) of a row met while iterating a result; NULL is a bug here too.
+pub fn get<T: IntoDatum + FromDatum>(r: &SpiHeapTupleData<'_>, i: usize) -> T {
+    r.get::<T>(i)
+        .expect("read column")
+        .unwrap_or_else(|| panic!("column {i} is NULL"))
+}
+
+/// Column 1 of the first row, or None when there is no row (or it is NULL).
+pub fn one<T: IntoDatum + FromDatum>(
+    c: &mut SpiClient<'_>,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Option<T> {
+    let t = run(c, sql, Some(1), args).expect(sql);
+    if t.is_empty() {
+        return None;
+    }
+    t.first().get::<T>(1).expect(sql)
+}
+
+/// The jsonb in column 1 of the first row, or None when there is no row (or it is NULL).
+pub fn one_json(c: &mut SpiClient<'_>, sql: &str, args: &[DatumWithOid<'_>]) -> Option<Value> {
+    one::<JsonB>(c, sql, args).map(|j| j.0)
+}
+
+/// Column 1 of every row (NULL is a bug).
+pub fn column<T: IntoDatum + FromDatum>(
+    c: &mut SpiClient<'_>,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> Vec<T> {
+    run(c, sql, None, args)
+        .expect(sql)
+        .map(|r| get::<T>(&r, 1))
+        .collect()
 }

@@ -5,9 +5,9 @@
 
 use crate::errors::raise;
 use crate::jsonb::JsonB;
+use crate::spi::col;
 use awf_core::Error;
-use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiTupleTable};
+use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 use serde_json::Value;
 
@@ -25,13 +25,6 @@ pub struct WalEntry {
     pub payload_hash: String,
     pub state_hash_before: String,
     pub applied: bool,
-}
-
-/// Reads column `i` (1-based) of the current row; NULL is an error for these columns.
-pub fn col<T: IntoDatum + FromDatum>(t: &SpiTupleTable<'_>, i: usize) -> T {
-    t.get::<T>(i)
-        .expect("read column")
-        .unwrap_or_else(|| panic!("column {i} is NULL"))
 }
 
 /// Takes the row lock that serializes the turns of a session the caller can see; false when
@@ -112,18 +105,11 @@ pub fn wal_entry(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<WalEnt
 
 /// The state hash recorded after an applied turn, if the turn is recorded.
 pub fn turn_state_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<String> {
-    let t = crate::spi::run(
+    crate::spi::one(
         c,
         "SELECT state_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
-        Some(1),
         &[id.into(), turn_id.into()],
     )
-    .expect("select awf.turns");
-    if t.is_empty() {
-        None
-    } else {
-        Some(col(&t.first(), 1))
-    }
 }
 
 /// Marks a WAL entry applied (by this call or, for reconciliation, by the state it finds).
@@ -142,12 +128,9 @@ pub fn mark_wal_applied(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) {
 
 /// The payload hash recorded for an applied turn, if the turn is recorded.
 pub fn turn_payload_hash(c: &mut SpiClient<'_>, id: Uuid, turn_id: i64) -> Option<String> {
-    let t = crate::spi::run(
+    crate::spi::one(
         c,
         "SELECT payload_hash FROM awf.turns WHERE session_id = $1 AND turn_id = $2",
-        Some(1),
         &[id.into(), turn_id.into()],
     )
-    .expect("select awf.turns");
-    (!t.is_empty()).then(|| col(&t.first(), 1))
 }

@@ -308,9 +308,9 @@ fn custom_apply(
         )));
     }
     let row = t.first();
-    let proc: String = crate::store::col(&row, 1);
-    let owner: pg_sys::Oid = crate::store::col(&row, 2);
-    let path: String = crate::store::col(&row, 3);
+    let proc: String = crate::spi::col(&row, 1);
+    let owner: pg_sys::Oid = crate::spi::col(&row, 2);
+    let path: String = crate::spi::col(&row, 3);
     let path = std::ffi::CString::new(path).expect("a quoted schema name has no NUL");
     // The host's applier runs with its owner's rights, as if it were SECURITY DEFINER: never
     // with the caller's, which at server start are the reconciling worker's superuser rights.

@@ -2,7 +2,7 @@
 //! (zstd, then AES-256-GCM under the user's data key when a master key is configured).
 
 use crate::saves::keys;
-use crate::store::col;
+use crate::spi::col;
 use awf_core::codec::{self, keys::DataKey, EncodeOptions};
 use awf_core::{canonical, Error, ErrorKind, Result};
 use pgrx::spi::SpiClient;

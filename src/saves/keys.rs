@@ -7,7 +7,7 @@ use crate::audit;
 use crate::errors::OrRaise;
 use crate::gucs;
 use crate::jsonb::JsonB;
-use crate::store::col;
+use crate::spi::col;
 use awf_core::codec::keys::{DataKey, Keyring, WrappedKey};
 use awf_core::{Error, Result};
 use pgrx::prelude::*;

@@ -9,7 +9,7 @@ use crate::audit;
 use crate::errors::raise;
 use crate::jsonb::JsonB;
 use crate::saves::{privacy, store};
-use crate::store::col;
+use crate::spi::col;
 use awf_core::{token, Error};
 use pgrx::prelude::*;
 use pgrx::Uuid;

@@ -11,13 +11,12 @@ use crate::gucs;
 use crate::jsonb::JsonB;
 use crate::saves::blobs;
 use crate::saves::store::{self, Save, TurnRow};
-use crate::store::col;
+use crate::spi::{col, get};
 use awf_core::json::Map;
 use awf_core::jsonl::{self, Builder};
 use awf_core::redact::{redact, RedactOptions};
 use awf_core::save::Kind;
 use awf_core::{Error, Result};
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::Uuid;
@@ -75,7 +74,7 @@ pub fn export_text(
 ) -> String {
     let save_id = s.save_id;
     let format = if as_json { "json" } else { "jsonl" };
-    let exported_at = one_json(c, "SELECT to_jsonb(now())", &[]);
+    let exported_at = crate::spi::one_json(c, "SELECT to_jsonb(now())", &[]).expect("now()");
     let mut b = Builder::new(EXPORT_FORMAT, Some(gucs::export_max_bytes()));
     export_records(c, s, include_audit, &exported_at, &mut b).or_raise(f);
     let records = b.len();
@@ -129,11 +128,12 @@ fn export_records(
     b: &mut Builder,
 ) -> Result<()> {
     let id = s.save_id;
-    let row = one_json(
+    let row = crate::spi::one_json(
         c,
         "SELECT to_jsonb(s) FROM awf.saves s WHERE save_id = $1",
         &[id.into()],
-    );
+    )
+    .expect("the save's row");
     b.push(&json!({
         "type": "header",
         "format": EXPORT_FORMAT,
@@ -271,12 +271,18 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
     let actor = crate::identity::actor();
     let id = s.save_id;
     let reason = redacted_text(c, reason);
-    let (turns, turn_bytes) = counts2(
-        c,
-        "SELECT count(*), coalesce(sum(stored_bytes), 0)::bigint FROM awf.save_diffs
+    let (turns, turn_bytes) = {
+        let t = crate::spi::run(
+            c,
+            "SELECT count(*), coalesce(sum(stored_bytes), 0)::bigint FROM awf.save_diffs
          WHERE save_id = $1",
-        id,
-    );
+            Some(1),
+            &[id.into()],
+        )
+        .expect("count turns")
+        .first();
+        (col::<i64>(&t, 1), col::<i64>(&t, 2))
+    };
     let (archives, archived_turns, archive_bytes) = {
         let t = crate::spi::run(
             c,
@@ -291,11 +297,12 @@ pub fn delete_save(c: &mut SpiClient<'_>, s: &Save, reason: &str) -> Value {
         .first();
         (col::<i64>(&t, 1), col::<i64>(&t, 2), col::<i64>(&t, 3))
     };
-    let (conflicts, _) = counts2(
+    let conflicts: i64 = crate::spi::one(
         c,
-        "SELECT count(*), 0::bigint FROM awf.save_conflicts WHERE save_id = $1",
-        id,
-    );
+        "SELECT count(*) FROM awf.save_conflicts WHERE save_id = $1",
+        &[id.into()],
+    )
+    .unwrap_or(0);
     let (hashes, key_ids): (Vec<String>, Vec<String>) = crate::spi::run(
         c,
         "SELECT blob_hash, key_id FROM awf.save_diffs WHERE save_id = $1
@@ -393,26 +400,22 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
     crate::locks::connect_mut(|c| {
         let user = user_id_hash;
         // Sessions before saves: the order awf.turn_submit locks them in.
-        let sessions: Vec<Uuid> = ids(
+        let sessions: Vec<Uuid> = crate::spi::column(
             c,
             "SELECT session_id FROM awf.sessions WHERE user_id_hash = $1
              ORDER BY session_id FOR UPDATE",
-            user,
+            &[user.into()],
         );
-        let saves: Vec<Uuid> = ids(
+        let saves: Vec<Uuid> = crate::spi::column(
             c,
             "SELECT save_id FROM awf.saves WHERE user_id_hash = $1 ORDER BY save_id FOR UPDATE",
-            user,
+            &[user.into()],
         );
-        let devices: Vec<String> = ids(
-            c,
-            "SELECT device_id FROM awf.devices WHERE user_id_hash = $1 ORDER BY device_id FOR UPDATE",
-            user,
-        );
-        let keys: Vec<String> = ids(
+        let devices: Vec<String> = crate::spi::column(c, "SELECT device_id FROM awf.devices WHERE user_id_hash = $1 ORDER BY device_id FOR UPDATE", &[user.into()]);
+        let keys: Vec<String> = crate::spi::column(
             c,
             "SELECT key_id FROM awf.data_keys WHERE user_id_hash = $1 FOR UPDATE",
-            user,
+            &[user.into()],
         );
         if saves.is_empty() && sessions.is_empty() && devices.is_empty() && keys.is_empty() {
             raise(
@@ -433,28 +436,31 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
         }
         // Rows no save ties together (sessions, devices, the user's own) are redacted too.
         redacted += audit::redact_user_rows(c, user, &sessions, &devices) as i64;
-        let sessions_deleted = count(
+        let sessions_deleted = crate::spi::one::<i64>(
             c,
             "WITH gone AS (DELETE FROM awf.sessions WHERE user_id_hash = $1 RETURNING 1)
              SELECT count(*) FROM gone",
-            user,
-        );
-        let devices_deleted = count(
+            &[user.into()],
+        )
+        .unwrap_or(0);
+        let devices_deleted = crate::spi::one::<i64>(
             c,
             "WITH gone AS (DELETE FROM awf.devices WHERE user_id_hash = $1 RETURNING 1)
              SELECT count(*) FROM gone",
-            user,
-        );
+            &[user.into()],
+        )
+        .unwrap_or(0);
         // Destroying the wrapped data key is what makes every blob ever encrypted for this
         // user unreadable, including copies in backups or exports of the ciphertext.
-        let keys_destroyed = count(
+        let keys_destroyed = crate::spi::one::<i64>(
             c,
             "WITH gone AS (DELETE FROM awf.data_keys WHERE user_id_hash = $1 RETURNING 1)
              SELECT count(*) FROM gone",
-            user,
-        );
+            &[user.into()],
+        )
+        .unwrap_or(0);
         for k in &keys {
-            blobs_purged += count(
+            blobs_purged += crate::spi::one::<i64>(
                 c,
                 "WITH gone AS (
                    DELETE FROM awf.save_blobs b WHERE b.key_id = $1
@@ -464,8 +470,9 @@ fn user_delete(user_id_hash: &str, reason: &str) -> JsonB {
                                      WHERE a.blob_hash = b.blob_hash AND a.key_id = b.key_id)
                    RETURNING 1)
                  SELECT count(*) FROM gone",
-                k,
-            );
+                &[k.into()],
+            )
+            .unwrap_or(0);
         }
         {
             // The quota lock row carries the user id: an erased user leaves no trace there.
@@ -573,39 +580,6 @@ fn random_salt(c: &mut SpiClient<'_>) -> String {
     let t = crate::spi::run(c, "SELECT gen_random_uuid()::text", Some(1), &[])
         .expect("gen_random_uuid");
     col(&t.first(), 1)
-}
-
-/// Reads column `i` of a row; NULL is a bug for the columns read here.
-fn get<T: IntoDatum + FromDatum>(r: &pgrx::spi::SpiHeapTupleData<'_>, i: usize) -> T {
-    r.get::<T>(i)
-        .expect("read column")
-        .unwrap_or_else(|| panic!("column {i} is NULL"))
-}
-
-fn one_json(c: &mut SpiClient<'_>, sql: &str, args: &[DatumWithOid<'_>]) -> Value {
-    let t = crate::spi::run(c, sql, Some(1), args).expect(sql);
-    col::<JsonB>(&t.first(), 1).0
-}
-
-fn counts2(c: &mut SpiClient<'_>, sql: &str, id: Uuid) -> (i64, i64) {
-    let t = crate::spi::run(c, sql, Some(1), &[id.into()])
-        .expect(sql)
-        .first();
-    (col(&t, 1), col(&t, 2))
-}
-
-fn count(c: &mut SpiClient<'_>, sql: &str, arg: &str) -> i64 {
-    let t = crate::spi::run(c, sql, Some(1), &[arg.into()])
-        .expect(sql)
-        .first();
-    col(&t, 1)
-}
-
-fn ids<T: IntoDatum + FromDatum>(c: &mut SpiClient<'_>, sql: &str, arg: &str) -> Vec<T> {
-    crate::spi::run(c, sql, None, &[arg.into()])
-        .expect(sql)
-        .map(|r| get::<T>(&r, 1))
-        .collect()
 }
 
 // pg_test functions live in schema `tests`, so the module must carry that name.

@@ -5,7 +5,7 @@ use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::jsonb::JsonB;
 use crate::saves::store::{self, Save};
-use crate::store::col;
+use crate::spi::col;
 use awf_core::save::Rebuilt;
 use awf_core::{canonical, Error, Result};
 use pgrx::prelude::*;
@@ -97,13 +97,7 @@ pub fn set_head(c: &mut SpiClient<'_>, s: &Save, head: &Rebuilt) -> Result<()> {
     });
     super::notify::head_moved(c, s.save_id);
     if let (Some(sid), Some(state)) = (s.session_id, state) {
-        crate::spi::run(
-            c,
-            "SELECT awf.snapshot_create($1, 'pre-save-restore')",
-            None,
-            &[sid.into()],
-        )
-        .expect("snapshot before restore");
+        crate::snapshots::create(c, sid, Some("pre-save-restore"), false);
         let hash = canonical::content_hash(&state)?;
         // As the owner; the save's user must own the session too, as row-level security
         // required when the caller wrote it.

@@ -7,7 +7,7 @@ use crate::gucs;
 use crate::jsonb::JsonB;
 use crate::saves::store::{self, Save};
 use crate::saves::{persist, privacy};
-use crate::store::col;
+use crate::spi::col;
 use awf_core::Result;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -107,16 +107,17 @@ fn retention_enforce() -> JsonB {
             pruned += n;
             rebased += i64::from(r);
         }
-        let archives = count(
+        let archives = crate::spi::one::<i64>(
             c,
             "WITH gone AS (DELETE FROM awf.save_archives
                            WHERE created_at < now() - make_interval(days => $1) RETURNING 1)
              SELECT count(*) FROM gone",
-            days,
-        );
-        let snapshots = count(c, "SELECT awf.snapshot_prune() WHERE $1 IS NOT NULL", days);
-        let wal = count(c, "SELECT awf.wal_cleanup() WHERE $1 IS NOT NULL", days);
-        let blobs_deleted = count(
+            &[days.into()],
+        )
+        .unwrap_or(0);
+        let snapshots = crate::snapshots::prune(c, None);
+        let wal = crate::reconcile::cleanup(c, None);
+        let blobs_deleted = crate::spi::one::<i64>(
             c,
             "WITH gone AS (
                DELETE FROM awf.save_blobs b
@@ -127,8 +128,9 @@ fn retention_enforce() -> JsonB {
                  AND $1 IS NOT NULL
                RETURNING 1)
              SELECT count(*) FROM gone",
-            days,
-        );
+            &[days.into()],
+        )
+        .unwrap_or(0);
         let result = json!({
             "retention_days": days,
             "saves_deleted": stale.len(),
@@ -143,15 +145,6 @@ fn retention_enforce() -> JsonB {
         audit::record(c, "retention_enforce", None, result.clone());
         JsonB(result)
     })
-}
-
-fn count(c: &mut SpiClient<'_>, sql: &str, days: i32) -> i64 {
-    let t = crate::spi::run(c, sql, Some(1), &[days.into()]).expect(sql);
-    if t.is_empty() {
-        0
-    } else {
-        t.first().get::<i64>(1).expect(sql).unwrap_or(0)
-    }
 }
 
 /// Prunes one save's old turns; returns (turns pruned, whether the first kept turn was re-based).

@@ -3,7 +3,7 @@
 use crate::errors::raise;
 use crate::jsonb::JsonB;
 use crate::saves::{blobs, head_cache};
-use crate::store::col;
+use crate::spi::col;
 use awf_core::save::{self, Kind, Rebuilt, StoredTurn};
 use awf_core::{Error, Result};
 use pgrx::spi::SpiClient;
@@ -285,14 +285,11 @@ pub fn chain_at(c: &mut SpiClient<'_>, s: &Save, turn: i64) -> Option<String> {
     if turn == s.origin_turn {
         return Some(s.origin_chain.clone());
     }
-    let t = crate::spi::run(
+    crate::spi::one(
         c,
         "SELECT chain_hash FROM awf.save_diffs WHERE save_id = $1 AND turn_id = $2",
-        Some(1),
         &[s.save_id.into(), turn.into()],
     )
-    .expect("select awf.save_diffs");
-    (!t.is_empty()).then(|| col(&t.first(), 1))
 }
 
 /// The chain hashes of the save's turns `after + 1`, `after + 2`, ... (at most `count`, and
@@ -319,12 +316,9 @@ pub fn chains_after(c: &mut SpiClient<'_>, s: &Save, after: i64, count: usize) -
 
 /// The (JSON, not sealed) save of a session, if it has one.
 pub fn session_save(c: &mut SpiClient<'_>, session_id: Uuid) -> Option<Uuid> {
-    let t = crate::spi::run(
+    crate::spi::one(
         c,
         "SELECT save_id FROM awf.saves WHERE session_id = $1 AND NOT sealed",
-        Some(1),
         &[session_id.into()],
     )
-    .expect("select awf.saves");
-    (!t.is_empty()).then(|| col(&t.first(), 1))
 }

@@ -29,7 +29,7 @@ pub fn already_resolved(
     b: &ClientBranch<'_>,
 ) -> Option<Value> {
     audit::as_owner(c, |c| {
-        let t = crate::spi::run(
+        crate::spi::one_json(
             c,
             "SELECT c.report FROM awf.save_archives a
                  JOIN awf.save_archive_turns t ON t.archive_id = a.archive_id AND t.turn_id = $3
@@ -38,7 +38,6 @@ pub fn already_resolved(
                    AND a.reason = 'conflict' AND a.base_chain = $4 AND t.chain_hash = $5
                    AND c.chosen <> 'client'
                  ORDER BY c.created_at DESC LIMIT 1",
-            Some(1),
             &[
                 save_id.into(),
                 (b.ancestor_turn + 1).into(),
@@ -47,8 +46,6 @@ pub fn already_resolved(
                 b.tip_chain.into(),
             ],
         )
-        .expect("select awf.save_conflicts");
-        (!t.is_empty()).then(|| crate::store::col::<JsonB>(&t.first(), 1).0)
     })
 }
 

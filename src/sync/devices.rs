@@ -6,7 +6,7 @@ use crate::errors::raise;
 use crate::gucs;
 use crate::identity::DeviceScope;
 use crate::jsonb::JsonB;
-use crate::store::col;
+use crate::spi::col;
 use awf_core::{token, Error};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;

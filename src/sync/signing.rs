@@ -53,14 +53,11 @@ fn sync_signing_key(save_id: Uuid) -> JsonB {
 pub fn session_key(c: &mut SpiClient<'_>, session_id: Uuid) -> Option<serde_json::Value> {
     gucs::signing_secret_file()?;
     let save: Option<Uuid> = crate::audit::as_owner(c, |c| {
-        let t = crate::spi::run(
+        crate::spi::one(
             c,
             "SELECT save_id FROM awf.saves WHERE session_id = $1",
-            Some(1),
             &[session_id.into()],
         )
-        .expect("select awf.saves");
-        (!t.is_empty()).then(|| crate::store::col(&t.first(), 1))
     });
     Some(key_json(save?, "device_register"))
 }

@@ -8,7 +8,7 @@ use crate::saves::persist;
 use crate::saves::restore;
 use crate::saves::store::{self, Save};
 use crate::saves::{blobs, keys};
-use crate::store::col;
+use crate::spi::col;
 use crate::sync::{conflicts, devices};
 use awf_core::conflict::Strategy;
 use awf_core::save::{Planned, Rebuilt};
