@@ -12,8 +12,7 @@ use pgrx::prelude::*;
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
-/// Audit rows and metric counters.
-mod audit;
+// Plumbing every feature uses.
 /// The one table from awf_core error kinds to SQLSTATEs.
 mod errors;
 /// Settings under `awf.` and their getters.
@@ -24,37 +23,33 @@ mod jsonb;
 mod key_files;
 /// Row locks no other role can take, and the bound on every wait (`awf.lock_timeout_ms`).
 mod locks;
-/// Running SQL: every statement prepared once per backend.
+/// Running SQL (every statement prepared once per backend) and reading its results.
 mod spi;
-/// Row access to sessions, turns and WAL entries.
-mod store;
 
-/// `awf.audit_verify`, `awf.audit_query`, `awf.sync_stats`, `awf.save_details`, `awf.device_details`.
-mod admin;
-/// `awf.admin_key_create`, `_list`, `_revoke`, `awf.act_as_admin`: admin tools' credentials.
-mod admin_keys;
-/// Reconciliation at server start, when loaded through `shared_preload_libraries`.
-mod bgworker;
-/// `awf.session_export`, `awf.session_import`.
-mod bundles;
-/// `awf.act_as`, `awf.acting_admin`: who a call acts for, and whether it has admin rights.
+// Features, one folder each, with their SQL functions, their DDL in the matching `sql/` file,
+// and their `#[pg_test]`s beside them.
+/// The hash-chained audit log, metric counters, running as the tables' owner, and the admin
+/// read functions (`awf.audit_verify`, `awf.audit_query`, `awf.sync_stats`, `awf.save_details`,
+/// `awf.device_details`).
+mod audit;
+/// Who a call acts for (`awf.act_as`, `awf.acting_admin`) and admin keys
+/// (`awf.admin_key_create`, `_list`, `_revoke`, `awf.act_as_admin`).
 mod identity;
 /// `awf.canonical_json`, `awf.canonical_hash`, `awf.json_diff`, `awf.json_patch_apply`,
 /// `awf.json_merge`, `awf.redact`, `awf.version`: immutable helpers over jsonb.
 mod pure;
-/// `awf.recap`.
-mod recap;
-/// `awf.wal_reconcile`, `awf.wal_cleanup`.
-mod reconcile;
-/// Cloud saves: persist, materialize, verify, restore, retention, keys.
+/// Cloud saves: persist, materialize, verify, restore, retention, keys, privacy.
 mod saves;
-/// `awf.session_upsert`.
+/// Sessions (`awf.session_upsert`, `awf.recap`) and row access to sessions, turns and WAL entries.
 mod sessions;
 /// `awf.snapshot_create`, `_restore`, `_delete`, `_prune`.
 mod snapshots;
-/// Cross-device sync: devices, sync up and down, conflicts.
+/// Cross-device sync: devices, sync up and down, conflicts, signing.
 mod sync;
-/// `awf.turn_submit`, `awf.wal_append`, `awf.wal_apply`: the turn write-ahead log.
+/// Export and import of a session: `awf.session_export`, `awf.session_import`.
+mod transfer;
+/// The turn write-ahead log (`awf.turn_submit`, `awf.wal_append`, `awf.wal_apply`),
+/// reconciliation and cleanup, and the startup background worker.
 mod wal;
 
 /// Registers settings and, when preloaded, the startup background worker.
@@ -63,7 +58,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     // Long loops in awf_core poll this, so statement_timeout and pg_cancel_backend reach them.
     awf_core::budget::set_interrupt_check(check_for_interrupts);
-    bgworker::init();
+    wal::bgworker::init();
 }
 
 /// PostgreSQL's CHECK_FOR_INTERRUPTS: raises the pending cancel or timeout as an ERROR.

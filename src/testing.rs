@@ -73,3 +73,16 @@ pub fn audited(n: usize) {
         run(&format!("SELECT awf.snapshot_create('{SID}', 'l{i}')"));
     }
 }
+
+/// Attaches a save to the test session and plays `turns` turns; returns the save id.
+pub fn save_with_turns(turns: i64) -> String {
+    new_session();
+    let r = json(&format!("SELECT awf.save_create_or_attach('{SID}', 'u1')"));
+    for n in 1..=turns {
+        submit(
+            n,
+            &format!(r#"[{{"op": "increment", "path": "/player/gold", "by": {n}}}]"#),
+        );
+    }
+    r["save_id"].as_str().unwrap().to_owned()
+}

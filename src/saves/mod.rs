@@ -6,6 +6,8 @@
 
 /// Storing and loading blobs.
 pub mod blobs;
+/// `awf.save_details`: one save for an operator.
+pub mod details;
 /// This backend's copies of recent head states.
 pub mod head_cache;
 /// Master keyring (from `awf.master_key_file`) and per-user data keys.

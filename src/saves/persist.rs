@@ -6,8 +6,8 @@ use crate::gucs;
 use crate::jsonb::JsonB;
 use crate::saves::store::{self, Save};
 use crate::saves::{blobs, head_cache, keys};
+use crate::sessions::store::Session;
 use crate::spi::col;
-use crate::store::Session;
 use awf_core::save::{self, Kind, Planned, Rebuilt};
 use awf_core::{canonical, Error, Result};
 use pgrx::prelude::*;
@@ -56,7 +56,7 @@ fn save_create_or_attach(
                 json!({"save_id": id.to_string(), "created": true, "head_turn": 0, "sealed": true}),
             );
         };
-        crate::store::lock_session(c, sid);
+        crate::sessions::store::lock_session(c, sid);
         let t = crate::spi::run(
             c,
             "SELECT user_id_hash, turn_id, state FROM awf.sessions WHERE session_id = $1",

@@ -116,7 +116,7 @@ fn retention_enforce() -> JsonB {
         )
         .unwrap_or(0);
         let snapshots = crate::snapshots::prune(c, None);
-        let wal = crate::reconcile::cleanup(c, None);
+        let wal = crate::wal::reconcile::cleanup(c, None);
         let blobs_deleted = crate::spi::one::<i64>(
             c,
             "WITH gone AS (

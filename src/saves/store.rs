@@ -117,7 +117,7 @@ pub fn save_with_session_locked(c: &mut SpiClient<'_>, id: Uuid) -> Save {
     .expect("select awf.saves");
     if let Some(Some(sid)) = (!t.is_empty()).then(|| t.first().get::<Uuid>(1).expect("session_id"))
     {
-        crate::store::lock_session(c, sid);
+        crate::sessions::store::lock_session(c, sid);
     }
     save(c, id, true)
 }

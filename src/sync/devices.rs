@@ -62,7 +62,7 @@ fn verify(c: &mut SpiClient<'_>, device_id: &str, sync_token: &str, f: &'static 
     let refuse = |why: &str| -> ! {
         let shown = awf_core::error::excerpt(device_id, 128);
         log!("awf audit: {f} refused for device {shown:?}: {why}");
-        crate::bgworker::audit_refusal(f, device_id, why);
+        crate::wal::bgworker::audit_refusal(f, device_id, why);
         raise(
             Error::not_allowed(format!(
                 "device {device_id:?} is not authorized: unknown device, or a wrong or expired sync token"
@@ -122,7 +122,7 @@ pub fn check_owner(c: &mut SpiClient<'_>, device: &Device, save_id: Uuid, f: &'s
                 "awf audit: {f} refused for device {:?}: save {save_id} belongs to another user",
                 device.device_id
             );
-            crate::bgworker::audit_refusal(
+            crate::wal::bgworker::audit_refusal(
                 f,
                 &device.device_id,
                 "the save belongs to another user",
@@ -234,7 +234,7 @@ fn device_register(
         drop(owner);
         if t.is_empty() {
             log!("awf audit: device_register refused for device {device_id:?}: it belongs to another user");
-            crate::bgworker::audit_refusal(F, device_id, "the device belongs to another user");
+            crate::wal::bgworker::audit_refusal(F, device_id, "the device belongs to another user");
             raise(
                 Error::not_allowed(format!("device {device_id:?} belongs to another user")),
                 F,

@@ -11,6 +11,8 @@ pub mod devices;
 pub mod down;
 /// `awf.sync_signing_key`, `awf.sync_request_verify`, `awf.sync_response_sign`.
 pub mod signing;
+/// `awf.sync_stats`, `awf.device_details`: counts and devices for operators.
+pub mod stats;
 /// `awf.sync_up`.
 pub mod up;
 

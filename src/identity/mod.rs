@@ -6,6 +6,9 @@
 //! device-facing functions set it themselves, for the length of the call, to the user of the
 //! device whose credential they verified.
 
+/// `awf.admin_key_create`, `_list`, `_revoke`, `awf.act_as_admin`: admin tools' credentials.
+pub mod admin_keys;
+
 use crate::errors::raise;
 use awf_core::Error;
 use pgrx::pg_sys;

@@ -1,5 +1,10 @@
 //! `awf.session_upsert`: create a session or replace its state.
 
+/// `awf.recap`.
+pub mod recap;
+/// Row access to sessions, turns and WAL entries, shared by the lifecycle functions.
+pub mod store;
+
 use crate::errors::{raise, OrRaise};
 use crate::jsonb::JsonB;
 use crate::spi::col;

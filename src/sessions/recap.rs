@@ -4,7 +4,7 @@ use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::JsonB;
-use crate::store;
+use crate::sessions::store;
 use awf_core::recap::{compose, RecapInput, RecapLimits};
 use awf_core::Error;
 use pgrx::prelude::*;

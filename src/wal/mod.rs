@@ -4,11 +4,16 @@
 //! Every call locks the session row first, so turns of one session apply one at a time and a
 //! second caller of the same turn waits, then finds the first one's result.
 
+/// Reconciliation at server start, when loaded through `shared_preload_libraries`.
+pub mod bgworker;
+/// `awf.wal_reconcile`, `awf.wal_discard`, `awf.wal_cleanup`.
+pub mod reconcile;
+
 use crate::audit;
 use crate::errors::{raise, OrRaise};
 use crate::gucs;
 use crate::jsonb::JsonB;
-use crate::store::{self, Session};
+use crate::sessions::store::{self, Session};
 use awf_core::{acts, canonical, Error};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;

@@ -6,7 +6,7 @@
 //! worker per database (a worker can only ever connect to one database).
 
 use crate::gucs;
-use crate::reconcile;
+use crate::wal::reconcile;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
 };

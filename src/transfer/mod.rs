@@ -39,7 +39,7 @@ fn session_export(session_id: Option<Uuid>, redact: default!(Option<bool>, "NULL
     }
     crate::locks::connect_mut(|c| {
         // Locked as a turn locks it, so every section describes the same moment.
-        let visible = crate::store::lock_session(c, session_id);
+        let visible = crate::sessions::store::lock_session(c, session_id);
         let session = visible
             .then(|| {
                 crate::spi::one_json(

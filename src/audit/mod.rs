@@ -25,6 +25,9 @@
 //!   no privilege on the table and `actor` still names the calling role. The table can
 //!   therefore be append-only for everyone else.
 
+/// `awf.audit_verify`, `awf.audit_query`: the audit log for operators.
+mod queries;
+
 use crate::jsonb::JsonB;
 use awf_core::audit_chain::{self, Entry, Stored, Verifier, GENESIS};
 use awf_core::redact::{redact, RedactOptions};
@@ -526,6 +529,15 @@ fn parse_uuid(text: &str) -> Option<Uuid> {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(Uuid::from_bytes(bytes))
+}
+
+/// One jsonb value from a query (None when no row), read as the owner in a connection of its
+/// own: for the admin read functions, called only after [`crate::identity::require_admin`].
+pub fn owner_json(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Option<Value> {
+    crate::locks::connect_mut(|c| {
+        let _owner = AsOwner::enter(c);
+        crate::spi::one_json(c, sql, args)
+    })
 }
 
 /// Runs the enclosed SPI calls as the owner of `awf.audit_log`, with `search_path` pinned to

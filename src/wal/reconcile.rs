@@ -3,8 +3,8 @@
 
 use crate::audit;
 use crate::gucs;
+use crate::sessions::store;
 use crate::spi::col;
-use crate::store;
 use crate::wal;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
