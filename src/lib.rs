@@ -3,13 +3,21 @@
 //! This crate only adapts `awf_core` to SQL. Every algorithm (hashing, diffing, merging,
 //! codecs, redaction, recap) lives in `crates/awf_core`; the modules below turn those calls
 //! into SQL functions and map errors onto SQLSTATEs. Tables, roles and policies are in
-//! `sql/bootstrap.sql`; grants and SQL-language helpers in `sql/finalize.sql`.
+//! one `sql/<feature>.sql` file per feature; grants and SQL-language helpers in `sql/finalize.sql`.
 
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
-pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+// The fresh-install DDL, one file per feature, in this order; sql/finalize.sql (grants and
+// SQL-language helpers) runs after the functions exist.
+pgrx::extension_sql_file!("../sql/identity.sql", name = "ddl_identity", bootstrap);
+pgrx::extension_sql_file!("../sql/sessions.sql", name = "ddl_sessions", requires = ["ddl_identity"]);
+pgrx::extension_sql_file!("../sql/wal.sql", name = "ddl_wal", requires = ["ddl_sessions"]);
+pgrx::extension_sql_file!("../sql/snapshots.sql", name = "ddl_snapshots", requires = ["ddl_wal"]);
+pgrx::extension_sql_file!("../sql/audit.sql", name = "ddl_audit", requires = ["ddl_snapshots"]);
+pgrx::extension_sql_file!("../sql/saves.sql", name = "ddl_saves", requires = ["ddl_audit"]);
+pgrx::extension_sql_file!("../sql/sync.sql", name = "ddl_sync", requires = ["ddl_saves"]);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 // Plumbing every feature uses.
