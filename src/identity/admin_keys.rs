@@ -38,7 +38,7 @@ fn check_name(name: &str, f: &'static str) {
 /// only here. A name with an active key is refused (23505) unless `replace`, which revokes the
 /// old key in the same step (a rotation). A revoked name can be created again.
 #[pg_extern(volatile, parallel_unsafe)]
-fn admin_key_create(name: &str, replace: default!(bool, false)) -> pgrx::JsonB {
+fn admin_key_create(name: &str, replace: default!(bool, false)) -> crate::jsonb::JsonB {
     const F: &str = "admin_key_create";
     crate::identity::require_admin(F);
     check_name(name, F);
@@ -81,7 +81,7 @@ fn admin_key_create(name: &str, replace: default!(bool, false)) -> pgrx::JsonB {
             None,
             json!({"name": name, "replaced": replace}),
         );
-        pgrx::JsonB(json!({"name": name, "key": key, "created_at": created_at}))
+        crate::jsonb::JsonB(json!({"name": name, "key": key, "created_at": created_at}))
     })
 }
 

@@ -1,19 +1,24 @@
 //! The extension's `jsonb` argument and result type.
 //!
-//! pgrx's own `JsonB` reads an argument by parsing jsonb's text with serde_json and *panics*
-//! when that fails, so a document nested deeper than serde_json's 128 levels ended in XX000.
-//! This type reads the same text through `awf_core::json::parse`, which refuses such a document
-//! with 22023 and a message naming the limit; everything else is pgrx's behavior.
+//! pgrx's own `JsonB` goes through text both ways: `jsonb_out` then serde_json to read (and it
+//! *panics*, XX000, on a document nested deeper than serde_json's 128 levels), serde_json then
+//! `jsonb_in` to write. This type converts directly between jsonb and `serde_json::Value`
+//! ([`read`] with PostgreSQL's jsonb iterator, [`build`] with `pushJsonbValue`), accepting and
+//! refusing exactly what the text round trip did, with 22023 for a too-deep document.
 
-use crate::errors::raise;
-use awf_core::Error;
+/// `serde_json::Value` to jsonb.
+mod build;
+/// jsonb to `serde_json::Value`.
+mod read;
+
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::Datum;
 use pgrx::nullable::Nullable;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
-use pgrx::{direct_function_call, pg_sys, FromDatum, IntoDatum};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, FromDatum, IntoDatum};
 use serde_json::Value;
 
 /// A PostgreSQL `jsonb` value as a `serde_json::Value`.
@@ -29,30 +34,14 @@ impl FromDatum for JsonB {
         if is_null {
             return None;
         }
-        // SAFETY: the caller hands us a jsonb datum; jsonb_out returns a palloc'd C string.
-        let text = unsafe {
-            direct_function_call::<&core::ffi::CStr>(pg_sys::jsonb_out, &[Some(datum)])
-                .expect("jsonb_out returns a string")
-        };
-        let parsed = awf_core::json::parse(text.to_bytes());
-        // SAFETY: the string came from palloc and is not used again.
-        unsafe { pg_sys::pfree(text.as_ptr() as *mut core::ffi::c_void) };
-        match parsed {
-            Ok(v) => Some(JsonB(v)),
-            Err(e) => raise(
-                Error::invalid(format!(
-                    "a jsonb argument cannot be read: {} (documents may nest at most 128 levels)",
-                    e.message
-                )),
-                "jsonb argument",
-            ),
-        }
+        // SAFETY: the caller hands us a non-NULL jsonb datum.
+        Some(JsonB(unsafe { read::from_datum(datum) }))
     }
 }
 
 impl IntoDatum for JsonB {
     fn into_datum(self) -> Option<pg_sys::Datum> {
-        pgrx::JsonB(self.0).into_datum()
+        Some(build::to_datum(&self.0))
     }
 
     fn type_oid() -> pg_sys::Oid {
@@ -92,4 +81,55 @@ unsafe impl SqlTranslatable for JsonB {
     const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
     const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
         Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use super::JsonB;
+    use pgrx::prelude::*;
+    use serde_json::{json, Value};
+
+    /// What the extension builds equals what `jsonb_in` makes of the same text, and reads back
+    /// as the same value (top-level scalars are jsonb's raw-scalar arrays).
+    #[pg_test]
+    fn built_values_are_what_jsonb_in_makes() {
+        for doc in [
+            r#"{"b": 1, "a": [true, false, null, "x"], "": {}, "aa": []}"#,
+            r#"[1.50, -0, 1e3, "é\u2028\"\\"]"#,
+            "5",
+            r#""lonely""#,
+            "null",
+            "[[[[]]], {}]",
+        ] {
+            let v: Value = serde_json::from_str(doc).unwrap();
+            let same = Spi::get_one_with_args::<bool>(
+                "SELECT $1 = $2::jsonb AND $1::text = $2::jsonb::text",
+                &[JsonB(v.clone()).into(), doc.into()],
+            )
+            .unwrap();
+            assert_eq!(same, Some(true), "{doc}");
+            // Read back, numbers carry numeric's text, as jsonb_out prints them (1e3 is 1000).
+            let back = Spi::get_one_with_args::<JsonB>("SELECT $1::jsonb", &[doc.into()])
+                .unwrap()
+                .unwrap();
+            let printed = Spi::get_one_with_args::<String>("SELECT $1::jsonb::text", &[doc.into()])
+                .unwrap()
+                .unwrap();
+            let want: Value = serde_json::from_str(&printed).unwrap();
+            assert_eq!(back.0, want, "{doc}");
+        }
+    }
+
+    /// jsonb cannot hold a NUL character; `jsonb_in` refuses "\u0000" with 22P05, and so does
+    /// building a value that holds one (in a string or in a key).
+    #[pg_test(error = "unsupported Unicode escape sequence")]
+    fn a_nul_in_a_string_is_refused() {
+        let _ = super::build::to_datum(&json!({"a": "x\u{0}y"}));
+    }
+
+    #[pg_test(error = "unsupported Unicode escape sequence")]
+    fn a_nul_in_a_key_is_refused() {
+        let _ = super::build::to_datum(&json!({"a\u{0}": 1}));
+    }
 }
