@@ -280,3 +280,6 @@ ALTER TABLE awf.sessions ALTER COLUMN state SET COMPRESSION lz4;
 -- anything else rebuilds it from the blobs; writing the whole state twice per turn was the
 -- largest cost of a turn after compression.
 ALTER TABLE awf.saves DROP COLUMN head_state;
+-- Whether a save belongs to a user is read by the extension itself, as the owner; the SQL
+-- helper it called through SPI is gone.
+DROP FUNCTION awf.save_belongs_to(uuid, text);

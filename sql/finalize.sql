@@ -81,13 +81,6 @@ GRANT EXECUTE ON FUNCTION awf.audit_verify(bigint, text),
   awf.audit_query(uuid, text, text, timestamptz, timestamptz, integer),
   awf.sync_stats(), awf.save_details(uuid), awf.device_details(text) TO awf_admin;
 
--- Whether a save belongs to a user (NULL: no such save), seen past row-level security, so the
--- sync functions refuse another user's save with 42501 instead of "does not exist". Reveals
--- only a yes/no about a save id the caller already has.
-CREATE FUNCTION awf.save_belongs_to(save_id uuid, user_id_hash text) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT s.user_id_hash OPERATOR(pg_catalog.=) $2 FROM awf.saves s WHERE s.save_id OPERATOR(pg_catalog.=) $1 $$;
-
 -- Row-level security reads the acting user through the library, never through
 -- current_setting() directly: calling awf.acting_user() loads the library, which defines the
 -- superuser-only awf.user_id_hash, so a value an unprivileged role SET before the library was

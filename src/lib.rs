@@ -12,12 +12,36 @@ use pgrx::prelude::*;
 // The fresh-install DDL, one file per feature, in this order; sql/finalize.sql (grants and
 // SQL-language helpers) runs after the functions exist.
 pgrx::extension_sql_file!("../sql/identity.sql", name = "ddl_identity", bootstrap);
-pgrx::extension_sql_file!("../sql/sessions.sql", name = "ddl_sessions", requires = ["ddl_identity"]);
-pgrx::extension_sql_file!("../sql/wal.sql", name = "ddl_wal", requires = ["ddl_sessions"]);
-pgrx::extension_sql_file!("../sql/snapshots.sql", name = "ddl_snapshots", requires = ["ddl_wal"]);
-pgrx::extension_sql_file!("../sql/audit.sql", name = "ddl_audit", requires = ["ddl_snapshots"]);
-pgrx::extension_sql_file!("../sql/saves.sql", name = "ddl_saves", requires = ["ddl_audit"]);
-pgrx::extension_sql_file!("../sql/sync.sql", name = "ddl_sync", requires = ["ddl_saves"]);
+pgrx::extension_sql_file!(
+    "../sql/sessions.sql",
+    name = "ddl_sessions",
+    requires = ["ddl_identity"]
+);
+pgrx::extension_sql_file!(
+    "../sql/wal.sql",
+    name = "ddl_wal",
+    requires = ["ddl_sessions"]
+);
+pgrx::extension_sql_file!(
+    "../sql/snapshots.sql",
+    name = "ddl_snapshots",
+    requires = ["ddl_wal"]
+);
+pgrx::extension_sql_file!(
+    "../sql/audit.sql",
+    name = "ddl_audit",
+    requires = ["ddl_snapshots"]
+);
+pgrx::extension_sql_file!(
+    "../sql/saves.sql",
+    name = "ddl_saves",
+    requires = ["ddl_audit"]
+);
+pgrx::extension_sql_file!(
+    "../sql/sync.sql",
+    name = "ddl_sync",
+    requires = ["ddl_saves"]
+);
 pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 // Plumbing every feature uses.

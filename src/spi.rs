@@ -8,6 +8,10 @@
 //! argument types; the extension's statements are constants (or built from constants), so
 //! the number kept is bounded by the code; past [`MAX_KEPT`] a statement simply runs
 //! unprepared.
+//!
+//! Reads take the same path as writes, not SPI's read-only mode: a read-only statement runs on
+//! the caller's snapshot and would miss the rows this very call wrote a moment before (a save
+//! re-read after its head moved, say).
 
 use crate::jsonb::JsonB;
 use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};

@@ -17,7 +17,6 @@ use pgrx::nullable::Nullable;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
-use pgrx::prelude::*;
 use pgrx::{pg_sys, FromDatum, IntoDatum};
 use serde_json::Value;
 
@@ -84,7 +83,7 @@ unsafe impl SqlTranslatable for JsonB {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
+#[pgrx::pg_schema]
 mod tests {
     use super::JsonB;
     use pgrx::prelude::*;
