@@ -6,7 +6,7 @@
 //! connections, and retention that prunes without breaking the chain.
 
 use awf_core::canonical::{canonical_bytes, sha256_hex};
-use awf_core::sample::{game_state, next_turn, turn_of};
+use awf_sample::{game_state, next_turn, turn_of};
 use awf_tests::{random_uuid, sqlstate, TempDir, TestDb, TestRole};
 use postgres::{Client, GenericClient};
 use rand::distributions::Alphanumeric;

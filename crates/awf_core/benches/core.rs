@@ -1,6 +1,6 @@
 //! Benchmarks of awf_core's per-turn work on realistic session states (docs/performance.md).
 //!
-//! Run with `cargo bench -p awf_core --bench core`. States come from [`awf_core::sample`] at
+//! Run with `cargo bench -p awf_core --bench core`. States come from [`awf_sample`] at
 //! about 20 KB and 200 KB of canonical JSON; "a turn" is [`next_turn`] applied once. Before
 //! measuring, the fixture sizes (state, compressed blobs, patches over 100 turns) are printed.
 
@@ -11,7 +11,7 @@ use awf_core::codec::{decode, encode, DataKey, EncodeOptions, NoKeys};
 use awf_core::diff::{diff, diff_value};
 use awf_core::merge::{merge, MergeRule};
 use awf_core::patch::{apply, apply_in_place};
-use awf_core::sample::{game_state, next_turn, turn_of};
+use awf_sample::{game_state, next_turn, turn_of};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::Value;
 

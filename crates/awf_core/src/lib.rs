@@ -37,8 +37,6 @@ pub mod patch;
 pub mod recap;
 /// Secret and PII redaction with a report.
 pub mod redact;
-/// Deterministic sample session states and turns: a fixture for benchmarks and tests.
-pub mod sample;
 /// Cloud save turns: plan each turn's base, diff or sealed blob; rebuild and verify a save.
 pub mod save;
 

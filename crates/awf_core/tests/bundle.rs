@@ -8,8 +8,8 @@ use awf_core::bundle::{
 use awf_core::canonical::{canonical_bytes, canonical_string, content_hash};
 use awf_core::diff::diff_value;
 use awf_core::json::parse_str;
-use awf_core::sample::{game_state, next_turn, turn_of};
 use awf_core::{Budget, Error, ErrorKind};
+use awf_sample::{game_state, next_turn, turn_of};
 use serde_json::{json, Value};
 
 /// Builds within the default budget, which no bundle here comes near.

@@ -5,11 +5,11 @@
 use awf_core::canonical::{canonical_bytes, sha256_hex};
 use awf_core::chain::{Link, GENESIS};
 use awf_core::json::parse;
-use awf_core::sample::{game_state, next_turn, turn_of};
 use awf_core::save::{
     base_every, plan, plan_sealed, rebuild, verify, Kind, Planned, Rebuilt, StoredTurn,
 };
 use awf_core::{Budget, Error, ErrorKind};
+use awf_sample::{game_state, next_turn, turn_of};
 use serde_json::{json, Value};
 
 const TURNS: i64 = 300;

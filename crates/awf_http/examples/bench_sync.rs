@@ -26,8 +26,8 @@
 //! `X-AWF-Signature`, see `awf_core::signing`) and signed answers are verified; on 404 the
 //! run is unsigned. Traffic goes to loopback addresses only.
 
-use awf_core::sample::{game_state, next_turn, turn_of};
 use awf_core::{canonical, diff, signing, Budget};
+use awf_sample::{game_state, next_turn, turn_of};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -1158,7 +1158,7 @@ async fn main() {
         cfg.devices, cfg.rounds, cfg.warmup
     );
     println!(
-        "state: {state_bytes} bytes canonical JSON (awf_core::sample::game_state({}, seed)); upload: {upload}",
+        "state: {state_bytes} bytes canonical JSON (awf_sample::game_state({}, seed)); upload: {upload}",
         cfg.state_bytes
     );
     println!(

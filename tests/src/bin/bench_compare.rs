@@ -20,7 +20,7 @@
 //! `AWF_COMPARE_CLIENTS=8` and `AWF_COMPARE_MODES=turn_submit` (of `plain`, `turn_submit`,
 //! `persist`) narrow a run, for a profiler; ratios need `plain` in the run.
 
-use awf_core::sample::game_state;
+use awf_sample::game_state;
 use awf_tests::{percentile_ms, TestDb};
 use postgres::Client;
 use serde_json::{json, Value};

@@ -8,7 +8,7 @@
 //! It creates a throwaway database on that cluster and drops it afterwards. Numbers are
 //! client-observed (one connection on 127.0.0.1), so they include the protocol round trip.
 
-use awf_core::sample::{game_state, next_turn, turn_of};
+use awf_sample::{game_state, next_turn, turn_of};
 use awf_tests::{percentile_ms, TestDb};
 use std::time::{Duration, Instant};
 

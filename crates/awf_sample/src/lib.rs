@@ -21,7 +21,7 @@
 //! [`EPISODIC_COMPACTION`] more entries than two per NPC, the warm pins and the player's
 //! inventory are bounded too, and NPCs are never added or removed.
 
-use crate::json::Map;
+use awf_core::json::Map;
 use serde_json::{json, Value};
 
 /// How many of the oldest episodic memories one compaction drops (see the module docs).
@@ -629,7 +629,7 @@ impl Builder {
 
 /// Canonical length of a value made by this module (which only makes canonicalizable values).
 fn canonical_len(v: &Value) -> usize {
-    crate::canonical::canonical_bytes(v).map_or(0, |b| b.len())
+    awf_core::canonical::canonical_bytes(v).map_or(0, |b| b.len())
 }
 
 /// Bytes that appending `v` to `array` adds to the canonical form.
@@ -889,9 +889,9 @@ const FLAG_EVENTS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canonical::canonical_bytes;
-    use crate::diff::diff;
-    use crate::patch::{apply, ops_to_value};
+    use awf_core::canonical::canonical_bytes;
+    use awf_core::diff::diff;
+    use awf_core::patch::{apply, ops_to_value};
 
     fn size(v: &Value) -> usize {
         canonical_bytes(v)
@@ -975,7 +975,7 @@ mod tests {
             for turn in first..first + 30 {
                 let before = state.clone();
                 next_turn(&mut state, turn, 5);
-                let ops = diff(&before, &state, &mut crate::Budget::default()).unwrap();
+                let ops = diff(&before, &state, &mut awf_core::Budget::default()).unwrap();
                 let patch = ops_to_value(&ops);
                 let patch_len = size(&patch);
                 assert!(!ops.is_empty());
@@ -985,7 +985,7 @@ mod tests {
                     ops.len()
                 );
                 assert_eq!(state["game_state"]["turn"], json!(turn));
-                let rebuilt = apply(&before, &patch, &mut crate::Budget::default()).unwrap();
+                let rebuilt = apply(&before, &patch, &mut awf_core::Budget::default()).unwrap();
                 assert_eq!(
                     canonical_bytes(&rebuilt).unwrap(),
                     canonical_bytes(&state).unwrap()
