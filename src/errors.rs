@@ -14,6 +14,7 @@ pub fn sqlstate(kind: ErrorKind) -> PgSqlErrorCode {
         ErrorKind::NotFound => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, // P0002
         ErrorKind::Conflict => PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, // 23505
         ErrorKind::InvalidInput => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, // 22023
+        ErrorKind::InvalidText => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION, // 22P02
         ErrorKind::LimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, // 54000
         ErrorKind::Integrity => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, // XX001
         ErrorKind::NotAllowed => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501

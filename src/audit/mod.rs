@@ -512,23 +512,11 @@ fn as_stored(details: Value) -> Value {
         .0
 }
 
-/// A UUID in PostgreSQL's accepted text forms (hyphens anywhere between digit pairs, optional
-/// braces), or None.
+/// The UUID a details member names, if it is one (awf_core's one parser).
 fn parse_uuid(text: &str) -> Option<Uuid> {
-    let t = text.trim();
-    let t = t
-        .strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .unwrap_or(t);
-    let hex: String = t.chars().filter(|&ch| ch != '-').collect();
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(Uuid::from_bytes(bytes))
+    awf_core::ids::parse_uuid("save_id", text)
+        .ok()
+        .map(|u| Uuid::from_bytes(*u.as_bytes()))
 }
 
 /// One jsonb value from a query (None when no row), read as the owner in a connection of its

@@ -90,7 +90,7 @@ fn verify(c: &mut SpiClient<'_>, device_id: &str, sync_token: &str, f: &'static 
     let user: String = col(&t, 1);
     let stored: String = col(&t, 2);
     let expired: bool = col(&t, 3);
-    if !token::hashes_equal(&hash, &stored) {
+    if !awf_core::ids::secrets_equal(hash.as_bytes(), stored.as_bytes()) {
         refuse("wrong sync token");
     }
     if expired {

@@ -133,7 +133,7 @@ fn sync_up(device_id: &str, sync_token: &str, request: JsonB) -> JsonB {
     crate::locks::connect_mut(|c| {
         let device = devices::authenticate(c, device_id, sync_token, F);
         let req = request::parse(&request.0).or_raise(F);
-        let save_id = parse_uuid(c, &req.save_id);
+        let save_id = parse_uuid(&req.save_id, F);
         devices::check_owner(c, &device, save_id, F);
         let result = upload(c, Some(&device.device_id), save_id, &req, F);
         devices::saw_turn(c, device_id, result["head_turn"].as_i64());
@@ -150,7 +150,7 @@ fn sync_up_admin(request: JsonB) -> JsonB {
     crate::identity::require_admin(FA);
     crate::locks::connect_mut(|c| {
         let req = request::parse(&request.0).or_raise(FA);
-        let save_id = parse_uuid(c, &req.save_id);
+        let save_id = parse_uuid(&req.save_id, FA);
         JsonB(upload(c, None, save_id, &req, FA))
     })
 }
@@ -518,12 +518,8 @@ fn record_conflict(
     }))
 }
 
-/// Parses a UUID the way PostgreSQL does (22P02 for bad text).
-pub fn parse_uuid(c: &mut SpiClient<'_>, text: &str) -> Uuid {
-    col(
-        &crate::spi::run(c, "SELECT $1::uuid", Some(1), &[text.into()])
-            .expect("uuid cast")
-            .first(),
-        1,
-    )
+/// The save id of a request (22P02 for one that is not a UUID).
+fn parse_uuid(text: &str, f: &'static str) -> Uuid {
+    let u = awf_core::ids::parse_uuid("request.save_id", text).or_raise(f);
+    Uuid::from_bytes(*u.as_bytes())
 }

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Conflict,
     /// The input is malformed or an argument is out of its domain.
     InvalidInput,
+    /// A value's text is not of its type (a UUID that is not one): PostgreSQL's 22P02.
+    InvalidText,
     /// A size or quota limit would be exceeded.
     LimitExceeded,
     /// Stored data does not match its hash, chain or authentication tag.
@@ -49,6 +51,9 @@ impl Error {
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, message)
+    }
+    pub fn invalid_text(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidText, message)
     }
     pub fn integrity(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Integrity, message)

@@ -25,6 +25,8 @@ pub mod codec;
 pub mod conflict;
 /// Structural diff producing RFC 6902 patches (arrays aligned by LCS).
 pub mod diff;
+/// The one UUID parser and the one constant-time comparison of secrets.
+pub mod ids;
 /// Checksummed JSON Lines (a SHA-256 per line, a manifest line): the save export format.
 pub mod jsonl;
 /// Three-way merge with conflict reporting.

@@ -96,7 +96,7 @@ pub fn verify(key: &[u8], message: &str, signature: &str) -> bool {
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(message.as_bytes());
-    mac.verify_slice(&sig).is_ok()
+    crate::ids::secrets_equal(&mac.finalize().into_bytes(), &sig)
 }
 
 /// Whether `n` can be a nonce: 16 to 64 characters of `[A-Za-z0-9_-]`.

@@ -46,15 +46,6 @@ pub fn admin_key_hash(key: &str) -> Result<String> {
     Ok(sha256_hex(key.to_ascii_lowercase().as_bytes()))
 }
 
-/// Compares two token hashes in time independent of where they differ.
-pub fn hashes_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,14 +60,7 @@ mod tests {
             token_hash(&a.to_uppercase()).unwrap()
         );
         assert_ne!(token_hash(&a).unwrap(), token_hash(&b).unwrap());
-        assert!(hashes_equal(
-            &token_hash(&a).unwrap(),
-            &token_hash(&a).unwrap()
-        ));
-        assert!(!hashes_equal(
-            &token_hash(&a).unwrap(),
-            &token_hash(&b).unwrap()
-        ));
+        assert_eq!(token_hash(&a).unwrap(), token_hash(&a).unwrap());
         assert!(token_hash("short").is_err());
         let k = new_admin_key();
         assert!(k.starts_with(ADMIN_KEY_PREFIX) && k.len() == 69);

@@ -301,22 +301,12 @@ impl From<DeviceAuth> for Caller {
     }
 }
 
-/// Checks that `s` is a UUID in its usual text form (`8-4-4-4-12` hex digits), so a bad id is
-/// refused with 400 before SQL runs; the database parses it again as `uuid`.
+/// Checks that `s` is a UUID (awf_core's one parser: plain, hyphenated or braced hex), so a
+/// bad id is refused with 400 before SQL runs; the database parses it again as `uuid`.
 pub fn check_uuid(what: &str, s: &str) -> Result<(), AppError> {
-    let b = s.as_bytes();
-    let ok = b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::bad_request(format!(
-            "{what} must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got {s:?}"
-        )))
-    }
+    awf_core::ids::parse_uuid(what, s)
+        .map(|_| ())
+        .map_err(|e| AppError::bad_request(e.message))
 }
 
 #[cfg(test)]
@@ -371,10 +361,12 @@ mod tests {
     #[test]
     fn uuids_are_checked() {
         assert!(check_uuid("id", "7f0c2a4e-1b2c-4d5e-8f90-0123456789ab").is_ok());
+        // The plain form is a UUID to PostgreSQL too.
+        assert!(check_uuid("id", "7f0c2a4e1b2c4d5e8f900123456789ab").is_ok());
         for bad in [
             "",
-            "7f0c2a4e1b2c4d5e8f900123456789ab",
             "7f0c2a4e-1b2c-4d5e-8f90-0123456789ag",
+            "urn:uuid:7f0c2a4e-1b2c-4d5e-8f90-0123456789ab",
         ] {
             assert_eq!(
                 check_uuid("id", bad).unwrap_err().status(),
